@@ -1,0 +1,5 @@
+import sys
+
+from a3cs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The ``a3cs`` command line.
+
+Each subcommand lives in its own module under :mod:`a3cs.commands` and provides
+``register(subparsers)`` and ``run(args) -> int``.  Heavy imports (torch, nni) happen inside
+``run``, so ``a3cs --help`` and ``a3cs simulate`` start fast.
+
+Every user error (bad flag, bad file, bad field) ends with a one-line message on stderr and
+exit status 2, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from hw_sim.errors import ConfigError
+
+# Subcommand modules, in the order `a3cs --help` lists them.
+COMMANDS = ("simulate",)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage dump) with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="a3cs",
+        description="Co-search deep-RL agents and their accelerators; simulate and estimate "
+        "hardware; train and distill agents.",
+    )
+    from a3cs import __version__
+
+    parser.add_argument("--version", action="version", version=f"a3cs {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"a3cs.commands.{name.replace('-', '_')}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``a3cs`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as exc:
+        print(f"a3cs {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"a3cs {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``a3cs`` subcommand: ``register(subparsers)`` and ``run(args) -> int``."""

@@ -1,0 +1,55 @@
+"""``a3cs simulate``: cycle-level simulation of a workload on a hardware configuration."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="simulate a workload on an accelerator (per-layer cycles, stalls, traffic, energy)",
+        description="Simulate a workload on an accelerator with hw_sim and print a per-layer "
+        "table and a summary (or JSON).",
+    )
+    parser.add_argument("--hw", required=True, metavar="HW.yaml",
+                        help="hardware description (YAML/JSON, or a SCALE-Sim .cfg)")
+    parser.add_argument("--workload", required=True, metavar="NET.yaml",
+                        help="workload (YAML/JSON, or a SCALE-Sim topology .csv)")
+    parser.add_argument("--engine", choices=("event", "stepper"), default="event",
+                        help="event: fast, whole steps at a time (default); stepper: the "
+                        "per-cycle reference (small layers only)")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="output format (default: table)")
+    parser.add_argument("--trace-layer", metavar="NAME",
+                        help="write a cycle trace of this layer (needs --trace)")
+    parser.add_argument("--trace", metavar="FILE.csv", help="where the cycle trace goes")
+    parser.add_argument("--out", metavar="FILE",
+                        help="also write the report (in --format) to this file, atomically")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hw_sim.errors import ConfigError
+    from hw_sim.hardware import load_hardware
+    from hw_sim.io import atomic_write_text
+    from hw_sim.simulate import simulate, write_trace
+    from hw_sim.workload import load_workload
+
+    if (args.trace_layer is None) != (args.trace is None):
+        given = "--trace-layer" if args.trace is None else "--trace"
+        missing = "--trace" if args.trace is None else "--trace-layer"
+        raise ConfigError(given, args.trace_layer or args.trace, f"only together with {missing}")
+    hw = load_hardware(args.hw)
+    workload = load_workload(args.workload)
+    if args.trace_layer is not None:
+        report = write_trace(workload, hw, args.trace_layer, args.trace, engine=args.engine)
+    else:
+        report = simulate(workload, hw, engine=args.engine)
+    text = report.to_json() if args.format == "json" else report.to_table()
+    print(text)
+    if args.trace is not None:
+        print(f"cycle trace of {args.trace_layer}: {args.trace}")
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
+    return 0

@@ -1,0 +1,83 @@
+"""Reading YAML/JSON inputs and writing outputs atomically.
+
+Writes go to a temporary file in the destination folder and are renamed into place, so a
+killed process never leaves a torn file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hw_sim.errors import ConfigError
+
+
+def load_mapping(path: str | os.PathLike[str], *, field: str = "file") -> dict[str, Any]:
+    """Load a YAML or JSON file whose top level is a mapping.
+
+    Args:
+        path: file to read; ``.json`` is parsed as JSON, anything else as YAML.
+        field: how the CLI refers to this input (e.g. ``"--hw"``), used in error messages.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not valid YAML/JSON, or not a mapping.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(field, str(path), "a path to an existing YAML or JSON file")
+    text = file.read_text()
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f"line {where.line + 1}" if where is not None else "the file"
+        if isinstance(exc, json.JSONDecodeError):
+            line = f"line {exc.lineno}"
+        raise ConfigError(field, str(path), f"valid YAML/JSON (parse error at {line})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(field, str(path), "a file whose top level is a mapping of keys to values")
+    return data
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text for plain data (dicts, lists, numbers, strings), keys in insertion order."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,1 @@
+"""nas: agent search spaces, compressed layers and the single-path Gumbel-softmax supernet."""
