@@ -106,7 +106,7 @@ def one_by_n_gemm(cols: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.
 def col2im(out: np.ndarray, layer: Conv2d | Linear) -> np.ndarray:
     """``[groups, M, N]`` GEMM outputs -> ``[batch, out_channels, out_h, out_w]`` (or
     ``[batch, out_features]``)."""
-    g, m, n = out.shape
+    g, _, n = out.shape
     if isinstance(layer, Linear):
         return out[0]
     batch = layer.batch

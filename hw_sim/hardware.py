@@ -10,6 +10,7 @@ bandwidth in words per cycle; clock in MHz; energy in pJ.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -238,7 +239,7 @@ def sram_pj_per_byte(table: dict[float, float], size_kib: float) -> float:
         return points[0][1]
     if size_kib >= points[-1][0]:
         return points[-1][1]
-    for (s0, e0), (s1, e1) in zip(points, points[1:], strict=False):
+    for (s0, e0), (s1, e1) in itertools.pairwise(points):
         if s0 <= size_kib <= s1:
             t = (math.log2(size_kib) - math.log2(s0)) / (math.log2(s1) - math.log2(s0))
             return e0 + t * (e1 - e0)

@@ -151,7 +151,8 @@ def config_error_from_pydantic(
     Errors that merely follow from the first one (a list left empty because its only item was
     invalid) are not counted.
     """
-    errors = exc.errors(include_url=False)
+    # A misspelt key also leaves a required key missing: report the misspelling first.
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
     first_loc = tuple(err["loc"])
     others = [e for e in errors[1:] if tuple(e["loc"]) != first_loc[: len(e["loc"])]]

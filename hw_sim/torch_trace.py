@@ -86,7 +86,7 @@ def workload_from_module(
     calls: dict[str, int] = {}
     handles = []
 
-    def hook_for(qualified: str, sub: torch.nn.Module):  # noqa: ANN202
+    def hook_for(qualified: str, sub: torch.nn.Module):
         def hook(_mod: torch.nn.Module, inputs: tuple[Any, ...], _out: Any) -> None:
             shape = tuple(inputs[0].shape)
             calls[qualified] = calls.get(qualified, 0) + 1
@@ -100,10 +100,13 @@ def workload_from_module(
         return hook
 
     for qualified, sub in module.named_modules():
-        if not qualified or inside_exporter(qualified):
+        if qualified and inside_exporter(qualified):
             continue
         if isinstance(sub, ExportsLayer | torch.nn.Conv2d | torch.nn.Linear):
-            handles.append(sub.register_forward_hook(hook_for(qualified, sub)))
+            label = qualified or type(sub).__name__.lower()  # the module itself is one layer
+            handles.append(sub.register_forward_hook(hook_for(label, sub)))
+            if not qualified:
+                break
     try:
         args = sample_input if isinstance(sample_input, tuple) else (sample_input,)
         with torch.no_grad():

@@ -100,7 +100,6 @@ class OneByNEngineModel:
             for start in range(0, rows_per_group, engine.vector_lanes):
                 rows = group_mask[start:start + engine.vector_lanes]
                 row_blocks = [int(x) for x in rows.sum(axis=1)]
-                weight_words = sum(row_blocks) * block_words
                 segments = 1
                 if not weights_resident:
                     # Cut every row into the same number of segments; the largest segment of

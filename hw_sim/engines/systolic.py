@@ -233,7 +233,7 @@ class SystolicEngine:
         the unit entered it; in os, PE (r, c) writes its output after its last MAC."""
         arr = hw.pe_array
         df = arr.dataflow
-        sr, sc = arr.rows, arr.cols
+        sr = arr.rows
         preload = sr if df != "os" else 0
         cycles, _ = self.step_cost(work, hw)
         if work.first:
