@@ -19,7 +19,7 @@ from typing import NoReturn
 from hw_sim.errors import ConfigError
 
 # Subcommand modules, in the order `a3cs --help` lists them.
-COMMANDS = ("simulate",)
+COMMANDS = ("simulate", "plot",)
 
 
 class OneLineParser(argparse.ArgumentParser):

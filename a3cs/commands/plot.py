@@ -1,0 +1,41 @@
+"""``a3cs plot``: score-vs-efficiency Pareto fronts across runs and methods."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plot",
+        help="plot test score against FPS / latency / energy per method, with Pareto fronts",
+        description="Read results.json from each RUN_DIR, draw score against an efficiency "
+        "metric per method (non-dominated points marked, each method's front as a step line), "
+        "write PNG and SVG, and print each method's hypervolume.",
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run directories (or folders holding run directories)")
+    parser.add_argument("--x", choices=("fps", "latency", "energy"), default="fps",
+                        help="efficiency metric on the x axis (default: fps)")
+    parser.add_argument("--out", metavar="PATH", default=None,
+                        help="output file stem (default: pareto_<x> in the first RUN_DIR); "
+                        ".png and .svg are written")
+    parser.add_argument("--title", default=None, help="plot title")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from a3cs.plotting import collect_runs, plot_pareto
+
+    rows = collect_runs([Path(p) for p in args.run_dirs])
+    stem = Path(args.out) if args.out else Path(args.run_dirs[0]) / f"pareto_{args.x}"
+    figure = plot_pareto(rows, args.x, stem, title=args.title)
+    print(f"{'method':<20} {'runs':>4} {'front':>5} {'hypervolume':>12}")
+    for method, stats in figure.methods.items():
+        print(f"{method:<20} {stats.runs:>4} {stats.front_size:>5} {stats.hypervolume:>12.4f}")
+    print(f"hypervolume: normalised objectives, reference at the worst value - 10 % of the "
+          f"range (max {1.21:.2f})")
+    print(f"plot: {figure.png}\nplot: {figure.svg}")
+    return 0

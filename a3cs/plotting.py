@@ -1,0 +1,104 @@
+"""Pareto plots of runs (matplotlib, Agg backend, PNG and SVG)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from a3cs.pareto import hypervolume_2d, non_dominated, normalised_reference, oriented
+from a3cs.results import RunResult, read_results
+from hw_sim.errors import ConfigError
+
+_AXIS_LABEL = {"fps": "inferences per second (FPS, higher is better)",
+               "latency": "latency per inference [s] (lower is better)",
+               "energy": "energy per inference [pJ] (lower is better)"}
+
+
+@dataclass(frozen=True)
+class MethodStats:
+    runs: int
+    front_size: int
+    hypervolume: float
+
+
+@dataclass(frozen=True)
+class ParetoFigure:
+    png: Path
+    svg: Path
+    methods: dict[str, MethodStats]
+
+
+def collect_runs(paths: list[Path]) -> list[RunResult]:
+    """Result rows from run directories, or from folders whose subfolders are run directories.
+
+    Raises:
+        ConfigError: a path is not a folder, or holds no results.json at all.
+    """
+    rows: list[RunResult] = []
+    for path in paths:
+        if not path.is_dir():
+            raise ConfigError("RUN_DIR", str(path), "an existing run directory")
+        if (path / "results.json").is_file():
+            rows.extend(read_results(path))
+            continue
+        found = sorted(p.parent for p in path.glob("*/results.json"))
+        if not found:
+            raise ConfigError("RUN_DIR", str(path), "a run directory containing results.json, "
+                              "or a folder of such run directories")
+        for run_dir in found:
+            rows.extend(read_results(run_dir))
+    return rows
+
+
+def plot_pareto(rows: list[RunResult], metric: str, stem: Path,
+                title: str | None = None) -> ParetoFigure:
+    """Draw score against ``metric`` per method; return the files and per-method stats."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    raw = np.array([[row.metric(metric), row.score_mean] for row in rows], dtype=float)
+    scaled, reference, _ = normalised_reference(oriented(raw, metric))
+    methods = sorted({row.method for row in rows})
+    stats: dict[str, MethodStats] = {}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = plt.get_cmap("tab10")
+    for k, method in enumerate(methods):
+        idx = [i for i, row in enumerate(rows) if row.method == method]
+        pts = raw[idx]
+        err = np.array([rows[i].score_std for i in idx])
+        front = non_dominated(oriented(pts, metric))
+        stats[method] = MethodStats(len(idx), int(front.sum()),
+                                    hypervolume_2d(scaled[idx], reference))
+        color = colors(k % 10)
+        ax.errorbar(pts[:, 0], pts[:, 1], yerr=err, fmt="o", color=color, alpha=0.45,
+                    markersize=5, capsize=2, label=None)
+        ordered = pts[front][np.argsort(pts[front][:, 0])]
+        # the boundary of the region the front dominates: a staircase
+        ax.plot(ordered[:, 0], ordered[:, 1], "-", drawstyle="steps-pre" if
+                metric == "fps" else "steps-post", color=color, alpha=0.8)
+        ax.scatter(pts[front, 0], pts[front, 1], s=60, color=color, edgecolor="black",
+                   zorder=3, label=f"{method} (HV {stats[method].hypervolume:.3f})")
+    if metric in ("latency", "energy") or raw[:, 0].max() / max(raw[:, 0].min(), 1e-30) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(_AXIS_LABEL[metric])
+    ax.set_ylabel("test score (mean return)")
+    ax.set_title(title or "Test score vs hardware efficiency (outlined: non-dominated)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    _save_atomic(fig, png)
+    _save_atomic(fig, svg)
+    plt.close(fig)
+    return ParetoFigure(png, svg, stats)
+
+
+def _save_atomic(fig: object, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=150)  # type: ignore[attr-defined]
+    tmp.replace(path)

@@ -1,0 +1,111 @@
+"""A run's result row: what a co-search (or a baseline) found and how it measured.
+
+One run directory holds one ``results.json`` (a list of rows) and the same rows as
+``results.csv``.  `a3cs plot` reads them back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hw_sim.errors import ConfigError
+from hw_sim.io import atomic_write_text
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One (method, seed, lambda) outcome: the derived agent on the derived hardware.
+
+    Attributes:
+        method: how it was found (``a3cs``, ``hand_designed``, ``sequential``,
+            ``random``, ``evolution``, ``a3cs_no_distill``, ...).
+        seed: the run's seed.
+        lam: weight of the hardware cost in the architecture loss (``None`` if not used).
+        env_id: the environment.
+        target: ``accelerator:<space>`` or ``cpu:<profile>``.
+        score_mean: mean test return of the retrained agent over ``episodes`` episodes.
+        score_std: standard deviation of those returns.
+        episodes: test episodes.
+        fps: inferences per second on the chosen hardware (batch 1).
+        latency_s: seconds per inference.
+        energy_pj: energy per inference (``None`` on a CPU target).
+        flops: multiply-accumulates x 2 per inference.
+        params: trainable parameters of the agent.
+        resources: hardware resources (e.g. ``dsp``, ``bram18k``, ``sram_kb``), method-specific.
+        arch_path: the derived architecture YAML, relative to the run directory.
+        hw_path: the derived hardware YAML (``None`` on a CPU target).
+        wall_time_s: wall time of the whole run.
+        env_steps: environment steps spent (search + retraining).
+    """
+
+    method: str
+    seed: int
+    lam: float | None
+    env_id: str
+    target: str
+    score_mean: float
+    score_std: float
+    episodes: int
+    fps: float
+    latency_s: float
+    energy_pj: float | None
+    flops: int
+    params: int
+    resources: dict[str, float] = field(default_factory=dict)
+    arch_path: str | None = None
+    hw_path: str | None = None
+    wall_time_s: float = 0.0
+    env_steps: int = 0
+
+    def metric(self, name: str) -> float:
+        """The efficiency metric ``name`` (``fps``, ``latency``, ``energy``)."""
+        if name == "fps":
+            return self.fps
+        if name == "latency":
+            return self.latency_s
+        if name == "energy":
+            if self.energy_pj is None:
+                raise ConfigError("--x", "energy", f"fps or latency (run {self.method} seed "
+                                  f"{self.seed} on {self.target} has no energy figure)")
+            return self.energy_pj
+        raise ConfigError("--x", name, "fps, latency or energy")
+
+
+_COLUMNS = [f.name for f in fields(RunResult)]
+
+
+def write_results(run_dir: str | Path, rows: list[RunResult]) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.csv`` into ``run_dir`` (atomically)."""
+    run_dir = Path(run_dir)
+    data = [asdict(row) for row in rows]
+    json_path = atomic_write_text(run_dir / "results.json", json.dumps(data, indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_COLUMNS)
+    writer.writeheader()
+    for row in data:
+        writer.writerow({**row, "resources": json.dumps(row["resources"], sort_keys=True)})
+    csv_path = atomic_write_text(run_dir / "results.csv", buffer.getvalue())
+    return json_path, csv_path
+
+
+def read_results(run_dir: str | Path) -> list[RunResult]:
+    """Read the rows of ``RUN_DIR/results.json``.
+
+    Raises:
+        ConfigError: the folder has no results.json, or it is not a list of result rows.
+    """
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise ConfigError("RUN_DIR", str(run_dir), "a run directory containing results.json "
+                          "(written by a3cs search when a run completes)")
+    try:
+        data: Any = json.loads(path.read_text())
+        return [RunResult(**row) for row in data]
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ConfigError(str(path), type(exc).__name__,
+                          f"a list of result rows with the fields {', '.join(_COLUMNS)}") from None

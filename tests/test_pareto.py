@@ -1,0 +1,74 @@
+"""Pareto fronts, hypervolume, and `a3cs plot`."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from a3cs.cli import main
+from a3cs.pareto import hypervolume_2d, non_dominated
+from a3cs.results import RunResult, read_results, write_results
+
+
+def test_non_dominated_simple():
+    pts = np.array([[1, 5], [2, 4], [2, 5], [0, 0], [3, 1]])
+    assert non_dominated(pts).tolist() == [False, False, True, False, True]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=8))
+def test_hypervolume_equals_grid_count(points):
+    # On an integer grid, the dominated area is the number of unit cells below some point.
+    pts = np.array(points, dtype=float)
+    ref = (-1.0, -1.0)
+    cells = sum(1 for x, y in itertools.product(range(-1, 7), range(-1, 7))
+                if any(px >= x + 1 and py >= y + 1 for px, py in points))
+    assert hypervolume_2d(pts, ref) == pytest.approx(cells)
+
+
+def _row(method, seed, fps, score, energy=1e6):
+    return RunResult(method=method, seed=seed, lam=0.1, env_id="MinAtar/Breakout-v1",
+                     target="accelerator:space.yaml", score_mean=score, score_std=0.5,
+                     episodes=10, fps=fps, latency_s=1 / fps, energy_pj=energy, flops=1000,
+                     params=100, resources={"dsp": 12.0})
+
+
+def test_results_round_trip(tmp_path):
+    rows = [_row("a3cs", 0, 1000.0, 5.0), _row("a3cs", 1, 2000.0, 4.0)]
+    json_path, csv_path = write_results(tmp_path, rows)
+    assert read_results(tmp_path) == rows
+    assert csv_path.read_text().splitlines()[0].startswith("method,seed,lam,env_id")
+
+
+def test_plot_command(tmp_path, capsys):
+    for i, (method, fps, score) in enumerate([("a3cs", 4000, 6.0), ("a3cs", 9000, 5.0),
+                                              ("hand_designed", 1500, 6.2),
+                                              ("sequential", 3000, 4.0)]):
+        write_results(tmp_path / f"run{i}", [_row(method, i, float(fps), score)])
+    code = main(["plot", str(tmp_path), "--x", "fps", "--out", str(tmp_path / "front")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (tmp_path / "front.png").stat().st_size > 0
+    assert (tmp_path / "front.svg").read_text().startswith("<?xml")
+    hv = {line.split()[0]: float(line.split()[-1]) for line in out.splitlines()
+          if line.split() and line.split()[0] in ("a3cs", "hand_designed", "sequential")}
+    assert hv["a3cs"] > hv["sequential"] >= 0
+    assert main(["plot", str(tmp_path), "--x", "latency", "--out", str(tmp_path / "lat")]) == 0
+
+
+def test_plot_bad_input(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "nope")]) == 2
+    assert "RUN_DIR: got" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["plot", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "results.json" in err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.json").write_text("{not json")
+    assert main(["plot", str(bad)]) == 2
+    assert "JSONDecodeError" in capsys.readouterr().err
