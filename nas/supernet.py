@@ -1,0 +1,362 @@
+"""Single-path Gumbel-softmax supernet over a :class:`nas.space.SearchSpace`.
+
+Weights are shared: each trunk position holds one module per operation at the largest width
+and input size; a narrower candidate uses the leading slice of the weights (as in
+once-for-all / FBNetV2), and a weight format is applied to the sliced weights:
+
+* block-circulant ``b``: the orthogonal projection onto block-circulant matrices (each
+  ``b x b`` block replaced by the mean of its circulant diagonals, per kernel tap);
+* 1xN ``(n, s)``: the fraction ``s`` of blocks with the smallest L1 norm is zeroed, as the 1xN
+  layers prune (:func:`nas.layers.block_l1_mask`);
+
+so every path computes the function of a real network of that architecture.  The head keeps
+a ``[width, C, H, W]`` weight and slices it to the trunk's output shape.
+
+Each choice (``layers.<i>.op`` ... ``head.format``) has its own logits.
+:meth:`SuperNet.sample_path` draws one candidate per choice with hard Gumbel-softmax; the
+forward pass runs only that path and multiplies each layer's output by the straight-through
+gate of its choices (1 in value, carrying the soft sample's gradient), so the task loss
+reaches the logits.  :meth:`SuperNet.probabilities` gives the distributions the expected
+hardware cost is taken over, and :meth:`SuperNet.derive` the most likely architecture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hw_sim.workload import BlockCirculant
+from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat, OneByNSparsity
+from nas.layers import block_l1_mask, circulant_index
+from nas.space import SearchSpace, format_label
+
+HIDDEN_GAIN = math.sqrt(2.0)
+POLICY_GAIN = 0.01
+VALUE_GAIN = 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Weight formats as transformations of shared dense weights
+
+
+def circulant_projection(matrix: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Nearest block-circulant matrix (Frobenius norm): every ``b x b`` block of ``[..., N, K]``
+    becomes the circulant matrix of its diagonal means ``v[d] = mean_r B[r, (r - d) mod b]``."""
+    *lead, n, k = matrix.shape
+    b = block_size
+    blocks = matrix.reshape(*lead, n // b, b, k // b, b).transpose(-3, -2)  # [..., p, q, r, s]
+    index = circulant_index(b).to(matrix.device)  # index[r, s] = (r - s) mod b
+    # column of diagonal d in row r: s = (r - d) mod b  (= index[r, :] read backwards)
+    cols = (torch.arange(b, device=matrix.device)[:, None]
+            - torch.arange(b, device=matrix.device)[None, :]) % b  # [r, d]
+    diagonals = torch.gather(blocks, -1, cols.expand(*blocks.shape[:-2], b, b)).mean(dim=-2)
+    expanded = diagonals[..., index]  # [..., p, q, r, s]
+    return expanded.transpose(-3, -2).reshape(*lead, n, k)
+
+
+def apply_format(weight: torch.Tensor, fmt: ArchWeightFormat) -> torch.Tensor:
+    """``weight`` (``[out, in]`` or ``[out, in, kh, kw]``) in the weight format ``fmt``.
+
+    Block-circulant blocks run along input channels within each kernel tap (the convention
+    of :mod:`hw_sim.functional`); a linear weight on a flattened ``[C, H, W]`` input has its
+    blocks along the flattened inputs, as a :class:`nas.layers.BlockCirculantLinear` does.
+    """
+    if isinstance(fmt, BlockCirculant):
+        if weight.dim() == 2:
+            return circulant_projection(weight, fmt.block_size)
+        taps_first = weight.permute(2, 3, 0, 1)  # [kh, kw, out, in]
+        return circulant_projection(taps_first, fmt.block_size).permute(2, 3, 0, 1)
+    if isinstance(fmt, OneByNSparsity):
+        mask = block_l1_mask(weight, fmt.n, fmt.sparsity)  # [out/n, in]
+        expanded = mask.repeat_interleave(fmt.n, dim=0)
+        shape = (*expanded.shape, *([1] * (weight.dim() - 2)))
+        return weight * expanded.reshape(shape).to(weight.dtype)
+    return weight
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture logits and paths
+
+
+@dataclass
+class Path:
+    """One sampled candidate per choice.
+
+    Attributes:
+        indices: candidate index per choice label.
+        noise: the Gumbel noise the sample was drawn with, per label (to recompute gates).
+        gates: straight-through gate per label: 1 in value, gradient of the soft sample.
+    """
+
+    indices: dict[str, int]
+    noise: dict[str, torch.Tensor]
+    gates: dict[str, torch.Tensor]
+
+
+class ArchLogits(nn.Module):
+    """Logits of every choice (initialised to zero: uniform)."""
+
+    def __init__(self, choices: dict[str, tuple[object, ...]]):
+        super().__init__()
+        self.labels = tuple(choices)
+        self.sizes = {label: len(values) for label, values in choices.items()}
+        self.logits = nn.ParameterDict({
+            _key(label): nn.Parameter(torch.zeros(len(values))) for label, values in choices.items()
+        })
+
+    def __getitem__(self, label: str) -> torch.Tensor:
+        return self.logits[_key(label)]
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """Softmax distribution of every choice (differentiable)."""
+        return {label: F.softmax(self[label], dim=0) for label in self.labels}
+
+    def sample(self, tau: float, generator: torch.Generator | None = None) -> Path:
+        """Draw one candidate per choice with hard Gumbel-softmax at temperature ``tau``."""
+        noise = {}
+        indices = {}
+        for label in self.labels:
+            uniform = torch.rand(self.sizes[label], generator=generator).clamp_(1e-10, 1.0)
+            noise[label] = -torch.log(-torch.log(uniform))
+            indices[label] = int(torch.argmax(self[label].detach() + noise[label]))
+        return Path(indices, noise, self.gates(indices, noise, tau))
+
+    def gates(self, indices: dict[str, int], noise: dict[str, torch.Tensor],
+              tau: float) -> dict[str, torch.Tensor]:
+        """Straight-through gates of the chosen candidates under the current logits."""
+        out = {}
+        for label in self.labels:
+            soft = F.softmax((self[label] + noise[label]) / tau, dim=0)[indices[label]]
+            out[label] = 1.0 - soft.detach() + soft
+        return out
+
+    def argmax(self) -> dict[str, int]:
+        return {label: int(torch.argmax(self[label])) for label in self.labels}
+
+
+def _key(label: str) -> str:
+    return label.replace(".", "__")
+
+
+# --------------------------------------------------------------------------------------------
+# Shared-weight operations
+
+
+class SharedConv(nn.Module):
+    """A ``k x k`` convolution at its largest size; candidates slice it."""
+
+    def __init__(self, in_max: int, out_max: int, kernel: int, padding: int):
+        super().__init__()
+        self.padding = padding
+        self.weight = nn.Parameter(torch.empty(out_max, in_max, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_max))
+
+    def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
+        weight = apply_format(self.weight[:width, : x.shape[1]], fmt)
+        return F.conv2d(x, weight, self.bias[:width], padding=self.padding)
+
+
+class SharedDepthwiseSeparable(nn.Module):
+    """Depthwise ``k x k`` (dense) -> activation -> pointwise ``1x1`` carrying the format."""
+
+    def __init__(self, in_max: int, out_max: int, kernel: int, padding: int,
+                 activation: nn.Module):
+        super().__init__()
+        self.padding = padding
+        self.depthwise = nn.Parameter(torch.empty(in_max, 1, kernel, kernel))
+        self.depthwise_bias = nn.Parameter(torch.zeros(in_max))
+        self.pointwise = SharedConv(in_max, out_max, 1, 0)
+        self.act = activation
+
+    def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
+        c = x.shape[1]
+        h = F.conv2d(x, self.depthwise[:c], self.depthwise_bias[:c], padding=self.padding,
+                     groups=c)
+        return self.pointwise(self.act(h), width, fmt)
+
+
+class SharedLinear(nn.Module):
+    """A linear layer at its largest size; candidates slice it."""
+
+    def __init__(self, in_max: int, out_max: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_max, in_max))
+        self.bias = nn.Parameter(torch.zeros(out_max))
+
+    def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
+        weight = apply_format(self.weight[:width, : x.shape[1]], fmt)
+        return F.linear(x, weight, self.bias[:width])
+
+
+# --------------------------------------------------------------------------------------------
+# The supernet
+
+
+class SuperNet(nn.Module):
+    """Actor-critic supernet.  ``forward(obs)`` -> ``(dist_params [B, P], value [B])`` on the
+    current path, the same contract as :class:`a3cs.rl.networks.ActorCritic`.
+
+    Args:
+        space: the search space (checked against the observation shape here).
+        obs_shape: ``(C, H, W)`` or ``(features,)``.
+        action_dim: number of discrete actions, or length of a continuous action.
+        gaussian: continuous actions (a state-independent log-std is appended to the output).
+        obs_scale: factor applied to observations (1/255 for uint8 frames).
+        obs_transform: optional module applied after scaling (e.g. running normalisation).
+        generator: RNG of the initial weights.
+
+    Raises:
+        ConfigError: some architecture in the space does not fit the observation.
+    """
+
+    def __init__(self, space: SearchSpace, obs_shape: tuple[int, ...], action_dim: int, *,
+                 gaussian: bool = False, obs_scale: float = 1.0,
+                 obs_transform: nn.Module | None = None,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        space.check_fits(obs_shape)
+        self.space = space
+        self.obs_shape = tuple(obs_shape)
+        self.action_dim = action_dim
+        self.kind = "gaussian" if gaussian else "categorical"
+        self.obs_scale = obs_scale
+        self.obs_transform = obs_transform
+        self.act = nn.ReLU() if space.activation == "relu" else nn.Tanh()
+        self.choices = space.choices(obs_shape)
+        self.arch_logits = ArchLogits(self.choices)
+        self._formats = {format_label(f): f for f in (*space.formats, *space.head_formats)}
+
+        widest = max(space.widths)
+        trunk = nn.ModuleList()
+        if space.observation == "pixels":
+            channels, height, width = obs_shape
+            for i in range(space.num_layers):
+                in_max = channels if i == 0 else widest
+                pad_same = space.layer_padding(i) == "same"
+                ops = nn.ModuleDict()
+                for op in space.layer_ops(i):
+                    if op == "skip":
+                        continue
+                    k = KERNEL_OF_OP[op]
+                    pad = k // 2 if pad_same else 0
+                    ops[op] = (SharedDepthwiseSeparable(in_max, widest, k, pad, self.act)
+                               if op.startswith("dwsep") else SharedConv(in_max, widest, k, pad))
+                trunk.append(ops)
+                if not pad_same:  # the largest output comes from the smallest kernel
+                    smallest = min(KERNEL_OF_OP[op] for op in space.layer_ops(i) if op != "skip")
+                    height, width = height - smallest + 1, width - smallest + 1
+            head_in = (max(widest, channels), height, width)
+        else:
+            features = obs_shape[0]
+            for i in range(space.num_layers):
+                trunk.append(nn.ModuleDict({"linear": SharedLinear(
+                    features if i == 0 else widest, widest)}))
+            head_in = (max(widest, features),)
+        self.trunk = trunk
+        head_max = max(space.head_widths)
+        self.head_weight = nn.Parameter(torch.empty(head_max, *head_in))
+        self.head_bias = nn.Parameter(torch.zeros(head_max))
+        self.policy = nn.Linear(head_max, action_dim)
+        self.value = nn.Linear(head_max, 1)
+        self.log_std = nn.Parameter(torch.zeros(action_dim)) if gaussian else None
+        self.path: Path | None = None
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Orthogonal initialisation at the largest sizes (gains as in ActorCritic)."""
+        for module in self.trunk.modules():
+            if isinstance(module, SharedConv | SharedLinear):
+                nn.init.orthogonal_(module.weight, HIDDEN_GAIN, generator=generator)
+            if isinstance(module, SharedDepthwiseSeparable):
+                nn.init.orthogonal_(module.depthwise, HIDDEN_GAIN, generator=generator)
+        nn.init.orthogonal_(self.head_weight, HIDDEN_GAIN, generator=generator)
+        nn.init.orthogonal_(self.policy.weight, POLICY_GAIN, generator=generator)
+        nn.init.orthogonal_(self.value.weight, VALUE_GAIN, generator=generator)
+        self.policy.bias.zero_()
+        self.value.bias.zero_()
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Everything trained by the task loss except the architecture logits."""
+        logits = {id(p) for p in self.arch_logits.parameters()}
+        return [p for p in self.parameters() if id(p) not in logits]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.arch_logits.parameters())
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def sample_path(self, tau: float, generator: torch.Generator | None = None) -> Path:
+        """Sample a path and make it the current one."""
+        self.path = self.arch_logits.sample(tau, generator)
+        return self.path
+
+    def refresh_gates(self, tau: float) -> None:
+        """Recompute the current path's gates under the current logits (same candidates), so
+        a loss on stored data sends gradients to the logits."""
+        assert self.path is not None, "sample_path() first"
+        self.path.gates = self.arch_logits.gates(self.path.indices, self.path.noise, tau)
+
+    def use_architecture(self, indices: dict[str, int]) -> None:
+        """Fix the path to given candidates (gates 1, no gradient), e.g. to evaluate one."""
+        ones = {label: torch.ones(()) for label in self.choices}
+        self.path = Path(dict(indices), {}, ones)
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        return self.arch_logits.probabilities()
+
+    def derive(self, name: str = "derived") -> Arch:
+        """The most likely architecture under the current logits."""
+        return self.space.arch_from_indices(self.arch_logits.argmax(), self.obs_shape, name)
+
+    def current_arch(self, name: str = "path") -> Arch:
+        assert self.path is not None, "sample_path() first"
+        return self.space.arch_from_indices(self.path.indices, self.obs_shape, name)
+
+    def _value(self, label: str) -> object:
+        assert self.path is not None, "sample_path() first"
+        return self.choices[label][self.path.indices[label]]
+
+    # -- forward -------------------------------------------------------------------------
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Head activations ``[B, head width]`` on the current path."""
+        path = self.path
+        assert path is not None, "sample_path() first"
+        x = obs.float()
+        if self.obs_scale != 1.0:
+            x = x * self.obs_scale
+        if self.obs_transform is not None:
+            x = self.obs_transform(x)
+        for i, ops in enumerate(self.trunk):
+            op = self._value(f"layers.{i}.op")
+            gate = path.gates[f"layers.{i}.op"]
+            if op == "skip":
+                x = x * gate
+                continue
+            width = int(self._value(f"layers.{i}.width"))
+            fmt = self._formats[str(self._value(f"layers.{i}.format"))]
+            y = self.act(ops[op](x, width, fmt))
+            x = y * gate * path.gates[f"layers.{i}.width"] * path.gates[f"layers.{i}.format"]
+        head_width = int(self._value("head.width"))
+        fmt = self._formats[str(self._value("head.format"))]
+        index = (slice(0, head_width), *(slice(0, d) for d in x.shape[1:]))
+        weight = apply_format(self.head_weight[index].reshape(head_width, -1), fmt)
+        h = self.act(F.linear(x.flatten(1), weight, self.head_bias[:head_width]))
+        return h * path.gates["head.width"] * path.gates["head.format"]
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``obs [B, *obs_shape]`` -> ``(dist_params [B, P], value [B])``."""
+        h = self.features(obs)
+        width = h.shape[1]
+        out = F.linear(h, self.policy.weight[:, :width], self.policy.bias)
+        if self.log_std is not None:
+            out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+        value = F.linear(h, self.value.weight[:, :width], self.value.bias).squeeze(-1)
+        return out, value

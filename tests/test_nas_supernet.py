@@ -1,0 +1,125 @@
+"""Search spaces and the single-path supernet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hw_sim.errors import ConfigError
+from hw_sim.schema import validate
+from hw_sim.workload import BlockCirculant
+from nas.arch import OneByNSparsity
+from nas.layers import expand_circulant
+from nas.space import SearchSpace, format_label, load_space, pixel_space, vector_space
+from nas.supernet import SuperNet, apply_format, circulant_projection
+
+OBS = (4, 10, 10)
+
+
+def test_default_spaces_fit_and_sample():
+    space = pixel_space()
+    mutable = space.mutable(OBS)
+    for seed in range(20):
+        sample = mutable.random(random_state=np.random.RandomState(seed))
+        arch = space.arch(sample, OBS)
+        arch.plan(OBS)  # every sampled architecture fits the observation
+        workload = arch.workload(OBS, action_dim=3)
+        assert workload.layers[-2].name == "policy"
+    assert "skip" not in space.choices(OBS)["layers.0.op"]
+    assert "bc8" not in space.choices(OBS)["layers.0.format"]  # 8 does not divide 4 channels
+    assert "bc8" in space.choices(OBS)["layers.1.format"]
+    vector = vector_space()
+    arch = vector.arch(vector.mutable((17,)).random(random_state=np.random.RandomState(0)), (17,))
+    arch.plan((17,))
+
+
+def test_bad_spaces():
+    base = {"observation": "pixels", "num_layers": 1, "ops": ["conv3x3"], "widths": [16],
+            "head_widths": [16]}
+    with pytest.raises(ConfigError, match=r"widths: got 12; allowed: multiples of 8"):
+        validate(SearchSpace, {**base, "widths": [12]})
+    with pytest.raises(ConfigError, match=r"ops: got 'linear'"):
+        validate(SearchSpace, {**base, "ops": ["linear"]})
+    space = SearchSpace(observation="pixels", num_layers=3, ops=("conv5x5",), widths=(16,),
+                        head_widths=(16,), padding=("valid", "valid", "valid"))
+    with pytest.raises(ConfigError, match=r"padding\[2\]: got 'valid'"):
+        space.check_fits(OBS)
+    with pytest.raises(ConfigError, match="observation"):
+        pixel_space().check_fits((4,))
+    with pytest.raises(ConfigError, match=r"layers\.0\.op: got 'skip'"):
+        pixel_space().arch({"layers.0.op": "skip"}, OBS)
+
+
+def test_load_space_yaml(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("observation: pixels\nnum_layers: 2\nops: [conv3x3, skip]\nwidths: [16]\n"
+                    "head_widths: [32]\nformats: [{type: dense}, {type: block_circulant, "
+                    "block_size: 4}]\nhead_formats: [{type: dense}]\n")
+    space = load_space(str(path))
+    assert space.size(OBS) == (1 * 1 * 2) * (2 * 1 * 2) * 1 * 1
+    path.write_text(path.read_text().replace("widths: [16]", "widhts: [16]"))
+    with pytest.raises(ConfigError, match="did you mean 'widths'"):
+        load_space(str(path))
+
+
+def test_circulant_projection_is_orthogonal_projection():
+    torch.manual_seed(0)
+    circulant = expand_circulant(torch.randn(3, 2, 4))
+    assert torch.allclose(circulant_projection(circulant, 4), circulant, atol=1e-6)
+    matrix = torch.randn(12, 8)
+    projected = circulant_projection(matrix, 4)
+    assert torch.allclose(circulant_projection(projected, 4), projected, atol=1e-6)
+    assert abs(float(((matrix - projected) * projected).sum())) < 1e-4
+
+
+def test_one_by_n_format_prunes_blocks():
+    weight = torch.randn(8, 6, 3, 3)
+    pruned = apply_format(weight, OneByNSparsity(n=4, sparsity=0.5))
+    blocks = pruned.reshape(2, 4, 6, 9).abs().sum(dim=(1, 3))
+    assert int((blocks > 0).sum()) == 6  # half of the 2 x 6 blocks
+    conv_bc = apply_format(weight, BlockCirculant(block_size=2))
+    tap = conv_bc[:, :, 1, 2]
+    assert torch.allclose(circulant_projection(tap, 2), tap, atol=1e-6)
+
+
+def test_supernet_paths_gradients_and_derive():
+    generator = torch.Generator().manual_seed(0)
+    net = SuperNet(pixel_space(), OBS, action_dim=3, generator=generator)
+    seen = set()
+    for _ in range(8):
+        path = net.sample_path(tau=1.0, generator=generator)
+        seen.add(path.indices["layers.0.op"])
+        dist, value = net(torch.rand(5, *OBS))
+        assert dist.shape == (5, 3) and value.shape == (5,)
+        net.zero_grad()
+        (dist.pow(2).sum() + value.sum()).backward()
+        assert net.arch_logits["layers.0.op"].grad.abs().sum() > 0
+        assert net.arch_logits["head.width"].grad.abs().sum() > 0
+    assert len(seen) > 1
+    arch = net.derive()
+    arch.plan(OBS)
+    assert {p.shape for p in net.arch_parameters()} <= {torch.Size([n]) for n in range(2, 11)}
+
+
+def test_supernet_sampling_is_deterministic_for_a_seed():
+    def run(seed: int) -> list[dict[str, int]]:
+        generator = torch.Generator().manual_seed(seed)
+        net = SuperNet(pixel_space(), OBS, action_dim=3, generator=generator)
+        return [net.sample_path(0.5, generator).indices for _ in range(4)]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_fixed_path_function_matches_its_gates_of_one():
+    generator = torch.Generator().manual_seed(3)
+    net = SuperNet(vector_space(), (6,), action_dim=2, gaussian=True, generator=generator)
+    path = net.sample_path(1.0, generator)
+    obs = torch.rand(4, 6)
+    sampled, _ = net(obs)
+    net.use_architecture(path.indices)
+    fixed, _ = net(obs)
+    assert torch.allclose(sampled, fixed)
+    assert sampled.shape == (4, 4)  # mean and log-std of a 2-d action
+    assert format_label(OneByNSparsity(n=4, sparsity=0.75)) == "1x4@0.75"
