@@ -123,3 +123,46 @@ def test_fixed_path_function_matches_its_gates_of_one():
     assert torch.allclose(sampled, fixed)
     assert sampled.shape == (4, 4)  # mean and log-std of a 2-d action
     assert format_label(OneByNSparsity(n=4, sparsity=0.75)) == "1x4@0.75"
+
+
+def test_expected_cost_is_exact():
+    from nas.expected_cost import CandidateTable
+
+    space = pixel_space()
+    table = CandidateTable(space, OBS, action_dim=3)
+    macs = torch.tensor([float(layer.dense_macs) for layer in table.layers])
+    generator = torch.Generator().manual_seed(0)
+    net = SuperNet(space, OBS, action_dim=3, generator=generator)
+    with torch.no_grad():  # a non-uniform distribution
+        for label in net.choices:
+            net.arch_logits[label].copy_(torch.randn(len(net.choices[label]),
+                                                     generator=generator))
+    # one path: the cost of the architecture's own workload
+    path = net.sample_path(1.0, generator)
+    arch = space.arch_from_indices(path.indices, OBS)
+    assert float(table.path_cost(path.indices, macs)) == arch.workload(OBS, 3).dense_macs
+    # the expectation: brute force over a reduced space (two positions enumerated exactly)
+    small = SearchSpace(observation="pixels", num_layers=2, ops=("conv3x3", "conv1x1", "skip"),
+                        widths=(16, 32), head_widths=(32, 64),
+                        formats=(BlockCirculant(block_size=4), OneByNSparsity(n=4, sparsity=0.5)),
+                        head_formats=(BlockCirculant(block_size=8),))
+    table = CandidateTable(small, OBS, action_dim=3)
+    cost = torch.tensor([float(layer.stored_weight_words) for layer in table.layers])
+    logits = {label: torch.randn(len(values), generator=generator, requires_grad=True)
+              for label, values in small.choices(OBS).items()}
+    probs = {label: torch.softmax(v, 0) for label, v in logits.items()}
+    expected = table.expected(probs, cost)
+    import itertools
+
+    labels = list(small.choices(OBS))
+    brute = 0.0
+    for combo in itertools.product(*(range(len(small.choices(OBS)[k])) for k in labels)):
+        indices = dict(zip(labels, combo, strict=True))
+        weight = 1.0
+        for label, index in indices.items():
+            weight *= float(probs[label][index])
+        words = small.arch_from_indices(indices, OBS).workload(OBS, 3).stored_weight_words
+        brute += weight * words
+    assert float(expected) == pytest.approx(brute, rel=1e-5)
+    expected.backward()
+    assert all(v.grad.abs().sum() > 0 for v in logits.values() if len(v) > 1)
