@@ -1,0 +1,117 @@
+"""Calibration: shape sampling, the fits, and `a3cs calibrate-cpu` end to end (real timing on
+a tiny grid; no accuracy is asserted, since it depends on the machine's load)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a3cs.cli import main
+from accelerator_model.cpu import (
+    FAMILIES,
+    FAMILY_TERMS,
+    CpuProfile,
+    detect_host,
+    estimate_layers,
+    kernel_family,
+    load_cpu_profile,
+)
+from accelerator_model.cpu_calibrate import (
+    calibration_shapes,
+    fit_coefficients,
+    fit_residuals,
+    reference_layers,
+    score,
+)
+
+
+def test_shapes_cover_every_family_and_hold_out_fresh_ones() -> None:
+    train, held = calibration_shapes(12, 3, seed=5)
+    again_train, again_held = calibration_shapes(12, 3, seed=5)
+    assert [la.model_dump() for la in train] == [la.model_dump() for la in again_train]
+    assert [la.model_dump() for la in held] == [la.model_dump() for la in again_held]
+    families = [kernel_family(la) for la in train]
+    for family in FAMILIES:
+        assert families.count(family) >= 12
+        assert sum(kernel_family(la) == family for la in held) == 3
+    seen = {repr(la.model_dump(exclude={"name"})) for la in train}
+    assert not any(repr(la.model_dump(exclude={"name"})) in seen for la in held)
+    assert {la.name for la in reference_layers()} <= {la.name for la in train}
+    assert max(la.batch for la in train + held) <= 8
+
+
+def test_fit_recovers_known_coefficients() -> None:
+    spec = detect_host(10.0)
+    train, _ = calibration_shapes(25, 1, seed=1)
+    rng = np.random.default_rng(0)
+    truth = {f: {t: float(rng.uniform(0.5, 3.0)) * (1e4 if t == "call" else 1.0)
+                 for t in FAMILY_TERMS[f]} for f in FAMILIES}
+    latency = np.array([e.analytic_s for e in estimate_layers(
+        train, CpuProfile(spec=spec, coefficients=truth))])
+    fitted = fit_coefficients(train, latency, spec)
+    refit = np.array([e.analytic_s for e in estimate_layers(
+        train, CpuProfile(spec=spec, coefficients=fitted))])
+    # Exact data: the fit reproduces every latency (coefficients themselves may trade off
+    # where two terms are nearly collinear on the grid).
+    np.testing.assert_allclose(refit, latency, rtol=1e-3)
+    assert score(refit, latency, [kernel_family(la) for la in train]).within_10pct == 1.0
+
+
+def test_residual_trees_learn_a_systematic_error() -> None:
+    spec = detect_host(10.0)
+    train, _ = calibration_shapes(20, 1, seed=2)
+    profile = load_cpu_profile("host")
+    analytic = np.array([e.analytic_s for e in estimate_layers(train, profile)])
+    # "Measured": 30 % slower whenever the batch is above 1, which the additive model ignores.
+    measured = analytic * np.where([la.batch > 1 for la in train], 1.3, 1.0)
+    residuals = fit_residuals(train, measured, analytic, spec.threads, trees=40)
+    corrected = CpuProfile(spec=profile.spec, coefficients=profile.coefficients,
+                           residuals=residuals)
+    predicted = np.array([e.latency_s for e in estimate_layers(train, corrected)])
+    families = [kernel_family(la) for la in train]
+    assert score(analytic, measured, families).within_10pct < 0.95
+    assert score(predicted, measured, families).within_10pct > 0.95
+
+
+@pytest.mark.slow
+def test_calibrate_cpu_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "profile.json"
+    argv = ["calibrate-cpu", "--out", str(out), "--per-family", "10", "--held-out", "1",
+            "--rounds", "1", "--samples", "1", "--chunk-size", "60", "--no-residual"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "held-out shapes within +-10 % of measured" in text and "load average" in text
+    profile = load_cpu_profile(str(out))
+    assert profile.calibration is not None and profile.calibration.held_out_shapes == 11
+    assert profile.spec.memory_bandwidth_gbs > 0.1
+    for name in ("profile_measurements.json", "profile_heldout.csv", "profile_fit.png",
+                 "profile_fit.svg"):
+        assert (tmp_path / name).stat().st_size > 0
+    rows = (tmp_path / "profile_heldout.csv").read_text().splitlines()
+    assert len(rows) == 1 + 11
+
+    # A killed run resumes from its last saved chunk: drop the last chunk, resume, and only
+    # that chunk is timed again; the rest of the measurements are kept as they were.
+    state_path = tmp_path / "profile_measurements.json"
+    state = json.loads(state_path.read_text())
+    kept = state["chunks"][:-1]
+    state["chunks"] = kept
+    state_path.write_text(json.dumps(state))
+    assert main([*argv, "--resume"]) == 0
+    resumed = json.loads(state_path.read_text())
+    assert resumed["chunks"][:-1] == kept
+
+    # Refitting from the finished measurements times nothing and gives the same profile.
+    before = load_cpu_profile(str(out))
+    assert main(["calibrate-cpu", "--out", str(out), "--refit", "--no-residual"]) == 0
+    assert load_cpu_profile(str(out)).coefficients == before.coefficients
+
+    # Resuming with other measurement options is refused before any timing; fitting without
+    # the trees changes no measurement and is allowed.
+    other = [a if a != "1" or argv[i - 1] != "--rounds" else "2" for i, a in enumerate(argv)]
+    assert main([*other, "--resume"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main([*argv[:-1], "--refit"]) == 0

@@ -1,0 +1,123 @@
+"""The real CPU kernels compute what hw_sim.functional says, and the timing harness times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from accelerator_model.cpu import kernel_family, torch_conv_uses_onednn
+from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
+from hw_sim import functional as fn
+from hw_sim.workload import Conv2d, Linear
+
+GEOMETRIES = [
+    dict(kind="conv", in_channels=4, out_channels=16, in_height=10, in_width=10, kernel_size=3),
+    dict(kind="conv", in_channels=8, out_channels=16, in_height=9, in_width=7, kernel_size=3,
+         stride=2, padding=1, groups=2, batch=2),
+    dict(kind="conv", in_channels=8, out_channels=8, in_height=9, in_width=9, kernel_size=3,
+         padding=1, groups=8),
+    dict(kind="conv", in_channels=8, out_channels=16, in_height=9, in_width=9, kernel_size=2,
+         stride=2, ceil_mode=True),
+    dict(kind="linear", in_features=64, out_features=32, batch=3),
+    dict(kind="linear", in_features=1024, out_features=128),
+]
+FORMATS = [
+    {"type": "dense"},
+    {"type": "one_by_n", "n": 4, "density": 0.5, "seed": 3},
+    {"type": "one_by_n", "n": 1, "density": 0.3},
+    {"type": "block_circulant", "block_size": 4},
+]
+
+
+def _layer(geometry: dict, fmt: dict) -> Conv2d | Linear:
+    fields = {k: v for k, v in geometry.items() if k != "kind"}
+    cls = Linear if geometry["kind"] == "linear" else Conv2d
+    return cls.model_validate({"name": "x", **fields, "weight_format": fmt})
+
+
+def _reference(kernel) -> np.ndarray:
+    """The layer's output from hw_sim.functional (im2col, per-group GEMM, col2im)."""
+    layer = kernel.layer
+    cols = fn.im2col(kernel.x, layer)
+    outs = []
+    for g in range(layer.groups):
+        if kernel.impl == "torch_dense":
+            outs.append(cols[g] @ fn.dense_weight_matrix(kernel.weights, layer)[g].T)
+        elif kernel.impl == "torch_fft":
+            outs.append(fn.circulant_gemm(cols[g], kernel.weights[g]))
+        elif kernel.impl == "scipy_bsr":
+            rows = layer.gemm_n // layer.weight_format.n
+            mask = layer.block_mask()[g * rows:(g + 1) * rows]
+            outs.append(fn.one_by_n_gemm(cols[g], kernel.weights[g], mask))
+        else:
+            outs.append(cols[g] @ kernel.weights[g].T)
+    return fn.col2im(np.stack(outs), layer)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_kernel_matches_functional_semantics(geometry: dict, fmt: dict) -> None:
+    if fmt["type"] != "dense" and geometry.get("groups") == 8 and fmt.get("n") != 1:
+        pytest.skip("blocks of 4 do not fit one channel per group")
+    kernel = make_kernel(_layer(geometry, fmt), seed=1)
+    out = kernel.run()
+    out = out.numpy() if isinstance(out, torch.Tensor) else out
+    expected = _reference(kernel)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_csr_baseline_matches_functional_semantics(geometry: dict) -> None:
+    kernel = make_kernel(_layer(geometry, {"type": "dense"}), seed=2, csr_density=0.3)
+    assert kernel.impl == "scipy_csr"
+    weights = kernel.weights
+    assert 0.25 < np.count_nonzero(weights) / weights.size < 0.35
+    np.testing.assert_allclose(kernel.run().numpy(), _reference(kernel), rtol=1e-4, atol=1e-4)
+
+
+CONV_SHAPES = [
+    # (batch, C, H, K, stride, groups): both sides of every clause of torch's rule
+    (1, 4, 10, 3, 1, 1), (1, 1, 12, 5, 1, 1), (2, 16, 4, 3, 1, 1), (1, 16, 10, 3, 1, 16),
+    (1, 64, 28, 3, 1, 1), (1, 24, 40, 1, 1, 1), (1, 24, 40, 1, 2, 1), (16, 8, 6, 1, 1, 1),
+    (1, 6, 6, 3, 2, 1), (1, 8, 12, 1, 1, 4),
+]
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES)
+def test_onednn_rule_matches_torch_dispatch(shape: tuple[int, ...]) -> None:
+    batch, channels, size, kernel_size, stride, groups = shape
+    layer = Conv2d(name="c", in_channels=channels, out_channels=channels, in_height=size,
+                   in_width=size, kernel_size=kernel_size, stride=stride, groups=groups,
+                   batch=batch)
+    kernel = make_kernel(layer)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            kernel.run()
+    finally:
+        torch.set_num_threads(previous)
+    used = any(e.name == "aten::mkldnn_convolution" for e in prof.events())
+    assert torch_conv_uses_onednn(layer, threads=1) == used
+    assert kernel_family(layer).startswith("conv_im2col") != used
+
+
+def test_time_kernels_orders_small_and_large_kernels() -> None:
+    small = make_kernel(Linear(name="s", in_features=16, out_features=4))
+    large = make_kernel(Conv2d(name="l", in_channels=32, out_channels=64, in_height=28,
+                               in_width=28, kernel_size=3, padding=1))
+    run = time_kernels([small.run, large.run],
+                       TimingMethod(rounds=2, samples=2, min_sample_s=2e-4, warmup_s=0.005))
+    t_small, t_large = run.timings
+    assert 0 < t_small.latency_s < t_large.latency_s
+    # The large conv does ~14 M MACs against the small one's 64: far beyond any load noise.
+    assert t_large.latency_s > 10 * t_small.latency_s
+    assert run.canary_median_s > 0 and run.canary_p5_s <= run.canary_median_s
+    assert t_small.calls_per_sample >= t_large.calls_per_sample >= 1
+
+
+def test_timing_method_clock_follows_threads() -> None:
+    assert TimingMethod(threads=1).clock == "thread_cpu"
+    assert TimingMethod(threads=2).clock == "wall"
