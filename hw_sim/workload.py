@@ -198,6 +198,23 @@ class _LayerBase(FrozenModel):
         return self.dense_weight_words
 
     @property
+    def flops(self) -> int:
+        """Real floating-point operations of one run of the layer with its format's algorithm
+        (a multiply-accumulate is 2): dense ``2 M N K`` per group; 1xN only the kept blocks;
+        block-circulant per input vector ``q + p`` b-point FFTs of ``(b/2) log2 b`` radix-2
+        butterflies (10 real operations each) and ``(b/2 + 1) p q`` complex MACs (8 each)."""
+        fmt = self.weight_format
+        if isinstance(fmt, BlockCirculant):
+            b = fmt.block_size
+            p, q = self.gemm_n // b, self.gemm_k // b
+            per_vector = (q + p) * (b // 2) * (b.bit_length() - 1) * 10 + (b // 2 + 1) * p * q * 8
+            return self.groups * self.gemm_m * per_vector
+        if isinstance(fmt, OneByN):
+            kept = int(self.block_mask().sum())
+            return 2 * self.gemm_m * kept * fmt.n * self.taps
+        return 2 * self.dense_macs
+
+    @property
     def weight_density(self) -> float:
         """Fraction of the dense weights that carry independent values."""
         fmt = self.weight_format
@@ -429,6 +446,11 @@ class Workload(FrozenModel):
     @property
     def stored_weight_words(self) -> int:
         return sum(layer.stored_weight_words for layer in self.layers)
+
+    @property
+    def flops(self) -> int:
+        """Real floating-point operations of one inference (see ``Conv2d.flops``)."""
+        return sum(layer.flops for layer in self.layers)
 
     def layer(self, name: str) -> Conv2d | Linear:
         """The layer called ``name``.

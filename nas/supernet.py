@@ -146,6 +146,27 @@ def _key(label: str) -> str:
 # Shared-weight operations
 
 
+class _FormattedWeights:
+    """The sliced, formatted weight of the current path, reused while gradients are off.
+
+    A rollout runs the same path hundreds of times with unchanged weights; the key holds the
+    parameter's in-place version counter, so an optimizer step invalidates the entry.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple[object, ...] | None = None
+        self.value: torch.Tensor | None = None
+
+    def get(self, param: torch.Tensor, key: tuple[object, ...],
+            make: object) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return make()  # type: ignore[operator]
+        full_key = (*key, param._version)
+        if full_key != self.key or self.value is None:
+            self.key, self.value = full_key, make()  # type: ignore[operator]
+        return self.value
+
+
 class SharedConv(nn.Module):
     """A ``k x k`` convolution at its largest size; candidates slice it."""
 
@@ -154,9 +175,12 @@ class SharedConv(nn.Module):
         self.padding = padding
         self.weight = nn.Parameter(torch.empty(out_max, in_max, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_max))
+        self._formatted = _FormattedWeights()
 
     def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
-        weight = apply_format(self.weight[:width, : x.shape[1]], fmt)
+        cin = x.shape[1]
+        weight = self._formatted.get(self.weight, (width, cin, format_label(fmt)),
+                                     lambda: apply_format(self.weight[:width, :cin], fmt))
         return F.conv2d(x, weight, self.bias[:width], padding=self.padding)
 
 
@@ -186,9 +210,12 @@ class SharedLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_max, in_max))
         self.bias = nn.Parameter(torch.zeros(out_max))
+        self._formatted = _FormattedWeights()
 
     def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
-        weight = apply_format(self.weight[:width, : x.shape[1]], fmt)
+        cin = x.shape[1]
+        weight = self._formatted.get(self.weight, (width, cin, format_label(fmt)),
+                                     lambda: apply_format(self.weight[:width, :cin], fmt))
         return F.linear(x, weight, self.bias[:width])
 
 
@@ -260,6 +287,7 @@ class SuperNet(nn.Module):
         head_max = max(space.head_widths)
         self.head_weight = nn.Parameter(torch.empty(head_max, *head_in))
         self.head_bias = nn.Parameter(torch.zeros(head_max))
+        self._head_formatted = _FormattedWeights()
         self.policy = nn.Linear(head_max, action_dim)
         self.value = nn.Linear(head_max, 1)
         self.log_std = nn.Parameter(torch.zeros(action_dim)) if gaussian else None
@@ -347,7 +375,9 @@ class SuperNet(nn.Module):
         head_width = int(self._value("head.width"))
         fmt = self._formats[str(self._value("head.format"))]
         index = (slice(0, head_width), *(slice(0, d) for d in x.shape[1:]))
-        weight = apply_format(self.head_weight[index].reshape(head_width, -1), fmt)
+        weight = self._head_formatted.get(
+            self.head_weight, (head_width, tuple(x.shape[1:]), format_label(fmt)),
+            lambda: apply_format(self.head_weight[index].reshape(head_width, -1), fmt))
         h = self.act(F.linear(x.flatten(1), weight, self.head_bias[:head_width]))
         return h * path.gates["head.width"] * path.gates["head.format"]
 

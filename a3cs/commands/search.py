@@ -1,0 +1,79 @@
+"""``a3cs search``: co-search an agent and its hardware (or run a baseline), end to end."""
+
+from __future__ import annotations
+
+import argparse
+
+# CLI flag -> dotted config field
+_OVERRIDES = {
+    "method": "method", "env": "env_id", "seed": "seed", "target": "target", "space": "space",
+    "teacher": "teacher", "lam": "cost.lam", "target_fps": "cost.target_fps",
+    "warmup_steps": "budget.warmup_steps", "search_steps": "budget.search_steps",
+    "retrain_steps": "budget.retrain_steps", "eval_episodes": "budget.eval_episodes",
+    "proxy_steps": "budget.proxy_steps", "teacher_steps": "budget.teacher_steps",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from a3cs.search.config import METHODS
+
+    parser = subparsers.add_parser(
+        "search",
+        help="co-search a DRL agent and its accelerator / CPU deployment (or run a baseline)",
+        description="Search (or take) an agent architecture and its hardware, retrain the "
+        "agent, evaluate its score, measure it on the ground-truth hardware model and write "
+        "results.json/csv and a Pareto plot.  With no arguments: the embedded default, a short "
+        "co-search on MinAtar Breakout.",
+    )
+    parser.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                        help="search config (default: the embedded short co-search)")
+    parser.add_argument("--method", choices=METHODS, help="a3cs, a3cs_no_distill, "
+                        "hand_designed, sequential, random or evolution")
+    parser.add_argument("--env", help="environment id, e.g. MinAtar/Breakout-v1")
+    parser.add_argument("--seed", type=int, help="seed of the whole run")
+    parser.add_argument("--target", help="accelerator:SPACE.yaml or cpu:PROFILE")
+    parser.add_argument("--space", metavar="SPACE.yaml", help="agent search space")
+    parser.add_argument("--teacher", metavar="CKPT", help="A2D teacher checkpoint")
+    parser.add_argument("--lam", type=float, help="weight of the relative expected latency")
+    parser.add_argument("--target-fps", type=float, help="adapt lambda to reach this FPS")
+    for name in ("warmup_steps", "search_steps", "retrain_steps", "eval_episodes",
+                 "proxy_steps", "teacher_steps"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name,
+                            help=f"budget.{name}")
+    parser.add_argument("--out", metavar="RUN_DIR",
+                        help="run directory (default: runs/<method>_seed<seed>_<time>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out where it stopped")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log echo")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from datetime import datetime
+    from pathlib import Path
+
+    from a3cs.search.config import load_search_config
+    from a3cs.search.run import run_search
+    from hw_sim.errors import ConfigError
+
+    if args.resume and not args.out:
+        raise ConfigError("--resume", True, "together with --out RUN_DIR (the run to continue)")
+    overrides: dict[str, object] = {}
+    for flag, field in _OVERRIDES.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        node = overrides
+        *parents, leaf = field.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})  # type: ignore[assignment]
+        node[leaf] = value
+    config = load_search_config(args.config, overrides)
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{config.method}_seed{config.seed}_{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    paths = run_search(config, out, resume=args.resume, progress=not args.quiet)
+    print(f"results: {paths.results_json}")
+    print(f"results: {paths.results_csv}")
+    print(f"pareto plot: {paths.plot_png}")
+    print(f"pareto plot: {paths.plot_svg}")
+    return 0

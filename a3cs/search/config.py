@@ -1,0 +1,175 @@
+"""The one typed configuration of ``a3cs search`` (every setting, validated up front).
+
+A run is one (method, seed, lambda): it searches (or takes) an agent architecture and the
+hardware it runs on, retrains the chosen agent from scratch, evaluates its test score and
+measures the pair on the ground-truth model (hw_sim for accelerators, the calibrated CPU model
+for CPUs).  Methods share the budgets below, so their results are comparable:
+
+* ``a3cs``: co-search (A2D + A3C-S): supernet weights, architecture logits and accelerator
+  logits updated in turn; distillation from the teacher throughout.
+* ``a3cs_no_distill``: the same without distillation (A2D's ablation).
+* ``hand_designed``: the reference network of the observation type; accelerator-only search.
+* ``sequential``: hardware-agnostic NAS (lambda = 0), then accelerator search for its result.
+* ``random`` / ``evolution``: nni's Random and RegularizedEvolution strategies over the joint
+  discrete space (architecture choices and accelerator parameters), each trial scored by a
+  short-training proxy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from distill.schedules import DistillConfig
+from hw_sim.errors import ConfigError
+from hw_sim.io import load_mapping
+from hw_sim.schema import FrozenModel, validate
+
+Method = Literal["a3cs", "a3cs_no_distill", "hand_designed", "sequential", "random", "evolution"]
+METHODS: tuple[str, ...] = ("a3cs", "a3cs_no_distill", "hand_designed", "sequential", "random",
+                            "evolution")
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+class Budget(FrozenModel):
+    """Environment steps of each stage (all environments together)."""
+
+    warmup_steps: int = Field(default=100_000, ge=0, description="supernet weights only, on "
+                              "uniformly sampled paths")
+    search_steps: PositiveInt = Field(default=300_000, description="alternating weight, "
+                                      "architecture and accelerator updates (multi-trial "
+                                      "methods: the total of their proxy trainings)")
+    proxy_steps: PositiveInt = Field(default=30_000, description="training of one multi-trial "
+                                     "candidate")
+    retrain_steps: PositiveInt = Field(default=1_000_000, description="the chosen agent, from "
+                                       "scratch")
+    eval_episodes: PositiveInt = Field(default=30, description="test episodes of the score")
+    teacher_steps: PositiveInt = Field(default=3_000_000, description="training of the teacher "
+                                       "when none is given")
+
+
+class SupernetSettings(FrozenModel):
+    """The differentiable search."""
+
+    tau_start: PositiveFloat = Field(default=5.0, description="Gumbel-softmax temperature at "
+                                     "the start of the search")
+    tau_end: PositiveFloat = Field(default=0.5, description="... and at its end (exponential)")
+    arch_lr: PositiveFloat = Field(default=3e-3, description="Adam step of the architecture "
+                                   "logits")
+    arch_batch: PositiveInt = Field(default=512, description="samples of the rollout in one "
+                                    "architecture step")
+    accel_lr: PositiveFloat = Field(default=0.05, description="Adam step of the accelerator "
+                                    "logits")
+
+
+class CostSettings(FrozenModel):
+    """The hardware term of the architecture loss: ``lam * E[latency] / latency_ref``, the
+    expected latency relative to the hand-designed network's on the same hardware."""
+
+    lam: float = Field(default=1.0, ge=0.0, description="weight of the relative latency")
+    target_fps: PositiveFloat | None = Field(
+        default=None, description="adapt lam so that the expected FPS reaches this (lam then "
+        "starts at `lam`)")
+    lam_rate: PositiveFloat = Field(default=0.05, description="multiplicative step of lam's "
+                                    "adaptation per architecture update")
+
+
+class SearchConfig(FrozenModel):
+    """Every setting of ``a3cs search``."""
+
+    method: Method = "a3cs"
+    env_id: str = Field(default="MinAtar/Breakout-v1", description="environment id")
+    seed: int = 0
+    target: str = Field(default="accelerator:zc706_cosearch_space.yaml",
+                        description="accelerator:SPACE.yaml (an accelerator search space) or "
+                        "cpu:PROFILE (a preset name or a calibrated profile file)")
+    space: str | None = Field(default=None, description="agent search space YAML; none: the "
+                              "default space of the observation type")
+    teacher: str | None = Field(default=None, description="teacher checkpoint; none: train the "
+                                "reference network for budget.teacher_steps first")
+    budget: Budget = Field(default_factory=Budget)
+    supernet: SupernetSettings = Field(default_factory=SupernetSettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
+    rl: dict[str, Any] = Field(default_factory=dict, description="PPO settings (TrainConfig "
+                               "fields) for every training in the run")
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    torch_threads: PositiveInt = 1
+    checkpoint_every: PositiveInt = Field(default=20, description="search updates between "
+                                          "checkpoints")
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchConfig:
+        kind, _, rest = self.target.partition(":")
+        if kind not in ("accelerator", "cpu") or not rest:
+            raise ConfigError("target", self.target, "accelerator:SPACE.yaml or cpu:PROFILE")
+        forbidden = {"env_id", "seed", "total_steps", "teacher", "distill", "arch",
+                     "torch_threads"} & set(self.rl)
+        if forbidden:
+            key = sorted(forbidden)[0]
+            raise ConfigError(f"rl.{key}", self.rl[key], "set at the top level of the search "
+                              "config, not under rl")
+        if self.supernet.tau_end > self.supernet.tau_start:
+            raise ConfigError("supernet.tau_end", self.supernet.tau_end,
+                              f"at most tau_start = {self.supernet.tau_start}")
+        if self.method in ("random", "evolution") and \
+                self.budget.proxy_steps > self.budget.search_steps:
+            raise ConfigError("budget.proxy_steps", self.budget.proxy_steps,
+                              f"at most budget.search_steps = {self.budget.search_steps}")
+        return self
+
+    @property
+    def target_kind(self) -> Literal["accelerator", "cpu"]:
+        return "accelerator" if self.target.startswith("accelerator:") else "cpu"
+
+    @property
+    def target_value(self) -> str:
+        return self.target.partition(":")[2]
+
+    @property
+    def distills(self) -> bool:
+        return self.method != "a3cs_no_distill"
+
+
+def resolve_path(value: str, base: Path | None) -> str:
+    """A relative path from a config file, made relative to that file (then the packaged
+    data folder); absolute paths unchanged."""
+    path = Path(value)
+    if path.is_absolute():
+        return value
+    for root in (base, Path.cwd(), DATA_DIR, DATA_DIR.parent.parent / "experiments" / "hw"):
+        if root is not None and (root / path).exists():
+            return str((root / path).resolve())
+    return value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Deep-merge ``extra`` (CLI overrides, nested by dotted field) into ``base``."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def load_search_config(path: str | None, overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """The config in ``path`` (none: the embedded default) with CLI ``overrides`` on top.
+
+    Relative paths in the file (target, space, teacher) are resolved against the file's folder.
+
+    Raises:
+        ConfigError: the file or a field is invalid.
+    """
+    source = path or str(DATA_DIR / "default_search.yaml")
+    data = load_mapping(source, field="CONFIG")
+    _merge(data, overrides or {})
+    config = validate(SearchConfig, data, source=source)
+    base = Path(source).resolve().parent
+    kind, _, value = config.target.partition(":")
+    updates: dict[str, Any] = {"target": f"{kind}:{resolve_path(value, base)}"}
+    if config.space:
+        updates["space"] = resolve_path(config.space, base)
+    if config.teacher:
+        updates["teacher"] = resolve_path(config.teacher, base)
+    return config.model_copy(update=updates)

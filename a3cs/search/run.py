@@ -1,0 +1,316 @@
+"""One ``a3cs search`` run, stage by stage, resumable.
+
+Stages (each recorded in ``state.json`` when complete; ``--resume`` skips completed stages and
+continues an interrupted one from its own checkpoint):
+
+``teacher``   train the A2D teacher (the reference network) unless one is given
+``search``    find the architecture (and hardware) the method finds
+``hardware``  fix the hardware for that architecture
+``retrain``   train the chosen agent from scratch (with distillation unless the method is
+              ``a3cs_no_distill``)
+``evaluate``  test score over ``eval_episodes`` episodes
+``measure``   the trained agent's workload on the chosen hardware, on the ground truth
+``results``   results.json / results.csv and the run's Pareto plot
+
+A run directory holds: ``config.yaml`` (resolved), ``log.txt``, ``state.json``, the stage
+folders (``teacher/``, ``search/``, ``retrain/``), ``arch.yaml``, ``hardware.yaml``,
+``eval.json``, ``measurement.json``, ``results.json``, ``results.csv``,
+``pareto_fps.png/.svg``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from a3cs.results import RunResult, write_results
+from a3cs.rl.checkpoint import load_agent, load_teacher
+from a3cs.rl.config import TrainConfig, make_config
+from a3cs.rl.envs import env_family, make_env
+from a3cs.rl.evaluate import evaluate_policy, model_policy
+from a3cs.rl.networks import describe_action_space
+from a3cs.rl.train import train
+from a3cs.search.config import SearchConfig
+from a3cs.search.targets import HardwareChoice, Target, make_target
+from distill.teacher import Teacher
+from hw_sim.errors import ConfigError
+from hw_sim.io import atomic_write_text, dump_yaml, load_mapping
+from nas.arch import Arch, load_arch, reference_arch
+from nas.space import SearchSpace, default_space, load_space
+
+STAGES = ("teacher", "search", "hardware", "retrain", "evaluate", "measure", "results")
+STATE = "state.json"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a finished run's results are."""
+
+    run_dir: Path
+    results_json: Path
+    results_csv: Path
+    plot_png: Path
+    plot_svg: Path
+
+
+class _Log:
+    """Appends timestamped lines to ``log.txt`` and echoes them."""
+
+    def __init__(self, path: Path, echo: bool):
+        self.path, self.echo = path, echo
+
+    def __call__(self, message: str) -> None:
+        line = f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {message}"
+        with self.path.open("a") as handle:
+            handle.write(line + "\n")
+        if self.echo:
+            print(line, flush=True)
+
+
+@dataclass
+class _Prepared:
+    config: SearchConfig
+    rl: TrainConfig
+    space: SearchSpace
+    target: Target
+    obs_shape: tuple[int, ...]
+    action_space: str
+    action_dim: int
+
+
+def prepare(config: SearchConfig) -> _Prepared:
+    """Validate every input before anything is trained.
+
+    Raises:
+        ConfigError: unknown env id, a target/space/teacher that does not exist or does not fit
+            the environment, or PPO settings that are invalid.
+    """
+    env_family(config.env_id)  # unknown env id -> ConfigError
+    rl = make_config({**config.rl, "env_id": config.env_id, "seed": config.seed,
+                      "torch_threads": config.torch_threads}, source="rl")
+    from a3cs.rl.config import resolve_family_defaults
+
+    rl = resolve_family_defaults(rl, env_family(config.env_id))
+    probe = make_env(config.env_id, 1, config.seed)
+    try:
+        obs_shape = tuple(int(d) for d in probe.single_observation_space.shape)
+        action_space = describe_action_space(probe.single_action_space)
+        from a3cs.rl.networks import action_dim as count_actions
+
+        n_actions = count_actions(probe.single_action_space)
+    finally:
+        probe.close()
+    space = load_space(config.space, field="space") if config.space else default_space(obs_shape)
+    space.check_fits(obs_shape)
+    if config.teacher is not None:
+        load_teacher(config.teacher, field="teacher").check_compatible(
+            obs_shape, action_space, field="teacher")
+    target = make_target(config.target_kind, config.target_value, config.seed)
+    return _Prepared(config, rl, space, target, obs_shape, action_space, n_actions)
+
+
+def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
+               progress: bool = True) -> RunPaths:
+    """Run every stage of one search (see the module docstring).
+
+    Raises:
+        ConfigError: any bad input, before work starts; a run directory that already holds a
+            run (without ``resume``) or holds a different config (with ``resume``).
+    """
+    out = Path(out)
+    state_path = out / STATE
+    if resume:
+        if not state_path.is_file():
+            raise ConfigError("--resume", str(out), f"a run directory holding {STATE}")
+        saved = SearchConfig.model_validate(load_mapping(out / "config.yaml", field="--resume"))
+        if saved != config:
+            changed = sorted(k for k in config.model_fields
+                             if getattr(saved, k) != getattr(config, k))
+            raise ConfigError("--resume", str(out), "the same settings as the run being resumed "
+                              f"(these differ: {', '.join(changed)})")
+    elif state_path.exists():
+        raise ConfigError("--out", str(out), "a new run directory (this one holds a run: pass "
+                          "--resume to continue it)")
+    prep = prepare(config)
+    torch.set_num_threads(config.torch_threads)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log(out / "log.txt", echo=progress)
+    state: dict[str, Any] = json.loads(state_path.read_text()) if resume else {}
+    if not resume:
+        atomic_write_text(out / "config.yaml", dump_yaml(config.model_dump(mode="json")))
+        log(f"run {out}: method {config.method}, seed {config.seed}, env {config.env_id}, "
+            f"target {config.target}")
+    else:
+        log(f"resuming {out}: done {', '.join(s for s in STAGES if s in state) or 'nothing'}")
+
+    def finish(stage: str, **outputs: Any) -> None:
+        state[stage] = {"done": True, **outputs}
+        atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
+        log(f"stage {stage} done")
+
+    # teacher ----------------------------------------------------------------------------
+    if "teacher" not in state:
+        teacher_path = config.teacher
+        if teacher_path is None and config.distills:
+            log(f"training the teacher ({config.budget.teacher_steps:,} steps, reference "
+                "network)")
+            started = time.perf_counter()
+            teacher_cfg = prep.rl.model_copy(update={
+                "total_steps": config.budget.teacher_steps, "arch": None})
+            result = train(teacher_cfg, out / "teacher", resume=(out / "teacher").is_dir(),
+                           progress=progress)
+            teacher_path = str(result.checkpoint)
+            finish("teacher", path=teacher_path, wall_time_s=time.perf_counter() - started)
+        else:
+            finish("teacher", path=teacher_path, wall_time_s=0.0)
+    teacher_path = state["teacher"]["path"]
+    teacher: Teacher | None = None
+    if config.distills and teacher_path is not None:
+        teacher = load_teacher(teacher_path, field="teacher")
+
+    # search -----------------------------------------------------------------------------
+    if "search" not in state:
+        started = time.perf_counter()
+        info = _search_stage(prep, teacher, out, resume=resume, progress=progress, log=log)
+        finish("search", wall_time_s=time.perf_counter() - started, **info)
+    arch = load_arch(str(out / "arch.yaml"), field="arch.yaml")
+    workload = arch.workload(prep.obs_shape, prep.action_dim, name=arch.name)
+
+    # hardware ---------------------------------------------------------------------------
+    if "hardware" not in state:
+        started = time.perf_counter()
+        if config.method in ("a3cs", "a3cs_no_distill") and (out / "search" /
+                                                            "target_state.pt").is_file():
+            prep.target.load_state_dict(torch.load(out / "search" / "target_state.pt",
+                                                   weights_only=True))
+            choice = prep.target.derived_for(workload)  # the co-searched hardware
+        elif "hardware_choice" in state["search"]:
+            choice = HardwareChoice(**state["search"]["hardware_choice"])
+        else:
+            choice = prep.target.choose(workload, config.seed)
+        atomic_write_text(out / "hardware.yaml", dump_yaml(choice.description))
+        log(f"hardware: {choice.label} ({choice.how})")
+        finish("hardware", choice=asdict(choice), wall_time_s=time.perf_counter() - started)
+    choice = HardwareChoice(**state["hardware"]["choice"])
+
+    # retrain ----------------------------------------------------------------------------
+    if "retrain" not in state:
+        started = time.perf_counter()
+        retrain_cfg = prep.rl.model_copy(update={
+            "total_steps": config.budget.retrain_steps, "arch": arch,
+            "teacher": teacher_path if teacher is not None else None,
+            "distill": config.distill})
+        log(f"retraining {arch.name} for {config.budget.retrain_steps:,} steps"
+            f"{' with distillation' if teacher is not None else ''}")
+        result = train(retrain_cfg, out / "retrain",
+                       resume=(out / "retrain" / "checkpoint.pt").is_file(), progress=progress)
+        finish("retrain", checkpoint=str(result.checkpoint), env_steps=result.global_step,
+               wall_time_s=time.perf_counter() - started)
+    agent = load_agent(state["retrain"]["checkpoint"], field="retrain checkpoint")
+
+    # evaluate ---------------------------------------------------------------------------
+    if "evaluate" not in state:
+        started = time.perf_counter()
+        score = evaluate_policy(model_policy(agent.model, seed=config.seed), config.env_id,
+                                config.budget.eval_episodes, seed=10_000 + config.seed)
+        atomic_write_text(out / "eval.json", json.dumps(score.to_dict(), indent=2) + "\n")
+        log(f"test score {score.mean_return:.2f} +- {score.std_return:.2f} over "
+            f"{score.episodes} episodes")
+        finish("evaluate", **score.to_dict(), wall_time_s=time.perf_counter() - started)
+
+    # measure ----------------------------------------------------------------------------
+    trained_workload = agent.model.workload(batch=1)
+    atomic_write_text(out / "workload.yaml", dump_yaml(trained_workload.to_dict()))
+    if "measure" not in state:
+        started = time.perf_counter()
+        measured = prep.target.measure(trained_workload, choice)
+        atomic_write_text(out / "measurement.json", json.dumps(asdict(measured), indent=2))
+        log(f"measured: {measured.fps:,.0f} FPS, latency {measured.latency_s * 1e6:.2f} us"
+            + (f", energy {measured.energy_pj * 1e-6:.3f} uJ" if measured.energy_pj else ""))
+        finish("measure", fps=measured.fps, latency_s=measured.latency_s,
+               energy_pj=measured.energy_pj, resources=measured.resources,
+               wall_time_s=time.perf_counter() - started)
+
+    # results ----------------------------------------------------------------------------
+    measure, evaluation = state["measure"], state["evaluate"]
+    env_steps = int(state["search"].get("env_steps", 0)) + int(state["retrain"]["env_steps"])
+    row = RunResult(
+        method=config.method, seed=config.seed,
+        lam=config.cost.lam if config.method in ("a3cs", "a3cs_no_distill", "random",
+                                                 "evolution") else None,
+        env_id=config.env_id, target=config.target, score_mean=evaluation["mean_return"],
+        score_std=evaluation["std_return"], episodes=int(evaluation["episodes"]),
+        fps=measure["fps"], latency_s=measure["latency_s"], energy_pj=measure["energy_pj"],
+        flops=trained_workload.flops, params=trained_workload.stored_weight_words,
+        resources=measure["resources"], arch_path="arch.yaml", hw_path="hardware.yaml",
+        wall_time_s=sum(float(v["wall_time_s"]) for v in state.values()), env_steps=env_steps)
+    json_path, csv_path = write_results(out, [row])
+    from a3cs.plotting import plot_pareto
+
+    figure = plot_pareto([row, *_reference_rows(out)], "fps", out / "pareto_fps",
+                         title=f"{config.env_id}: {config.method} (seed {config.seed})")
+    if "results" not in state:
+        finish("results", wall_time_s=0.0)
+    log(f"results: {json_path}")
+    log(f"pareto plot: {figure.png}")
+    return RunPaths(out, json_path, csv_path, figure.png, figure.svg)
+
+
+def _reference_rows(out: Path) -> list[RunResult]:
+    """Result rows of other runs in the same parent folder (so a run's plot shows its
+    neighbours, e.g. the baselines of an experiment)."""
+    from a3cs.results import read_results
+
+    rows: list[RunResult] = []
+    for other in sorted(out.parent.glob("*/results.json")):
+        if other.parent != out:
+            try:
+                rows.extend(read_results(other.parent))
+            except ConfigError:
+                continue
+    return rows
+
+
+def _search_stage(prep: _Prepared, teacher: Teacher | None, out: Path, *, resume: bool,
+                  progress: bool, log: _Log) -> dict[str, Any]:
+    """Run the method's search and write ``arch.yaml``; return what ``state.json`` keeps."""
+    config = prep.config
+    stage = out / "search"
+    info: dict[str, Any] = {}
+    arch: Arch
+    if config.method == "hand_designed":
+        arch = reference_arch(prep.obs_shape)
+        log(f"architecture: the hand-designed {arch.name}")
+    elif config.method in ("a3cs", "a3cs_no_distill", "sequential"):
+        from a3cs.search.cosearch import run_supernet_search
+
+        co = config.method != "sequential"
+        lam = config.cost.lam if co else 0.0
+        log(f"{'co-search' if co else 'hardware-agnostic NAS'}: "
+            f"{config.budget.warmup_steps:,} warm-up + {config.budget.search_steps:,} search "
+            f"steps, lambda {lam:g}{', distillation' if teacher is not None else ''}")
+        outcome = run_supernet_search(config, prep.rl, prep.space, prep.target, teacher, stage,
+                                      lam=lam, search_hardware=co, resume=resume,
+                                      progress=progress)
+        arch = outcome.arch
+        if co:
+            torch.save(prep.target.state_dict(), stage / "target_state.pt")
+        info.update(env_steps=outcome.env_steps, expected_latency_s=outcome.expected_latency_s,
+                    reference_latency_s=outcome.reference_latency_s, final_lambda=outcome.lam)
+        log(f"derived {arch.name}: expected latency {outcome.expected_latency_s * 1e6:.2f} us "
+            f"(reference {outcome.reference_latency_s * 1e6:.2f} us)")
+    else:
+        from a3cs.search.multitrial import run_multitrial
+
+        trial = run_multitrial(prep, teacher, stage, progress=progress, log=log)
+        arch = trial.arch
+        info.update(env_steps=trial.env_steps, trials=trial.trials,
+                    hardware_choice=asdict(trial.hardware))
+    atomic_write_text(out / "arch.yaml", dump_yaml(arch.to_dict()))
+    return info

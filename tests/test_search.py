@@ -1,0 +1,164 @@
+"""`a3cs search` end to end (every method, tiny budgets), kill-and-resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from a3cs.cli import main
+from a3cs.results import read_results
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = REPO / "experiments/hw/zc706_cosearch_space.yaml"
+TINY_RL = {"num_envs": 4, "n_steps": 64, "batch_size": 128, "n_epochs": 2}
+TINY_BUDGET = {"warmup_steps": 512, "search_steps": 1024, "proxy_steps": 512,
+               "retrain_steps": 1024, "eval_episodes": 2, "teacher_steps": 1024}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A (weak) real teacher: the reference network trained for a few rollouts."""
+    from a3cs.rl.config import make_config
+    from a3cs.rl.train import train
+
+    out = tmp_path_factory.mktemp("teacher")
+    result = train(make_config({"env_id": "MinAtar/Breakout-v1", "total_steps": 1024,
+                                **TINY_RL}), out, progress=False)
+    return str(result.checkpoint)
+
+
+def _config(tmp_path: Path, name: str = "search.yaml", **fields: object) -> str:
+    data = {"env_id": "MinAtar/Breakout-v1", "seed": 0, "target": f"accelerator:{SPACE}",
+            "rl": TINY_RL, "budget": TINY_BUDGET, "checkpoint_every": 1, **fields}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["a3cs", "a3cs_no_distill", "hand_designed", "sequential",
+                                    "random", "evolution"])
+def test_every_method_end_to_end(tmp_path, teacher, method, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["search", _config(tmp_path), "--method", method, "--teacher", teacher,
+                 "--out", str(run_dir), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"results: {run_dir / 'results.json'}" in out
+    assert f"pareto plot: {run_dir / 'pareto_fps.png'}" in out
+    (row,) = read_results(run_dir)
+    assert row.method == method and row.fps > 0 and row.latency_s > 0 and row.energy_pj > 0
+    assert row.episodes == 2 and row.flops > 0 and row.params > 0 and row.resources["dsp"] > 0
+    assert (run_dir / "results.csv").read_text().startswith("method,")
+    state = json.loads((run_dir / "state.json").read_text())
+    assert all(state[stage]["done"] for stage in ("teacher", "search", "hardware", "retrain",
+                                                  "evaluate", "measure", "results"))
+    # the chosen pair loads in the other commands
+    assert main(["simulate", "--hw", str(run_dir / "hardware.yaml"), "--workload",
+                 str(run_dir / "workload.yaml"), "--format", "json"]) == 0
+    simulated = json.loads(capsys.readouterr().out)["summary"]
+    assert simulated["fps"] == pytest.approx(row.fps)
+    assert main(["estimate", "--hw", str(run_dir / "hardware.yaml"), "--workload",
+                 str(run_dir / "workload.yaml")]) == 0
+    assert main(["evaluate", str(run_dir / "retrain" / "checkpoint.pt"), "--episodes",
+                 "1"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_cpu_target(tmp_path, teacher, capsys):
+    run_dir = tmp_path / "cpu"
+    assert main(["search", _config(tmp_path, target="cpu:cortex-a76"), "--teacher", teacher,
+                 "--out", str(run_dir), "--quiet"]) == 0
+    (row,) = read_results(run_dir)
+    assert row.energy_pj is None and row.fps > 0
+    assert yaml.safe_load((run_dir / "hardware.yaml").read_text())["cpu_profile"] == \
+        "cortex-a76"
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_to_the_same_result(tmp_path, teacher):
+    config = _config(tmp_path, budget={**TINY_BUDGET, "search_steps": 4096})
+    reference, killed = tmp_path / "straight", tmp_path / "killed"
+    command = [sys.executable, "-m", "a3cs", "search", config, "--teacher", teacher, "--quiet"]
+    subprocess.run([*command, "--out", str(reference)], check=True, capture_output=True)
+
+    process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    checkpoint = killed / "search" / "search_checkpoint.pt"
+    deadline = time.time() + 600
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the search finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "results.json").exists()
+    state = json.loads((killed / "state.json").read_text())
+    assert "search" not in state and state["teacher"]["done"]
+
+    subprocess.run([*command, "--out", str(killed), "--resume"], check=True,
+                   capture_output=True)
+    (a,), (b,) = read_results(reference), read_results(killed)
+    assert (a.score_mean, a.score_std, a.fps, a.latency_s, a.energy_pj, a.flops) == (
+        b.score_mean, b.score_std, b.fps, b.latency_s, b.energy_pj, b.flops)
+    assert (reference / "arch.yaml").read_text() == (killed / "arch.yaml").read_text()
+    assert (reference / "hardware.yaml").read_text() == (killed / "hardware.yaml").read_text()
+
+
+def _bad(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_search_bad_input(tmp_path, teacher, capsys):
+    out = tmp_path / "run"
+    cfg = _config(tmp_path)
+
+    def bad(*extra: str) -> str:
+        return _bad(["search", *extra, "--teacher", teacher, "--out", str(out), "--quiet"],
+                    capsys)
+
+    assert "cost.lam: got -1.0; allowed: a number >= 0" in bad(cfg, "--lam", "-1")
+    assert "target: got 'gpu:x'; allowed: accelerator:SPACE.yaml or cpu:PROFILE" in bad(
+        cfg, "--target", "gpu:x")
+    assert "argument --method: invalid choice" in bad(cfg, "--method", "darts")
+    assert "--env: got 'MinAtar/Pong-v1'" in bad(cfg, "--env", "MinAtar/Pong-v1")
+    assert "target: got 'pentium'; allowed: one of the presets" in bad(cfg, "--target",
+                                                                 "cpu:pentium")
+    missing = _bad(["search", cfg, "--teacher", str(tmp_path / "nope.pt"), "--out", str(out)],
+                   capsys)
+    assert "teacher: got" in missing and "checkpoint" in missing
+    space = tmp_path / "space.yaml"
+    space.write_text("observation: pixels\nnum_layers: 2\nops: [conv3x3]\nwidths: [12]\n"
+                     "head_widths: [32]\n")
+    assert "widths: got 12; allowed: multiples of" in bad(cfg, "--space", str(space))
+    wrong = tmp_path / "bad.yaml"
+    wrong.write_text(Path(cfg).read_text() + "budgett: {}\n")
+    assert "did you mean 'budget'" in bad(str(wrong))
+    assert "--resume: got True; allowed: together with --out" in _bad(
+        ["search", cfg, "--resume"], capsys)
+    assert "--resume: got" in bad(cfg, "--resume")  # nothing to resume in a fresh folder
+    assert not out.exists() or not any(out.iterdir())  # nothing was trained
+
+
+def test_teacher_of_another_action_space(tmp_path, capsys):
+    from a3cs.rl.config import make_config
+    from a3cs.rl.train import train
+
+    cartpole = train(make_config({"env_id": "CartPole-v1", "total_steps": 256, **TINY_RL}),
+                     tmp_path / "cartpole", progress=False)
+    err = _bad(["search", _config(tmp_path), "--teacher", str(cartpole.checkpoint),
+                "--out", str(tmp_path / "run")], capsys)
+    assert "teacher" in err and "action space" in err or "observation shape" in err
