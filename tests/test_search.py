@@ -161,4 +161,4 @@ def test_teacher_of_another_action_space(tmp_path, capsys):
                      tmp_path / "cartpole", progress=False)
     err = _bad(["search", _config(tmp_path), "--teacher", str(cartpole.checkpoint),
                 "--out", str(tmp_path / "run")], capsys)
-    assert "teacher" in err and "action space" in err or "observation shape" in err
+    assert "teacher: got" in err and ("action space" in err or "observation shape" in err)
