@@ -212,9 +212,10 @@ class SearchSpace(FrozenModel):
 
 def pixel_space() -> SearchSpace:
     """The default space for MinAtar-sized pixel observations (10x10): three trunk layers
-    (the first valid-padded, the others same-padded), widths 16-64, heads 32-256."""
+    (the first valid-padded, the others same-padded), widths 16 or 32 (the reference network
+    has 16; every block size divides them), heads 32-256."""
     return SearchSpace(name="pixels_default", observation="pixels", num_layers=3,
-                       ops=PIXEL_OPS, widths=(16, 32, 64), head_widths=(32, 64, 128, 256))
+                       ops=PIXEL_OPS, widths=(16, 32), head_widths=(32, 64, 128, 256))
 
 
 def vector_space() -> SearchSpace:

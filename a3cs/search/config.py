@@ -56,11 +56,11 @@ class SupernetSettings(FrozenModel):
     tau_start: PositiveFloat = Field(default=5.0, description="Gumbel-softmax temperature at "
                                      "the start of the search")
     tau_end: PositiveFloat = Field(default=0.5, description="... and at its end (exponential)")
-    arch_lr: PositiveFloat = Field(default=3e-3, description="Adam step of the architecture "
+    arch_lr: PositiveFloat = Field(default=0.05, description="Adam step of the architecture "
                                    "logits")
     arch_batch: PositiveInt = Field(default=512, description="samples of the rollout in one "
                                     "architecture step")
-    accel_lr: PositiveFloat = Field(default=0.05, description="Adam step of the accelerator "
+    accel_lr: PositiveFloat = Field(default=0.1, description="Adam step of the accelerator "
                                     "logits")
 
 
