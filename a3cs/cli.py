@@ -19,7 +19,8 @@ from typing import NoReturn
 from hw_sim.errors import ConfigError
 
 # Subcommand modules, in the order `a3cs --help` lists them.
-COMMANDS = ("simulate", "plot",)
+COMMANDS = ("search", "plot", "simulate", "estimate", "accel-search", "train", "evaluate",
+            "calibrate-cpu")
 
 
 class OneLineParser(argparse.ArgumentParser):

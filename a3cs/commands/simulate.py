@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hw", required=True, metavar="HW.yaml",
                         help="hardware description (YAML/JSON, or a SCALE-Sim .cfg)")
     parser.add_argument("--workload", required=True, metavar="NET.yaml",
-                        help="workload (YAML/JSON, or a SCALE-Sim topology .csv)")
+                        help="workload (YAML/JSON, a SCALE-Sim topology .csv, or a trained "
+                        "agent's checkpoint .pt)")
     parser.add_argument("--engine", choices=("event", "stepper"), default="event",
                         help="event: fast, whole steps at a time (default); stepper: the "
                         "per-cycle reference (small layers only)")
@@ -41,7 +42,12 @@ def run(args: argparse.Namespace) -> int:
         missing = "--trace" if args.trace is None else "--trace-layer"
         raise ConfigError(given, args.trace_layer or args.trace, f"only together with {missing}")
     hw = load_hardware(args.hw)
-    workload = load_workload(args.workload)
+    if str(args.workload).endswith(".pt"):
+        from a3cs.rl.checkpoint import load_agent
+
+        workload = load_agent(args.workload, field="--workload").model.workload(batch=1)
+    else:
+        workload = load_workload(args.workload)
     if args.trace_layer is not None:
         report = write_trace(workload, hw, args.trace_layer, args.trace, engine=args.engine)
     else:

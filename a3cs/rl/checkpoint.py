@@ -1,0 +1,181 @@
+"""Checkpoints: everything a run needs to continue exactly, and an agent to evaluate.
+
+A checkpoint (``RUN_DIR/checkpoint.pt``, written atomically) holds the resolved config and
+architecture, the spaces, the model and optimizer states, the collector's state (current
+observations, running episodes), the RNG states (python, numpy, torch, the run's generator),
+the environments' exact state (pickled, so running episodes continue), the update count and
+the metrics so far.  Everything but the environments loads with ``torch.load(weights_only=
+True)``; the pickled environments are unpickled only when resuming one's own run.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from a3cs.rl.config import TrainConfig
+from a3cs.rl.networks import ActorCritic, build_agent, describe_action_space
+from distill.teacher import Teacher
+from hw_sim.errors import ConfigError
+from hw_sim.io import atomic_write_bytes
+from hw_sim.schema import validate
+from nas.arch import Arch
+
+FORMAT = "a3cs-agent/1"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def spaces_record(obs_space: gym.spaces.Box, action_space: gym.Space) -> dict[str, Any]:
+    """What a checkpoint stores of the spaces (enough to rebuild the network)."""
+    record: dict[str, Any] = {"obs_shape": [int(d) for d in obs_space.shape],
+                              "obs_dtype": str(obs_space.dtype),
+                              "action_space": describe_action_space(action_space)}
+    if isinstance(action_space, gym.spaces.Discrete):
+        record["action_n"] = int(action_space.n)
+    else:
+        record["action_shape"] = [int(d) for d in action_space.shape]
+        record["action_low"] = [float(x) for x in np.asarray(action_space.low).ravel()]
+        record["action_high"] = [float(x) for x in np.asarray(action_space.high).ravel()]
+    return record
+
+
+def spaces_from_record(record: dict[str, Any]) -> tuple[gym.spaces.Box, gym.Space]:
+    """The observation and action spaces a checkpoint was trained on."""
+    obs_space = gym.spaces.Box(0.0, 1.0, tuple(record["obs_shape"]),
+                               np.dtype(record["obs_dtype"]))
+    action_space: gym.Space
+    if "action_n" in record:
+        action_space = gym.spaces.Discrete(record["action_n"])
+    else:
+        shape = tuple(record["action_shape"])
+        action_space = gym.spaces.Box(np.array(record["action_low"], dtype=np.float32),
+                                      np.array(record["action_high"], dtype=np.float32), shape,
+                                      np.float32)
+    return obs_space, action_space
+
+
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    """python, numpy, torch (global) and the run's generator, as tensors and tuples."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "torch": torch.get_rng_state(), "generator": generator.get_state()}
+
+
+def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
+    """Inverse of :func:`rng_states`."""
+    python = states["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["generator"])
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write a checkpoint dict atomically (``torch.save`` to memory, then rename)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_checkpoint(path: str | Path, *, field: str = "CHECKPOINT") -> dict[str, Any]:
+    """Load a checkpoint dict (safe loader: tensors and plain values only).
+
+    A run directory stands for its ``checkpoint.pt``.
+
+    Raises:
+        ConfigError: the file is missing, not a torch file, or not an a3cs agent checkpoint.
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / CHECKPOINT_NAME
+    if not file.is_file():
+        raise ConfigError(field, str(path), "an a3cs checkpoint (.pt) or a run directory "
+                          "holding checkpoint.pt")
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        raise ConfigError(field, str(path), f"a checkpoint written by a3cs train "
+                          f"(cannot read it: {reason})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(field, str(path), f"a checkpoint written by a3cs train (format "
+                          f"{FORMAT})")
+    return data
+
+
+@dataclass
+class LoadedAgent:
+    """A trained agent read from a checkpoint."""
+
+    model: ActorCritic
+    config: TrainConfig
+    arch: Arch
+    obs_space: gym.spaces.Box
+    action_space: gym.Space
+    global_step: int
+    path: str
+
+
+def agent_from_checkpoint(data: dict[str, Any], path: str, *, field: str = "CHECKPOINT",
+                          device: str | torch.device = "cpu") -> LoadedAgent:
+    """Rebuild the network of a checkpoint dict and load its weights.
+
+    Raises:
+        ConfigError: the stored architecture or weights do not fit together.
+    """
+    config = validate(TrainConfig, data["config"], source=path)
+    arch = validate(Arch, data["arch"], source=path)
+    obs_space, action_space = spaces_from_record(data["spaces"])
+    model = build_agent(arch, obs_space, action_space, normalize_obs=bool(config.normalize_obs))
+    try:
+        model.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ConfigError(field, path, f"weights of the stored architecture {arch.name!r} "
+                          f"({first[:80]})") from None
+    return LoadedAgent(model=model.to(device), config=config, arch=arch, obs_space=obs_space,
+                       action_space=action_space, global_step=int(data["global_step"]),
+                       path=path)
+
+
+def load_agent(path: str | Path, *, field: str = "CHECKPOINT",
+               device: str | torch.device = "cpu") -> LoadedAgent:
+    """Read a checkpoint (or a run directory) and rebuild its agent.
+
+    Raises:
+        ConfigError: as :func:`read_checkpoint` and :func:`agent_from_checkpoint`.
+    """
+    return agent_from_checkpoint(read_checkpoint(path, field=field), str(path), field=field,
+                                 device=device)
+
+
+def load_teacher(path: str | Path, *, device: str | torch.device = "cpu",
+                 field: str = "--teacher") -> Teacher:
+    """A frozen :class:`~distill.teacher.Teacher` from a checkpoint (or run directory).
+
+    Raises:
+        ConfigError: the checkpoint cannot be read.
+    """
+    agent = load_agent(path, field=field, device=device)
+    return Teacher(agent.model, kind=agent.model.kind, obs_shape=agent.model.obs_shape,
+                   action_space=describe_action_space(agent.action_space), source=str(path))
+
+
+def pickle_envs(envs: gym.vector.VectorEnv) -> bytes:
+    """The environments' exact state (running episodes, RNGs) as bytes."""
+    return pickle.dumps(envs)
+
+
+def unpickle_envs(blob: bytes) -> Any:
+    """Inverse of :func:`pickle_envs` (only for one's own run directory: it is a pickle)."""
+    return pickle.loads(blob)

@@ -1,0 +1,326 @@
+"""Actor-critic networks built from an architecture description, and their action heads.
+
+:func:`build_agent` turns a :class:`nas.arch.Arch` into an :class:`ActorCritic` for an
+environment's observation and action spaces; without an architecture it uses
+:func:`nas.arch.reference_arch` for the observation type.  Every network exports its hw_sim
+workload (:meth:`ActorCritic.workload`), compressed layers included.
+
+The network's output is ``(dist_params, value)``: for a discrete action space the policy's
+logits ``[B, actions]``; for a continuous one the Gaussian's ``[mean, log_std]`` concatenated,
+``[B, 2 * action_dim]``.  Everything downstream (PPO, A2C, A2D distillation) reads the policy
+through :func:`log_prob_entropy` and :func:`sample_action`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hw_sim.errors import ConfigError
+from hw_sim.torch_trace import workload_from_module
+from hw_sim.workload import BlockCirculant, Dense, Workload
+from nas.arch import KERNEL_OF_OP, Arch, LayerSpec, OneByNSparsity, reference_arch
+from nas.layers import (
+    BlockCirculantConv2d,
+    BlockCirculantLinear,
+    OneByNConv2d,
+    OneByNLinear,
+)
+
+PolicyKind = Literal["categorical", "gaussian"]
+
+HIDDEN_GAIN = math.sqrt(2.0)
+POLICY_GAIN = 0.01
+VALUE_GAIN = 1.0
+
+
+def policy_kind(action_space: gym.Space) -> PolicyKind:
+    """``categorical`` for Discrete, ``gaussian`` for 1-D Box action spaces.
+
+    Raises:
+        ConfigError: any other action space.
+    """
+    if isinstance(action_space, gym.spaces.Discrete):
+        return "categorical"
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return "gaussian"
+    raise ConfigError("action space", str(action_space), "Discrete or a 1-D Box")
+
+
+def action_dim(action_space: gym.Space) -> int:
+    """Number of discrete actions, or the length of a continuous action vector."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return int(action_space.n)
+    return int(action_space.shape[0])
+
+
+def describe_action_space(action_space: gym.Space) -> str:
+    """A short, comparable description: ``Discrete(3)`` or ``Box(6,)``."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return f"Discrete({int(action_space.n)})"
+    return f"Box{tuple(int(d) for d in action_space.shape)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Layers from the architecture
+
+
+def _conv(spec: LayerSpec, in_ch: int, out_ch: int, kernel: int, stride: int,
+          padding: int) -> nn.Module:
+    fmt = spec.weight_format
+    if isinstance(fmt, BlockCirculant):
+        return BlockCirculantConv2d(in_ch, out_ch, kernel, fmt.block_size, stride=stride,
+                                    padding=padding)
+    if isinstance(fmt, OneByNSparsity):
+        return OneByNConv2d(in_ch, out_ch, kernel, fmt.n, fmt.sparsity, stride=stride,
+                            padding=padding)
+    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding)
+
+
+def make_linear(in_features: int, out_features: int,
+                fmt: Dense | BlockCirculant | OneByNSparsity) -> nn.Module:
+    """A linear layer in the given weight format."""
+    if isinstance(fmt, BlockCirculant):
+        return BlockCirculantLinear(in_features, out_features, fmt.block_size)
+    if isinstance(fmt, OneByNSparsity):
+        return OneByNLinear(in_features, out_features, fmt.n, fmt.sparsity)
+    return nn.Linear(in_features, out_features)
+
+
+class DepthwiseSeparable(nn.Module):
+    """Depthwise ``k x k`` convolution (dense), activation, then the pointwise ``1x1``
+    convolution that carries the layer's weight format."""
+
+    def __init__(self, depthwise: nn.Conv2d, pointwise: nn.Module, activation: nn.Module):
+        super().__init__()
+        self.depthwise, self.pointwise, self.activation = depthwise, pointwise, activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.activation(self.depthwise(x)))
+
+
+class RunningNorm(nn.Module):
+    """Observation normalisation with running mean and variance (state in the state dict).
+
+    The statistics change only in :meth:`update`, which the trainer calls after each update
+    on the rollout it just used, so a rollout and its update see the same normalisation.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0) -> None:
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the statistics of a batch ``[B, *shape]`` (parallel-variance formula)."""
+        x = x.double()
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.var.copy_((self.var * self.count + batch_var * n
+                        + delta.square() * self.count * n / total) / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = (self.var + 1e-8).rsqrt().to(x.dtype)
+        return ((x - self.mean.to(x.dtype)) * scale).clamp(-self.clip, self.clip)
+
+
+class ActorCritic(nn.Module):
+    """A shared trunk and head with policy and value outputs (see the module docstring).
+
+    Args:
+        arch: the architecture (validated against the observation shape here).
+        obs_space: a Box of ``[C, H, W]`` pixels (uint8 frames are scaled by 1/255) or a
+            ``[features]`` vector.
+        action_space: Discrete or a 1-D Box.
+        normalize_obs: keep running observation statistics (MuJoCo).
+        generator: RNG of the initial weights (orthogonal: gain sqrt(2) in the trunk and
+            head, 0.01 for the policy, 1 for the value, as stable-baselines3 and CleanRL do).
+
+    Raises:
+        ConfigError: the architecture does not fit the observation, or the action space is
+            not supported.
+    """
+
+    def __init__(self, arch: Arch, obs_space: gym.spaces.Box, action_space: gym.Space, *,
+                 normalize_obs: bool = False, generator: torch.Generator | None = None):
+        super().__init__()
+        self.arch = arch
+        self.obs_shape = tuple(int(d) for d in obs_space.shape)
+        self.kind: PolicyKind = policy_kind(action_space)
+        self.action_dim = action_dim(action_space)
+        arch.plan(self.obs_shape)  # raises ConfigError before anything is built
+        self.obs_scale = 1.0 / 255.0 if obs_space.dtype == np.uint8 else 1.0
+        self.obs_norm = RunningNorm(self.obs_shape) if normalize_obs else None
+        # In-place ReLU: every activation follows a layer's fresh output, which autograd
+        # does not need again (ReLU's backward reads its own output).
+        act_cls = partial(nn.ReLU, inplace=True) if arch.activation == "relu" else nn.Tanh
+        self.act = act_cls()
+
+        layers: list[nn.Module] = []
+        flatten_before: list[bool] = []
+        activate: list[bool] = []
+        shape = self.obs_shape
+        for spec in arch.layers:
+            flat = False
+            if spec.op == "skip":
+                layers.append(nn.Identity())
+                activate.append(False)
+            elif spec.op == "linear":
+                flat = len(shape) == 3
+                layers.append(make_linear(math.prod(shape), spec.width or 0, spec.weight_format))
+                shape = (spec.width or 0,)
+                activate.append(True)
+            else:
+                kernel = KERNEL_OF_OP[spec.op]
+                pad = kernel // 2 if spec.padding == "same" else 0
+                c, h, w = shape
+                width = spec.width or 0
+                if spec.op.startswith("dwsep"):
+                    depthwise = nn.Conv2d(c, c, kernel, stride=spec.stride, padding=pad, groups=c)
+                    layers.append(DepthwiseSeparable(
+                        depthwise, _conv(spec, c, width, 1, 1, 0), act_cls()))
+                else:
+                    layers.append(_conv(spec, c, width, kernel, spec.stride, pad))
+                shape = (width, (h + 2 * pad - kernel) // spec.stride + 1,
+                         (w + 2 * pad - kernel) // spec.stride + 1)
+                activate.append(True)
+            flatten_before.append(flat)
+        self.layers = nn.ModuleList(layers)
+        self._flatten_before = tuple(flatten_before)
+        self._activate = tuple(activate)
+        self._flatten_head = len(shape) == 3
+        self.head = make_linear(math.prod(shape), arch.head.width, arch.head.weight_format)
+        self.policy = nn.Linear(arch.head.width, self.action_dim)
+        self.value = nn.Linear(arch.head.width, 1)
+        self.log_std = (nn.Parameter(torch.zeros(self.action_dim))
+                        if self.kind == "gaussian" else None)
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Orthogonal initialisation (compressed layers: their own, at the same gain)."""
+        for module in [*self.layers.modules(), self.head]:
+            if hasattr(module, "reset_parameters") and not isinstance(
+                    module, nn.Conv2d | nn.Linear):
+                module.reset_parameters(HIDDEN_GAIN, generator)
+            elif isinstance(module, nn.Conv2d | nn.Linear):
+                _orthogonal(module, HIDDEN_GAIN, generator)
+        _orthogonal(self.policy, POLICY_GAIN, generator)
+        _orthogonal(self.value, VALUE_GAIN, generator)
+        if self.log_std is not None:
+            self.log_std.zero_()
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The head's activations ``[B, head.width]`` for observations ``[B, *obs_shape]``."""
+        x = obs.float()
+        if self.obs_scale != 1.0:
+            x = x * self.obs_scale
+        if self.obs_norm is not None:
+            x = self.obs_norm(x)
+        for layer, flat, activate in zip(self.layers, self._flatten_before, self._activate,
+                                         strict=True):
+            if flat:
+                x = x.flatten(1)
+            x = layer(x)
+            if activate:
+                x = self.act(x)
+        if self._flatten_head:
+            x = x.flatten(1)
+        return self.act(self.head(x))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``obs [B, *obs_shape]`` -> ``(dist_params [B, P], value [B])``."""
+        h = self.features(obs)
+        out = self.policy(h)
+        if self.log_std is not None:
+            out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+        return out, self.value(h).squeeze(-1)
+
+    def workload(self, batch: int = 1) -> Workload:
+        """The hw_sim workload of this network for ``batch`` observations (real layer shapes
+        and weight formats; 1xN layers export their current masks)."""
+        sample = torch.zeros((batch, *self.obs_shape), device=self.policy.weight.device)
+        return workload_from_module(self, sample, name=self.arch.name)
+
+
+def _orthogonal(module: nn.Conv2d | nn.Linear, gain: float,
+                generator: torch.Generator | None) -> None:
+    nn.init.orthogonal_(module.weight, gain, generator=generator)
+    if module.bias is not None:
+        module.bias.zero_()
+
+
+def build_agent(arch: Arch | None, obs_space: gym.spaces.Box, action_space: gym.Space, *,
+                normalize_obs: bool = False, seed: int = 0) -> ActorCritic:
+    """The actor-critic for ``arch`` (or the reference network of the observation type),
+    initialised from ``seed``.
+
+    Raises:
+        ConfigError: the architecture does not fit, or the spaces are not supported.
+    """
+    chosen = arch if arch is not None else reference_arch(tuple(obs_space.shape))
+    generator = torch.Generator().manual_seed(seed)
+    return ActorCritic(chosen, obs_space, action_space, normalize_obs=normalize_obs,
+                       generator=generator)
+
+
+# --------------------------------------------------------------------------------------------
+# Action distributions over dist_params
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def sample_action(dist_params: torch.Tensor, kind: PolicyKind,
+                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one action per row and its log-probability.
+
+    Categorical: Gumbel-max on the logits (exact sampling, one pass).
+
+    Returns:
+        ``(action, log_prob)``: ``[B]`` long (or ``[B, D]`` float) and ``[B]``.
+    """
+    if kind == "categorical":
+        gumbel = torch.empty_like(dist_params).exponential_(generator=generator).log_()
+        action = (dist_params - gumbel).argmax(dim=-1)
+        logp = F.log_softmax(dist_params, dim=-1).gather(-1, action[:, None]).squeeze(-1)
+        return action, logp
+    mean, log_std = dist_params.chunk(2, dim=-1)
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    action = mean + noise * log_std.exp()
+    logp = (-0.5 * noise.square() - log_std - _HALF_LOG_2PI).sum(-1)
+    return action, logp
+
+
+def log_prob_entropy(dist_params: torch.Tensor, kind: PolicyKind,
+                     actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of ``actions`` and the entropy of the policy, both ``[B]``."""
+    if kind == "categorical":
+        logp_all = F.log_softmax(dist_params, dim=-1)
+        logp = logp_all.gather(-1, actions.long()[:, None]).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logp, entropy
+    mean, log_std = dist_params.chunk(2, dim=-1)
+    z = (actions - mean) * (-log_std).exp()
+    logp = (-0.5 * z.square() - log_std - _HALF_LOG_2PI).sum(-1)
+    entropy = (0.5 + _HALF_LOG_2PI + log_std).sum(-1)
+    return logp, entropy
+
+
+def greedy_action(dist_params: torch.Tensor, kind: PolicyKind) -> torch.Tensor:
+    """The most likely action (argmax logits, or the Gaussian's mean)."""
+    if kind == "categorical":
+        return dist_params.argmax(dim=-1)
+    return dist_params.chunk(2, dim=-1)[0]

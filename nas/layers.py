@@ -1,0 +1,383 @@
+"""Trainable compressed layers: block-circulant (FFT forward, as in GST) and 1xN block-sparse.
+
+Both follow the conventions of :mod:`hw_sim.functional`, so a trained layer and its simulated
+workload compute the same function:
+
+* im2col order is tap-major, channel fastest (``k = tap * C + c``);
+* a block-circulant weight is ``[p, q, b]`` defining vectors over that ``[N, K]`` matrix
+  (``p = N / b``, ``q = K / b``); the block for output rows ``i*b ..`` and reduction indices
+  ``j*b ..`` is ``C[r, s] = w[i, j, (r - s) mod b]``, so blocks run along channels within
+  each tap, and ``C @ x = irfft(rfft(w) * rfft(x))``;
+* a 1xN layer keeps a dense ``[N, C, kh, kw]`` weight and a boolean block mask
+  ``[N / n, C]``: block ``(r, c)`` is output channels ``r*n .. r*n+n-1`` of input channel
+  ``c`` at every tap.  :meth:`OneByNMixin.prune_` keeps the blocks with the largest L1 norm.
+
+Every layer implements ``hw_sim_layer(name, input_shape)`` (see :mod:`hw_sim.torch_trace`),
+exporting its real shape and weight format (1xN: the current mask).  Only ``groups == 1`` is
+compressed; depthwise convolutions stay dense.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hw_sim.errors import ConfigError
+from hw_sim.schema import validate
+from hw_sim.workload import BlockCirculant, Conv2d, Linear, OneByN
+
+Schedule = Callable[[float], float]
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+# --------------------------------------------------------------------------------------------
+# Block-circulant
+
+
+def circulant_index(block_size: int) -> torch.Tensor:
+    """``[b, b]`` long tensor ``(r - s) mod b``: ``w[..., index]`` expands defining vectors."""
+    r = torch.arange(block_size)
+    return (r[:, None] - r[None, :]) % block_size
+
+
+def expand_circulant(vectors: torch.Tensor) -> torch.Tensor:
+    """``[p, q, b]`` defining vectors -> the dense ``[p*b, q*b]`` block-circulant matrix."""
+    p, q, b = vectors.shape
+    blocks = vectors[:, :, circulant_index(b).to(vectors.device)]  # [p, q, b, b]
+    return blocks.permute(0, 2, 1, 3).reshape(p * b, q * b)
+
+
+def circulant_matmul(cols: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """``[M, q*b]`` rows times the block-circulant ``[p, q, b]`` weight -> ``[M, p*b]``.
+
+    In the frequency domain: ``q`` real FFTs per row, ``b/2 + 1`` complex ``[M, q] x [q, p]``
+    products (one per frequency bin), ``p`` inverse FFTs per row.
+    """
+    p, q, b = vectors.shape
+    m = cols.shape[0]
+    x_spec = torch.fft.rfft(cols.reshape(m, q, b), dim=-1).permute(2, 0, 1)  # [F, M, q]
+    w_spec = torch.fft.rfft(vectors, dim=-1).permute(2, 1, 0)  # [F, q, p]
+    y_spec = torch.bmm(x_spec, w_spec).permute(1, 2, 0)  # [M, p, F]
+    return torch.fft.irfft(y_spec, n=b, dim=-1).reshape(m, p * b)
+
+
+class BlockCirculantLinear(nn.Module):
+    """``y = x W^T + bias`` with ``W`` a grid of trainable ``b x b`` circulant blocks.
+
+    Args:
+        in_features: input features (a multiple of ``block_size``).
+        out_features: output features (a multiple of ``block_size``).
+        block_size: circulant block size ``b`` (a power of two).
+        bias: learn an additive bias.
+
+    Shapes: input ``[..., in_features]`` -> output ``[..., out_features]``.  Parameters:
+    ``weight`` ``[out/b, in/b, b]`` (the defining vectors), ``bias`` ``[out_features]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, block_size: int, *,
+                 bias: bool = True) -> None:
+        super().__init__()
+        validate(BlockCirculant, {"block_size": block_size})  # a power of two, or ConfigError
+        if in_features % block_size or out_features % block_size:
+            raise ConfigError("block_size", block_size,
+                              f"a divisor of in_features={in_features} and "
+                              f"out_features={out_features}")
+        self.in_features, self.out_features, self.block_size = (in_features, out_features,
+                                                                block_size)
+        self.weight = nn.Parameter(torch.empty(out_features // block_size,
+                                               in_features // block_size, block_size))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.reset_parameters(1.0)
+
+    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
+        """Normal weights with the variance of a dense layer of the same fan-in times
+        ``gain**2`` (orthogonal init is not defined on circulant blocks); zero bias."""
+        with torch.no_grad():
+            self.weight.normal_(0.0, gain / math.sqrt(self.in_features), generator=generator)
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def dense_weight(self) -> torch.Tensor:
+        """The expanded ``[out_features, in_features]`` matrix."""
+        return expand_circulant(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = circulant_matmul(x.reshape(-1, self.in_features), self.weight)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Linear:
+        return Linear(name=name, in_features=self.in_features, out_features=self.out_features,
+                      batch=math.prod(input_shape[:-1]),
+                      weight_format=BlockCirculant(block_size=self.block_size))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, block_size={self.block_size}"
+
+
+class BlockCirculantConv2d(nn.Module):
+    """2-D convolution whose per-tap ``[out, in]`` weight matrices are block-circulant.
+
+    Computed as im2col (tap-major) followed by :func:`circulant_matmul`.
+
+    Args:
+        in_channels, out_channels: multiples of ``block_size``.
+        kernel_size, stride, padding: as :class:`torch.nn.Conv2d` (zero padding).
+        block_size: circulant block size ``b``.
+
+    Shapes: ``[B, in, H, W]`` -> ``[B, out, H', W']``.  ``weight`` is ``[out/b, taps*in/b, b]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 block_size: int, *, stride: int | tuple[int, int] = 1,
+                 padding: int | tuple[int, int] = 0, bias: bool = True) -> None:
+        super().__init__()
+        validate(BlockCirculant, {"block_size": block_size})
+        if in_channels % block_size or out_channels % block_size:
+            raise ConfigError("block_size", block_size,
+                              f"a divisor of in_channels={in_channels} and "
+                              f"out_channels={out_channels}")
+        self.in_channels, self.out_channels, self.block_size = (in_channels, out_channels,
+                                                                block_size)
+        self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
+                                                       _pair(padding))
+        taps = self.kernel_size[0] * self.kernel_size[1]
+        self.weight = nn.Parameter(torch.empty(out_channels // block_size,
+                                               taps * in_channels // block_size, block_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.reset_parameters(1.0)
+
+    @property
+    def taps(self) -> int:
+        return self.kernel_size[0] * self.kernel_size[1]
+
+    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
+        """As :meth:`BlockCirculantLinear.reset_parameters` with fan-in ``in * taps``."""
+        with torch.no_grad():
+            fan_in = self.in_channels * self.taps
+            self.weight.normal_(0.0, gain / math.sqrt(fan_in), generator=generator)
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def dense_weight(self) -> torch.Tensor:
+        """The expanded ``[out, in, kh, kw]`` weight of the equivalent dense convolution."""
+        matrix = expand_circulant(self.weight)  # [out, taps*in], tap-major
+        kh, kw = self.kernel_size
+        return matrix.reshape(self.out_channels, kh, kw, self.in_channels).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        kh, kw = self.kernel_size
+        out_h = (height + 2 * self.padding[0] - kh) // self.stride[0] + 1
+        out_w = (width + 2 * self.padding[1] - kw) // self.stride[1] + 1
+        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
+        # unfold is channel-major [B, C*taps, L]; the circulant blocks need tap-major rows.
+        cols = cols.reshape(batch, self.in_channels, self.taps, -1).permute(0, 3, 2, 1)
+        y = circulant_matmul(cols.reshape(-1, self.taps * self.in_channels), self.weight)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(batch, out_h, out_w, self.out_channels).permute(0, 3, 1, 2)
+
+    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Conv2d:
+        return Conv2d(name=name, in_channels=self.in_channels, out_channels=self.out_channels,
+                      in_height=input_shape[-2], in_width=input_shape[-1],
+                      kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                      batch=input_shape[0] if len(input_shape) == 4 else 1,
+                      weight_format=BlockCirculant(block_size=self.block_size))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, block_size={self.block_size}")
+
+
+# --------------------------------------------------------------------------------------------
+# 1xN block sparsity
+
+
+def block_l1_mask(weight: torch.Tensor, n: int, sparsity: float) -> torch.Tensor:
+    """The 1xN block mask that keeps the blocks of largest L1 norm.
+
+    Args:
+        weight: ``[out, in, *taps]`` (a linear weight has no tap dimensions).
+        n: output channels per block (divides ``out``).
+        sparsity: fraction of the ``out/n * in`` blocks to prune, in [0, 1).
+
+    Returns:
+        bool ``[out / n, in]`` with exactly ``blocks - round(sparsity * blocks)`` (at least
+        one) blocks kept; ties are broken towards the lower flat index, so the mask is
+        deterministic.
+    """
+    out, cin = weight.shape[:2]
+    norms = weight.detach().abs().reshape(out // n, n, cin, -1).sum(dim=(1, 3))
+    total = norms.numel()
+    keep = max(1, total - round(sparsity * total))
+    order = torch.argsort(norms.flatten(), descending=True, stable=True)
+    mask = torch.zeros(total, dtype=torch.bool, device=weight.device)
+    mask[order[:keep]] = True
+    return mask.reshape(out // n, cin)
+
+
+class OneByNMixin(nn.Module):
+    """Shared state of the 1xN layers: ``weight`` ``[out, in, *taps]``, a ``mask`` buffer
+    ``[out/n, in]`` (saved in the state dict) and the target sparsity of the architecture."""
+
+    weight: nn.Parameter
+    mask: torch.Tensor
+    n: int
+    target_sparsity: float
+
+    def _init_mask(self, out: int, cin: int, n: int, target_sparsity: float) -> None:
+        if n < 1 or out % n:
+            raise ConfigError("n", n, f"a divisor of the output channels ({out})")
+        if not 0.0 <= target_sparsity < 1.0:
+            raise ConfigError("sparsity", target_sparsity, "a fraction in [0, 1)")
+        self.n, self.target_sparsity = n, target_sparsity
+        self.register_buffer("mask", torch.ones(out // n, cin, dtype=torch.bool))
+
+    def masked_weight(self) -> torch.Tensor:
+        """The weight with pruned blocks zeroed (what the forward pass multiplies by)."""
+        out, cin = self.weight.shape[:2]
+        blocks = self.weight.reshape(out // self.n, self.n, cin, -1)
+        kept = blocks * self.mask[:, None, :, None].to(self.weight.dtype)
+        return kept.reshape(self.weight.shape)
+
+    @property
+    def sparsity(self) -> float:
+        """Current fraction of pruned blocks."""
+        return 1.0 - float(self.mask.float().mean())
+
+    @torch.no_grad()
+    def prune_(self, sparsity: float) -> None:
+        """Prune to ``sparsity`` by block L1 norm of the currently kept weights.
+
+        Pruned weights are set to zero, so a block once pruned has norm 0 and stays pruned
+        while the schedule's sparsity grows.
+        """
+        self.mask.copy_(block_l1_mask(self.masked_weight(), self.n, sparsity))
+        self.weight.copy_(self.masked_weight())
+
+    def _format(self) -> OneByN:
+        rows = tuple(tuple(bool(v) for v in row) for row in self.mask.cpu().tolist())
+        return OneByN(n=self.n, mask=rows)
+
+
+class OneByNLinear(OneByNMixin):
+    """Linear layer with 1xN block sparsity (blocks: ``n`` outputs x 1 input).
+
+    Shapes: ``[..., in_features]`` -> ``[..., out_features]``; ``mask`` ``[out/n, in]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, n: int, target_sparsity: float,
+                 *, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self._init_mask(out_features, in_features, n, target_sparsity)
+        self.reset_parameters(1.0)
+
+    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
+        """Orthogonal weights times ``gain``, zero bias, every block kept."""
+        with torch.no_grad():
+            nn.init.orthogonal_(self.weight, gain, generator=generator)
+            if self.bias is not None:
+                self.bias.zero_()
+            self.mask.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.masked_weight(), self.bias)
+
+    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Linear:
+        return Linear(name=name, in_features=self.in_features, out_features=self.out_features,
+                      batch=math.prod(input_shape[:-1]), weight_format=self._format())
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, n={self.n}, "
+                f"target_sparsity={self.target_sparsity}")
+
+
+class OneByNConv2d(OneByNMixin):
+    """2-D convolution with 1xN block sparsity (blocks: ``n`` output channels x 1 input
+    channel x all taps).  Shapes as :class:`torch.nn.Conv2d`; ``mask`` ``[out/n, in]``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 n: int, target_sparsity: float, *, stride: int | tuple[int, int] = 1,
+                 padding: int | tuple[int, int] = 0, bias: bool = True) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
+                                                       _pair(padding))
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self._init_mask(out_channels, in_channels, n, target_sparsity)
+        self.reset_parameters(1.0)
+
+    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
+        """Orthogonal weights times ``gain``, zero bias, every block kept."""
+        with torch.no_grad():
+            nn.init.orthogonal_(self.weight, gain, generator=generator)
+            if self.bias is not None:
+                self.bias.zero_()
+            self.mask.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.masked_weight(), self.bias, self.stride, self.padding)
+
+    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Conv2d:
+        return Conv2d(name=name, in_channels=self.in_channels, out_channels=self.out_channels,
+                      in_height=input_shape[-2], in_width=input_shape[-1],
+                      kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                      batch=input_shape[0] if len(input_shape) == 4 else 1,
+                      weight_format=self._format())
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, n={self.n}, "
+                f"target_sparsity={self.target_sparsity}")
+
+
+# --------------------------------------------------------------------------------------------
+# Sparsity schedule
+
+
+def cubic_sparsity_schedule(start: float, end: float) -> Schedule:
+    """Fraction of a layer's target sparsity to apply at training progress ``p`` in [0, 1].
+
+    Gradual pruning (Zhu & Gupta 2017): 0 before ``start``, then ``1 - (1 - t)^3`` with
+    ``t = (p - start) / (end - start)``, and 1 from ``end`` on: most blocks go early, while
+    the network can still recover.
+
+    Raises:
+        ConfigError: unless ``0 <= start < end <= 1``.
+    """
+    if not 0.0 <= start < end <= 1.0:
+        raise ConfigError("sparsity schedule", (start, end), "0 <= start < end <= 1")
+
+    def fraction(progress: float) -> float:
+        t = min(max((progress - start) / (end - start), 0.0), 1.0)
+        return 1.0 - (1.0 - t) ** 3
+
+    return fraction
+
+
+def one_by_n_layers(module: nn.Module) -> Iterator[OneByNMixin]:
+    """The 1xN layers inside ``module``."""
+    for sub in module.modules():
+        if isinstance(sub, OneByNMixin):
+            yield sub
+
+
+def prune_to_schedule(module: nn.Module, progress: float, schedule: Schedule) -> None:
+    """Prune every 1xN layer of ``module`` to ``schedule(progress) * its target sparsity``."""
+    fraction = schedule(progress)
+    for layer in one_by_n_layers(module):
+        layer.prune_(fraction * layer.target_sparsity)

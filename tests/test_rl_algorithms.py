@@ -1,0 +1,147 @@
+"""Environments, GAE and the PPO pieces."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from a3cs.rl.algorithms import (
+    CollectorState,
+    add_advantages,
+    collect_rollout,
+    compute_gae,
+    flatten,
+    make_optimizer,
+    ppo_loss,
+    update,
+)
+from a3cs.rl.config import TrainConfig
+from a3cs.rl.envs import env_family, make_env
+from a3cs.rl.networks import build_agent
+from hw_sim.errors import ConfigError
+
+
+def test_make_env_families() -> None:
+    envs = make_env("MinAtar/Breakout-v1", 3, seed=0)
+    assert envs.last_obs.shape == (3, 4, 10, 10) and envs.last_obs.dtype == np.float32
+    assert envs.single_action_space.n == 3
+    obs, reward, terminated, _, _ = envs.step(np.array([0, 1, 2]))
+    assert obs.shape == (3, 4, 10, 10) and reward.shape == terminated.shape == (3,)
+    cart = make_env("CartPole-v1", 2, seed=0)
+    assert cart.last_obs.shape == (2, 4)
+    assert env_family("MinAtar/SpaceInvaders-v1") == "minatar"
+
+
+def test_atari_gets_the_standard_preprocessing() -> None:
+    envs = make_env("ALE/Pong-v5", 1, seed=0)
+    assert envs.last_obs.shape == (1, 4, 84, 84) and envs.last_obs.dtype == np.uint8
+    envs.close()
+
+
+def test_mujoco_continuous_actions() -> None:
+    pytest.importorskip("mujoco")
+    envs = make_env("HalfCheetah-v5", 2, seed=0)
+    obs, *_ = envs.step(np.zeros((2, 6), dtype=np.float32))
+    assert obs.shape == (2, 17)
+
+
+def test_unknown_env_id_is_one_line_error() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'MinAtar/Breakout-v1'") as info:
+        make_env("MinAtar/Breakout-v9", 1, 0)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError):
+        make_env("Nope-v0", 1, 0)
+
+
+def test_same_step_autoreset_and_final_observation() -> None:
+    envs = make_env("CartPole-v1", 1, seed=3)
+    for _ in range(500):
+        obs, _, terminated, truncated, info = envs.step(np.array([0]))
+        if terminated[0] or truncated[0]:
+            assert info["_final_obs"][0]
+            assert abs(info["final_obs"][0][2]) > 0.2 or abs(info["final_obs"][0][0]) > 2.4
+            assert abs(obs[0]).max() <= 0.05  # the next episode's first observation
+            return
+    pytest.fail("the episode never ended")
+
+
+def test_pickled_envs_continue_identically() -> None:
+    envs = make_env("MinAtar/Breakout-v1", 2, seed=5)
+    for _ in range(17):
+        envs.step(np.array([1, 2]))
+    twin = pickle.loads(pickle.dumps(envs))
+    for _ in range(50):
+        a = envs.step(np.array([0, 1]))
+        b = twin.step(np.array([0, 1]))
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_gae_matches_a_direct_computation() -> None:
+    rng = np.random.default_rng(0)
+    steps, envs, gamma, lam = 7, 3, 0.9, 0.8
+    rewards = torch.tensor(rng.normal(size=(steps, envs)), dtype=torch.float32)
+    values = torch.tensor(rng.normal(size=(steps, envs)), dtype=torch.float32)
+    starts = torch.tensor(rng.random((steps, envs)) < 0.3, dtype=torch.float32)
+    last_value = torch.tensor(rng.normal(size=envs), dtype=torch.float32)
+    last_start = torch.tensor([1.0, 0.0, 0.0])
+    adv, ret = compute_gae(rewards, values, starts, last_value, last_start, gamma=gamma,
+                           gae_lambda=lam)
+    for e in range(envs):
+        for t in range(steps):
+            # sum of discounted TD errors until the episode ends
+            total, weight = 0.0, 1.0
+            for k in range(t, steps):
+                next_start = float(starts[k + 1, e]) if k + 1 < steps else float(last_start[e])
+                next_value = float(values[k + 1, e]) if k + 1 < steps else float(last_value[e])
+                delta = (float(rewards[k, e]) + gamma * next_value * (1 - next_start)
+                         - float(values[k, e]))
+                total += weight * delta
+                if next_start:
+                    break
+                weight *= gamma * lam
+            assert float(adv[t, e]) == pytest.approx(total, abs=1e-5)
+    torch.testing.assert_close(ret, adv + values)
+
+
+def test_gae_with_lambda_one_is_the_discounted_return() -> None:
+    rewards = torch.ones(4, 1)
+    values = torch.zeros(4, 1)
+    adv, _ = compute_gae(rewards, values, torch.zeros(4, 1), torch.zeros(1), torch.ones(1),
+                         gamma=0.5, gae_lambda=1.0)
+    torch.testing.assert_close(adv[:, 0], torch.tensor([1.875, 1.75, 1.5, 1.0]))
+
+
+def _rollout(seed: int = 0):
+    config = TrainConfig(env_id="MinAtar/Breakout-v1", n_steps=16, batch_size=32, n_epochs=2)
+    envs = make_env(config.env_id, 4, seed)
+    model = build_agent(None, envs.single_observation_space, envs.single_action_space, seed=seed)
+    state = CollectorState.start(envs, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(seed)
+    batch = collect_rollout(model, envs, state, 16, generator, gamma=0.99)
+    return config, model, state, generator, add_advantages(batch, gamma=0.99, gae_lambda=0.95)
+
+
+def test_rollout_shapes_and_bookkeeping() -> None:
+    _, model, state, _, batch = _rollout()
+    assert batch.obs.shape == (16, 4, 4, 10, 10) and batch.actions.shape == (16, 4)
+    assert state.global_step == 64
+    assert (batch.episode_starts[0] == 1).all()  # fresh envs
+    # stored log-probs are those of the acting policy
+    data = flatten(batch)
+    loss = ppo_loss(model, data, kind="categorical", clip_range=0.2, ent_coef=0.0,
+                    vf_coef=0.5)
+    assert float(loss.approx_kl) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss.clip_fraction) == 0.0
+
+
+def test_update_changes_weights_and_reports_statistics() -> None:
+    config, model, _, generator, batch = _rollout()
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = update(model, make_optimizer(model, config), batch, config, generator)
+    assert stats.gradient_steps == 2 * 64 // 32
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert np.isfinite([stats.policy_loss, stats.value_loss, stats.entropy]).all()

@@ -1,0 +1,138 @@
+"""Architecture descriptions and the networks built from them: shapes, fit errors, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from a3cs.rl.networks import build_agent, log_prob_entropy, sample_action
+from hw_sim.errors import ConfigError
+from hw_sim.schema import validate
+from hw_sim.workload import Conv2d, Linear
+from nas.arch import Arch, load_arch, reference_arch
+from nas.layers import cubic_sparsity_schedule, prune_to_schedule
+
+REPO = Path(__file__).resolve().parents[1]
+PIXELS = gym.spaces.Box(0.0, 1.0, (4, 10, 10), np.float32)
+ACTIONS = gym.spaces.Discrete(3)
+EXAMPLES = sorted((REPO / "experiments/arch").glob("minatar_*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_exported_workload_matches_the_real_layers(path: Path) -> None:
+    arch = load_arch(str(path))
+    model = build_agent(arch, PIXELS, ACTIONS)
+    prune_to_schedule(model, 1.0, cubic_sparsity_schedule(0.1, 0.6))
+    workload = model.workload(batch=1)
+    planned = arch.workload((4, 10, 10), 3)
+    assert [layer.name for layer in workload.layers] == [layer.name for layer in planned.layers]
+    # every exported layer has the shape of the module that runs, measured with hooks
+    seen: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    hooks = [module.register_forward_hook(
+        lambda m, i, o, name=name: seen.__setitem__(name, (tuple(i[0].shape), tuple(o.shape))))
+        for name, module in model.named_modules() if name in {lay.name for lay in workload.layers}]
+    model(torch.zeros(1, 4, 10, 10))
+    for hook in hooks:
+        hook.remove()
+    for layer, plan in zip(workload.layers, planned.layers, strict=True):
+        in_shape, out_shape = seen[layer.name]
+        if isinstance(layer, Conv2d):
+            assert in_shape == (1, layer.in_channels, layer.in_height, layer.in_width)
+            assert out_shape == (1, layer.out_channels, layer.out_height, layer.out_width)
+        else:
+            assert isinstance(layer, Linear)
+            assert in_shape == (1, layer.in_features) and out_shape == (1, layer.out_features)
+        assert layer.weight_format.type == plan.weight_format.type
+        assert (layer.in_channels, layer.out_channels) == (plan.in_channels, plan.out_channels)
+        module = model.get_submodule(layer.name)
+        if layer.weight_format.type == "one_by_n":
+            np.testing.assert_array_equal(layer.block_mask(), module.mask.numpy())
+            assert 1.0 - layer.weight_density == pytest.approx(module.target_sparsity)
+
+
+def test_reference_networks() -> None:
+    model = build_agent(None, PIXELS, ACTIONS)
+    assert model.arch.name == "minatar_reference"
+    names = [(lay.name, lay.kind) for lay in model.workload().layers]
+    assert names == [("layers.0", "conv2d"), ("head", "linear"), ("policy", "linear"),
+                     ("value", "linear")]
+    assert model.workload().layers[1].in_features == 1024
+    assert reference_arch((4,)).name == "mlp_reference"
+    atari = build_agent(None, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
+                        gym.spaces.Discrete(6))
+    assert atari.workload().layer("head").in_features == 64 * 7 * 7
+    assert atari.obs_scale == pytest.approx(1 / 255)
+
+
+@pytest.mark.parametrize(("arch", "obs", "field"), [
+    ({"layers": [{"op": "conv3x3", "width": 16}], "head": {"width": 8}}, (4,), "layers[0].op"),
+    ({"layers": [{"op": "conv5x5", "width": 16}] * 3, "head": {"width": 8}}, (4, 10, 10),
+     "layers[2].op"),
+    ({"layers": [{"op": "conv3x3", "width": 16,
+                  "weight_format": {"type": "block_circulant", "block_size": 8}}],
+      "head": {"width": 8}}, (4, 10, 10), "layers[0].weight_format.block_size"),
+    ({"layers": [{"op": "linear", "width": 6}, {"op": "conv1x1", "width": 4}],
+      "head": {"width": 8}}, (4, 10, 10), "layers[1].op"),
+    ({"head": {"width": 10, "weight_format": {"type": "one_by_n", "n": 4, "sparsity": 0.5}}},
+     (4,), "head.weight_format.n"),
+])
+def test_architectures_that_do_not_fit_the_observation(arch: dict, obs: tuple[int, ...],
+                                                       field: str) -> None:
+    description = validate(Arch, arch)
+    with pytest.raises(ConfigError) as info:
+        description.plan(obs)
+    assert info.value.field == field
+    with pytest.raises(ConfigError):
+        build_agent(description, gym.spaces.Box(0.0, 1.0, obs, np.float32), ACTIONS)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"layers": [{"op": "conv7x7", "width": 4}], "head": {"width": 8}}, "layers[0].op"),
+    ({"layers": [{"op": "skip", "width": 4}], "head": {"width": 8}}, "width"),
+    ({"layers": [{"op": "conv3x3"}], "head": {"width": 8}}, "width"),
+    ({"head": {"width": 8, "weight_format": {"type": "block_circulant", "block_size": 6}}},
+     "block_size"),
+    ({"head": {"width": 8}, "layer": []}, "did you mean 'layers'"),
+])
+def test_bad_architecture_files(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        validate(Arch, data)
+
+
+def test_arch_yaml_round_trip(tmp_path: Path) -> None:
+    from hw_sim.io import dump_yaml
+
+    arch = load_arch(str(REPO / "experiments/arch/minatar_searched_example.yaml"))
+    path = tmp_path / "a.yaml"
+    path.write_text(dump_yaml(arch.to_dict()))
+    assert load_arch(str(path)) == arch
+
+
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_sampled_log_prob_matches_evaluated_log_prob(kind: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    params = torch.randn(64, 6)
+    action, logp = sample_action(params, kind, generator)  # type: ignore[arg-type]
+    again, entropy = log_prob_entropy(params, kind, action)  # type: ignore[arg-type]
+    torch.testing.assert_close(logp, again, rtol=1e-5, atol=1e-5)
+    assert (entropy > -10).all()
+
+
+def test_categorical_sampling_follows_the_policy() -> None:
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.log(torch.tensor([[0.2, 0.5, 0.3]])).expand(20000, 3)
+    action, _ = sample_action(logits, "categorical", generator)
+    freq = torch.bincount(action, minlength=3).float() / 20000
+    torch.testing.assert_close(freq, torch.tensor([0.2, 0.5, 0.3]), atol=0.015, rtol=0)
+
+
+def test_continuous_policy_network() -> None:
+    model = build_agent(None, gym.spaces.Box(-np.inf, np.inf, (17,), np.float32),
+                        gym.spaces.Box(-1, 1, (6,), np.float32), normalize_obs=True)
+    dist, value = model(torch.randn(5, 17))
+    assert dist.shape == (5, 12) and value.shape == (5,)
+    assert model.kind == "gaussian"

@@ -1,0 +1,180 @@
+"""Training end to end: resume, determinism, the CLI, bad inputs, and PPO on CartPole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from a3cs.cli import main
+from a3cs.rl.checkpoint import load_agent, read_checkpoint
+from a3cs.rl.config import TrainConfig
+from a3cs.rl.evaluate import evaluate_policy, model_policy
+from a3cs.rl.train import train
+from hw_sim.errors import ConfigError
+from hw_sim.io import dump_yaml
+from hw_sim.workload import load_workload
+from nas.arch import load_arch
+
+REPO = Path(__file__).resolve().parents[1]
+ONE_BY_4 = REPO / "experiments/arch/minatar_one_by_4.yaml"
+SMALL = {"env_id": "MinAtar/Breakout-v1", "num_envs": 4, "n_steps": 16, "batch_size": 32,
+         "n_epochs": 2, "total_steps": 64}
+
+
+def small_config(**changes: object) -> TrainConfig:
+    values = dict(SMALL)
+    values.update(changes)
+    return TrainConfig.model_validate(values)
+
+
+def config_file(tmp_path: Path, name: str = "train.yaml", **changes: object) -> str:
+    values = dict(SMALL)
+    values.update(changes)
+    path = tmp_path / name
+    path.write_text(dump_yaml(values))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_next_updates_exactly(tmp_path: Path) -> None:
+    """N updates in one go == N/2, a kill right after the checkpoint, and --resume N/2.
+    A 1xN architecture and a teacher make masks, pruning and distillation part of the state."""
+    teacher = train(small_config(total_steps=128, seed=7), tmp_path / "teacher", progress=False)
+    config = small_config(total_steps=6 * 64, checkpoint_every=3, seed=1,
+                          arch=load_arch(str(ONE_BY_4)), sparsity_start=0.0, sparsity_end=0.8,
+                          teacher=str(teacher.checkpoint), ent_coef=0.01)
+    whole = train(config, tmp_path / "whole", progress=False)
+    train(config, tmp_path / "killed", progress=False, stop_after_updates=3)
+    assert read_checkpoint(tmp_path / "killed")["update"] == 3
+    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+    assert resumed.global_step == whole.global_step == 6 * 64
+    a, b = load_agent(whole.checkpoint).model, load_agent(resumed.checkpoint).model
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    assert a.head.sparsity > 0.5  # pruning happened on the way
+    rows_a = (tmp_path / "whole" / "metrics.csv").read_text().splitlines()
+    rows_b = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()
+    strip = [lambda r: r.split(",")[:2] + r.split(",")[4:6] + r.split(",")[7:]]
+    assert [strip[0](r) for r in rows_a] == [strip[0](r) for r in rows_b]
+    optimizer_a = read_checkpoint(whole.checkpoint)["optimizer"]["state"]
+    optimizer_b = read_checkpoint(resumed.checkpoint)["optimizer"]["state"]
+    for key in optimizer_a:
+        assert torch.equal(optimizer_a[key]["exp_avg"], optimizer_b[key]["exp_avg"])
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    config = small_config(total_steps=128, seed=3)
+    a = train(config, tmp_path / "a", progress=False)
+    b = train(config, tmp_path / "b", progress=False)
+    for p, q in zip(load_agent(a.checkpoint).model.parameters(),
+                    load_agent(b.checkpoint).model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_cli_train_evaluate_simulate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    rc = main(["train", "--config", config_file(tmp_path), "--steps", "128", "--out", str(run),
+               "--arch", str(REPO / "experiments/arch/minatar_circulant_b8.yaml"),
+               "--no-progress"])
+    assert rc == 0
+    for name in ("config.yaml", "arch.yaml", "workload.yaml", "checkpoint.pt", "metrics.csv"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())  # TensorBoard events
+    workload = load_workload(str(run / "workload.yaml"))
+    assert workload.layer("head").weight_format.type == "block_circulant"
+    capsys.readouterr()
+
+    assert main(["evaluate", str(run / "checkpoint.pt"), "--episodes", "3", "--format",
+                 "json", "--gif", str(tmp_path / "ep.gif")]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.splitlines()[0])
+    assert result["episodes"] == 3 and result["min_return"] <= result["mean_return"]
+    assert (tmp_path / "ep.gif").read_bytes()[:3] == b"GIF"
+
+    hw = str(REPO / "experiments/hw/block_circulant_engine.yaml")
+    for workload_arg in (str(run / "workload.yaml"), str(run / "checkpoint.pt")):
+        assert main(["simulate", "--hw", hw, "--workload", workload_arg, "--format",
+                     "json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert "head" in json.dumps(report)
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert needle in err, err
+
+
+def test_bad_inputs_fail_before_training(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config_file(tmp_path)
+    out = str(tmp_path / "bad")
+    _one_line_error(capsys, ["train", "--env", "MinAtar/Brekout-v1", "--out", out], "--env")
+    conv_arch = str(REPO / "experiments/arch/minatar_reference.yaml")
+    _one_line_error(capsys, ["train", "--env", "CartPole-v1", "--arch", conv_arch, "--out", out],
+                    "layers[0].op")
+    _one_line_error(capsys, ["train", "--config", cfg, "--out", out, "--resume"], "--resume")
+    (tmp_path / "bad.yaml").write_text("n_step: 3\n")
+    _one_line_error(capsys, ["train", "--config", str(tmp_path / "bad.yaml"), "--out", out],
+                    "did you mean 'n_steps'")
+    _one_line_error(capsys, ["train", "--config", cfg, "--out", out, "--teacher",
+                             str(tmp_path / "missing.pt")], "--teacher")
+    _one_line_error(capsys, ["train", "--config", cfg, "--out", out, "--num-envs", "3"],
+                    "batch_size")
+    assert not (tmp_path / "bad").exists()  # nothing was trained or written
+
+    # a run to resume, a CartPole teacher, a file that is not a checkpoint
+    run = tmp_path / "run"
+    assert main(["train", "--config", cfg, "--steps", "64", "--out", str(run),
+                 "--no-progress"]) == 0
+    cart = tmp_path / "cart"
+    assert main(["train", "--env", "CartPole-v1", "--steps", "64", "--out", str(cart),
+                 "--num-envs", "4", "--config", config_file(tmp_path, "cart.yaml",
+                                                         env_id="CartPole-v1"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["train", "--config", cfg, "--steps", "128", "--out", str(run)],
+                    "pass --resume")
+    _one_line_error(capsys, ["train", "--out", str(run), "--resume", "--steps", "128",
+                             "--arch", str(ONE_BY_4)], "another architecture")
+    _one_line_error(capsys, ["train", "--out", str(run), "--resume", "--seed", "9"], "seed")
+    _one_line_error(capsys, ["train", "--config", cfg, "--out", out, "--teacher", str(cart)],
+                    "action space Discrete(3)")
+    not_ckpt = tmp_path / "x.pt"
+    not_ckpt.write_bytes(b"not a checkpoint")
+    _one_line_error(capsys, ["evaluate", str(not_ckpt)], "CHECKPOINT")
+    _one_line_error(capsys, ["evaluate", str(run), "--episodes", "0"], "--episodes")
+    _one_line_error(capsys, ["evaluate", str(cart), "--gif", str(tmp_path / "c.gif")], "--gif")
+    hw = str(REPO / "experiments/hw/ws_32x32.yaml")
+    _one_line_error(capsys, ["simulate", "--hw", hw, "--workload", str(not_ckpt)], "--workload")
+    # resuming with more steps works and continues the count
+    assert main(["train", "--out", str(run), "--resume", "--steps", "128",
+                 "--no-progress"]) == 0
+    assert read_checkpoint(run)["global_step"] == 128
+
+
+def test_checkpoint_of_another_architecture_is_rejected(tmp_path: Path) -> None:
+    run = train(small_config(total_steps=64), tmp_path / "r", progress=False)
+    data = read_checkpoint(run.checkpoint)
+    data["arch"] = load_arch(str(ONE_BY_4)).to_dict()
+    data["model"].pop("head.weight")
+    path = tmp_path / "forged.pt"
+    torch.save(data, path)
+    with pytest.raises(ConfigError, match="weights of the stored architecture"):
+        load_agent(path)
+
+
+@pytest.mark.slow
+def test_ppo_solves_cartpole(tmp_path: Path) -> None:
+    """PPO (rl-zoo's CartPole settings) reaches >= 475 within 100 k steps (~30 s here)."""
+    config = TrainConfig(env_id="CartPole-v1", total_steps=100_000, seed=0, num_envs=8,
+                         n_steps=32, batch_size=256, n_epochs=20, learning_rate=1e-3,
+                         lr_schedule="linear", gamma=0.98, gae_lambda=0.8)
+    result = train(config, tmp_path / "cartpole", progress=False)
+    agent = load_agent(result.checkpoint)
+    evaluation = evaluate_policy(model_policy(agent.model, seed=1), "CartPole-v1", 20)
+    assert evaluation.mean_return >= 475, evaluation
