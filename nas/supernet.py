@@ -9,8 +9,10 @@ once-for-all / FBNetV2), and a weight format is applied to the sliced weights:
 * 1xN ``(n, s)``: the fraction ``s`` of blocks with the smallest L1 norm is zeroed, as the 1xN
   layers prune (:func:`nas.layers.block_l1_mask`);
 
-so every path computes the function of a real network of that architecture.  The head keeps
-a ``[width, C, H, W]`` weight and slices it to the trunk's output shape.
+so every path computes the function of a real network of that architecture.  The head has
+one weight per trunk output shape a path can produce (its inputs are a flattened ``[C, H,
+W]`` map, whose positions mean different pixels at different spatial sizes, so heads are not
+shared across shapes); each is sliced to the sampled head width.
 
 Each choice (``layers.<i>.op`` ... ``head.format``) has its own logits.
 :meth:`SuperNet.sample_path` draws one candidate per choice with hard Gumbel-softmax; the
@@ -142,6 +144,10 @@ def _key(label: str) -> str:
     return label.replace(".", "__")
 
 
+def _shape_key(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
 # --------------------------------------------------------------------------------------------
 # Shared-weight operations
 
@@ -259,35 +265,36 @@ class SuperNet(nn.Module):
 
         widest = max(space.widths)
         trunk = nn.ModuleList()
+        shapes: set[tuple[int, ...]] = {tuple(obs_shape)}  # what each layer may receive
         if space.observation == "pixels":
-            channels, height, width = obs_shape
             for i in range(space.num_layers):
-                in_max = channels if i == 0 else widest
+                in_max = obs_shape[0] if i == 0 else widest
                 pad_same = space.layer_padding(i) == "same"
                 ops = nn.ModuleDict()
+                reachable: set[tuple[int, ...]] = set()
                 for op in space.layer_ops(i):
                     if op == "skip":
+                        reachable |= shapes
                         continue
                     k = KERNEL_OF_OP[op]
                     pad = k // 2 if pad_same else 0
                     ops[op] = (SharedDepthwiseSeparable(in_max, widest, k, pad, self.act)
                                if op.startswith("dwsep") else SharedConv(in_max, widest, k, pad))
+                    for _, h, w in shapes:
+                        reachable |= {(width, h + 2 * pad - k + 1, w + 2 * pad - k + 1)
+                                      for width in space.widths}
                 trunk.append(ops)
-                if not pad_same:  # the largest output comes from the smallest kernel
-                    smallest = min(KERNEL_OF_OP[op] for op in space.layer_ops(i) if op != "skip")
-                    height, width = height - smallest + 1, width - smallest + 1
-            head_in = (max(widest, channels), height, width)
+                shapes = reachable
         else:
-            features = obs_shape[0]
             for i in range(space.num_layers):
                 trunk.append(nn.ModuleDict({"linear": SharedLinear(
-                    features if i == 0 else widest, widest)}))
-            head_in = (max(widest, features),)
+                    obs_shape[0] if i == 0 else widest, widest)}))
+                shapes = ({(w,) for w in space.widths}
+                          | (shapes if "skip" in space.layer_ops(i) else set()))
         self.trunk = trunk
         head_max = max(space.head_widths)
-        self.head_weight = nn.Parameter(torch.empty(head_max, *head_in))
-        self.head_bias = nn.Parameter(torch.zeros(head_max))
-        self._head_formatted = _FormattedWeights()
+        self.heads = nn.ModuleDict({_shape_key(shape): SharedLinear(math.prod(shape), head_max)
+                                    for shape in sorted(shapes)})
         self.policy = nn.Linear(head_max, action_dim)
         self.value = nn.Linear(head_max, 1)
         self.log_std = nn.Parameter(torch.zeros(action_dim)) if gaussian else None
@@ -297,12 +304,11 @@ class SuperNet(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Orthogonal initialisation at the largest sizes (gains as in ActorCritic)."""
-        for module in self.trunk.modules():
+        for module in [*self.trunk.modules(), *self.heads.modules()]:
             if isinstance(module, SharedConv | SharedLinear):
                 nn.init.orthogonal_(module.weight, HIDDEN_GAIN, generator=generator)
             if isinstance(module, SharedDepthwiseSeparable):
                 nn.init.orthogonal_(module.depthwise, HIDDEN_GAIN, generator=generator)
-        nn.init.orthogonal_(self.head_weight, HIDDEN_GAIN, generator=generator)
         nn.init.orthogonal_(self.policy.weight, POLICY_GAIN, generator=generator)
         nn.init.orthogonal_(self.value.weight, VALUE_GAIN, generator=generator)
         self.policy.bias.zero_()
@@ -374,11 +380,8 @@ class SuperNet(nn.Module):
             x = y * gate * path.gates[f"layers.{i}.width"] * path.gates[f"layers.{i}.format"]
         head_width = int(self._value("head.width"))
         fmt = self._formats[str(self._value("head.format"))]
-        index = (slice(0, head_width), *(slice(0, d) for d in x.shape[1:]))
-        weight = self._head_formatted.get(
-            self.head_weight, (head_width, tuple(x.shape[1:]), format_label(fmt)),
-            lambda: apply_format(self.head_weight[index].reshape(head_width, -1), fmt))
-        h = self.act(F.linear(x.flatten(1), weight, self.head_bias[:head_width]))
+        head = self.heads[_shape_key(tuple(x.shape[1:]))]
+        h = self.act(head(x.flatten(1), head_width, fmt))
         return h * path.gates["head.width"] * path.gates["head.format"]
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ import argparse
 _OVERRIDES = {
     "method": "method", "env": "env_id", "seed": "seed", "target": "target", "space": "space",
     "teacher": "teacher", "lam": "cost.lam", "target_fps": "cost.target_fps",
+    "target_speedup": "cost.target_speedup",
     "warmup_steps": "budget.warmup_steps", "search_steps": "budget.search_steps",
     "retrain_steps": "budget.retrain_steps", "eval_episodes": "budget.eval_episodes",
     "proxy_steps": "budget.proxy_steps", "teacher_steps": "budget.teacher_steps",
@@ -36,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher", metavar="CKPT", help="A2D teacher checkpoint")
     parser.add_argument("--lam", type=float, help="weight of the relative expected latency")
     parser.add_argument("--target-fps", type=float, help="adapt lambda to reach this FPS")
+    parser.add_argument("--target-speedup", type=float, help="adapt lambda until the agent is "
+                        "this many times faster than the hand-designed one")
     for name in ("warmup_steps", "search_steps", "retrain_steps", "eval_episodes",
                  "proxy_steps", "teacher_steps"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name,

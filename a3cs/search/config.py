@@ -62,6 +62,15 @@ class SupernetSettings(FrozenModel):
                                     "architecture step")
     accel_lr: PositiveFloat = Field(default=0.1, description="Adam step of the accelerator "
                                     "logits")
+    distill_lr: PositiveFloat = Field(default=1e-3, description="Adam step of the "
+                                      "distillation-only steps (supervised, so larger than "
+                                      "PPO's)")
+    distill_paths: int = Field(default=16, ge=0, description="extra distillation-only "
+                               "minibatch steps per rollout, each on a freshly sampled path "
+                               "(A2D's loss needs no on-policy data; trains the shared weights "
+                               "for many paths at no environment cost)")
+    arch_paths: PositiveInt = Field(default=4, description="sampled paths whose distillation "
+                                    "loss the architecture step averages")
 
 
 class CostSettings(FrozenModel):
@@ -72,6 +81,9 @@ class CostSettings(FrozenModel):
     target_fps: PositiveFloat | None = Field(
         default=None, description="adapt lam so that the expected FPS reaches this (lam then "
         "starts at `lam`)")
+    target_speedup: PositiveFloat | None = Field(
+        default=None, description="adapt lam so that the expected latency is the hand-designed "
+        "network's divided by this (on the same hardware model)")
     lam_rate: PositiveFloat = Field(default=0.05, description="multiplicative step of lam's "
                                     "adaptation per architecture update")
 
@@ -110,6 +122,9 @@ class SearchConfig(FrozenModel):
             key = sorted(forbidden)[0]
             raise ConfigError(f"rl.{key}", self.rl[key], "set at the top level of the search "
                               "config, not under rl")
+        if self.cost.target_fps is not None and self.cost.target_speedup is not None:
+            raise ConfigError("cost.target_speedup", self.cost.target_speedup,
+                              "unset when cost.target_fps is set (one latency target)")
         if self.supernet.tau_end > self.supernet.tau_start:
             raise ConfigError("supernet.tau_end", self.supernet.tau_end,
                               f"at most tau_start = {self.supernet.tau_start}")

@@ -5,14 +5,19 @@ One search update:
 1. sample a path of the supernet (hard Gumbel-softmax at temperature ``tau``) and collect a
    rollout with it;
 2. **weights**: PPO epochs on the rollout plus A2D distillation (the teacher's policy and
-   value on the states the student visited), on that path;
-3. **architecture**: the same loss on a minibatch of the rollout, through the path's
-   straight-through gates, plus ``lam * E[latency] / latency_ref``: the expected latency of
-   the architecture distribution on the target's current hardware (exact, see
+   value on the states the student visited), on that path; then ``distill_paths``
+   distillation-only minibatch steps, each on a freshly sampled path: the distillation loss
+   needs no on-policy data, so the shared weights learn many paths per rollout;
+3. **architecture**: the task loss through the straight-through gates (with a teacher: the
+   distillation loss averaged over ``arch_paths`` sampled paths; without: the PPO loss of the
+   rollout's path), plus ``lam * E[latency] / latency_ref``: the expected latency of the
+   architecture distribution on the target's current hardware (exact, see
    :mod:`nas.expected_cost`) relative to the hand-designed network's;
 4. **accelerator**: the target's own logits descend its hardware loss for the current
    architecture distribution;
-5. optionally adapt ``lam`` so that the expected FPS meets a target.
+5. optionally adapt ``lam`` towards a latency target (an FPS, or a speed-up over the
+   hand-designed network): multiplied by ``exp(+-lam_rate)`` each step, up while the
+   expected latency is above the target and down while below.
 
 The first ``warmup_steps`` only train the weights, on uniformly sampled paths.  A checkpoint
 every ``checkpoint_every`` updates holds everything (supernet, logits, optimizers, target,
@@ -202,6 +207,35 @@ def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpac
             stats = update(supernet, weight_opt, batch, rl, generator, distill_coefs=coefs)
             for param in supernet.arch_parameters():
                 param.requires_grad_(True)
+            paths_kl = float("nan")
+            if coefs is not None and config.supernet.distill_paths:
+                kls = []
+                data = flatten(batch)
+                for param in supernet.arch_parameters():
+                    param.requires_grad_(False)
+                for group in weight_opt.param_groups:
+                    group["lr"] = config.supernet.distill_lr
+                for _ in range(config.supernet.distill_paths):
+                    with torch.no_grad():
+                        supernet.sample_path(tau, generator)
+                    index = torch.randperm(data.obs.shape[0], generator=generator)[
+                        : rl.batch_size or data.obs.shape[0]]
+                    mb = data.take(index)
+                    assert mb.teacher_dist is not None and mb.teacher_value is not None
+                    extra = distill_loss(supernet, mb.obs, mb.teacher_dist, mb.teacher_value,
+                                         kind=supernet.kind, actor_coef=coefs[0],
+                                         critic_coef=coefs[1])
+                    kls.append(float(extra.actor_kl))
+                    weight_opt.zero_grad(set_to_none=True)
+                    extra.total.backward()
+                    torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(),
+                                                   rl.max_grad_norm)
+                    weight_opt.step()
+                for group in weight_opt.param_groups:
+                    group["lr"] = rl.learning_rate or 2.5e-4
+                for param in supernet.arch_parameters():
+                    param.requires_grad_(True)
+                paths_kl = sum(kls) / len(kls)
             if normalizer is not None:
                 normalizer.update(batch.obs.reshape(batch.size, *batch.obs.shape[2:]))
 
@@ -209,24 +243,29 @@ def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpac
                                      "global_step": collector.global_step, "tau": tau,
                                      "recent_return": collector.recent_mean_return(),
                                      "policy_loss": stats.policy_loss,
-                                     "distill_actor_kl": stats.distill_actor_kl}
+                                     "distill_actor_kl": stats.distill_actor_kl,
+                                     "paths_actor_kl": paths_kl}
             if not warming:
-                # 3. architecture: task loss through the path's gates + relative latency
-                supernet.refresh_gates(tau)
+                # 3. architecture: task loss through the paths' gates + relative latency
                 data = flatten(batch)
                 index = torch.randperm(data.obs.shape[0], generator=generator)[
                     : config.supernet.arch_batch]
                 mb = data.take(index)
-                loss = ppo_loss(supernet, mb, kind=supernet.kind, clip_range=rl.clip_range,
-                                ent_coef=rl.ent_coef, vf_coef=rl.vf_coef,
-                                normalize_advantage=bool(rl.normalize_advantage))
-                task = loss.total
                 if coefs is not None and mb.teacher_dist is not None:
                     assert mb.teacher_value is not None
-                    task = task + distill_loss(supernet, mb.obs, mb.teacher_dist,
-                                               mb.teacher_value, kind=supernet.kind,
-                                               actor_coef=coefs[0], critic_coef=coefs[1],
-                                               outputs=loss.outputs).total
+                    losses = []
+                    for _ in range(config.supernet.arch_paths):
+                        supernet.sample_path(tau, generator)  # gates carry gradients
+                        losses.append(distill_loss(
+                            supernet, mb.obs, mb.teacher_dist, mb.teacher_value,
+                            kind=supernet.kind, actor_coef=coefs[0],
+                            critic_coef=coefs[1]).total)
+                    task = torch.stack(losses).mean()
+                else:
+                    supernet.refresh_gates(tau)  # the rollout's path, on its own data
+                    task = ppo_loss(supernet, mb, kind=supernet.kind, clip_range=rl.clip_range,
+                                    ent_coef=rl.ent_coef, vf_coef=rl.vf_coef,
+                                    normalize_advantage=bool(rl.normalize_advantage)).total
                 probabilities = supernet.probabilities()
                 latency = target.expected_latency(probabilities)
                 latency_ref = reference_latency()
@@ -246,11 +285,14 @@ def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpac
                         hardware_loss.backward()
                         accel_opt.step()
 
-                # 5. lam towards the target FPS
+                # 5. lam towards the latency target
                 expected_fps = 1.0 / latency.item()
-                if config.cost.target_fps is not None:
+                target_latency = (1.0 / config.cost.target_fps if config.cost.target_fps
+                                  else latency_ref / config.cost.target_speedup
+                                  if config.cost.target_speedup else None)
+                if target_latency is not None:
                     lam *= math.exp(config.cost.lam_rate * math.copysign(
-                        1.0, config.cost.target_fps - expected_fps))
+                        1.0, latency.item() - target_latency))
                 row.update(expected_latency_s=latency.item(), reference_latency_s=latency_ref,
                            expected_fps=expected_fps, lam=lam, task_loss=task.item())
             wall += time.perf_counter() - started
