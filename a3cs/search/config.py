@@ -69,8 +69,13 @@ class SupernetSettings(FrozenModel):
                                "minibatch steps per rollout, each on a freshly sampled path "
                                "(A2D's loss needs no on-policy data; trains the shared weights "
                                "for many paths at no environment cost)")
-    arch_paths: PositiveInt = Field(default=4, description="sampled paths whose distillation "
-                                    "loss the architecture step averages")
+    arch_gradient: Literal["local_expectation", "straight_through"] = Field(
+        default="local_expectation", description="local_expectation: per choice, the task loss "
+        "of every option with the other choices at the sampled path, on the same minibatch "
+        "(exact gradient of the expected loss in that choice; one forward pass per option); "
+        "straight_through: the Gumbel-softmax gates' gradient")
+    arch_paths: PositiveInt = Field(default=2, description="sampled paths the architecture "
+                                    "step averages")
 
 
 class CostSettings(FrozenModel):

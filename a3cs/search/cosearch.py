@@ -27,9 +27,11 @@ environments, RNG), so a killed search resumes exactly.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +39,7 @@ import torch
 
 from a3cs.rl.algorithms import (
     CollectorState,
+    Minibatch,
     add_advantages,
     collect_rollout,
     flatten,
@@ -79,6 +82,48 @@ class SearchOutcome:
     lam: float
     env_steps: int
     wall_time_s: float
+
+
+def architecture_task_loss(supernet: SuperNet, mb: Minibatch,
+                           coefs: tuple[float, float] | None, rl: TrainConfig) -> torch.Tensor:
+    """The task loss the architecture descends, on the supernet's current path: A2D's
+    distillation loss with a teacher, PPO's loss without one."""
+    if coefs is not None and mb.teacher_dist is not None and mb.teacher_value is not None:
+        return distill_loss(supernet, mb.obs, mb.teacher_dist, mb.teacher_value,
+                            kind=supernet.kind, actor_coef=coefs[0],
+                            critic_coef=coefs[1]).total
+    return ppo_loss(supernet, mb, kind=supernet.kind, clip_range=rl.clip_range,
+                    ent_coef=rl.ent_coef, vf_coef=rl.vf_coef,
+                    normalize_advantage=bool(rl.normalize_advantage)).total
+
+
+def local_expectation(supernet: SuperNet, indices: dict[str, int],
+                      loss: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``sum_label sum_o p_label[o] * loss(path with label = o)``, the other choices at
+    ``indices``: its gradient to each label's logits is the exact gradient of the expected loss
+    in that choice (Titsias and Lazaro-Gredilla, "Local expectation gradients", NeurIPS 2015).
+    The losses are evaluated without gradients, so the weights are untouched."""
+    probabilities = supernet.probabilities()
+    total = next(iter(probabilities.values())).new_zeros(())
+    with torch.no_grad():
+        base = float(_loss_on(supernet, indices, loss))
+    for label, probs in probabilities.items():
+        values = []
+        for option in range(probs.shape[0]):
+            if option == indices[label]:
+                values.append(base)
+                continue
+            with torch.no_grad():
+                values.append(float(_loss_on(supernet, {**indices, label: option}, loss)))
+        table = probs.new_tensor(values)
+        total = total + (probs * (table - base)).sum()  # a baseline: same gradient, less noise
+    return total + base
+
+
+def _loss_on(supernet: SuperNet, indices: dict[str, int],
+             loss: Callable[[], torch.Tensor]) -> torch.Tensor:
+    supernet.use_architecture(indices)
+    return loss()
 
 
 def temperature(progress: float, start: float, end: float) -> float:
@@ -250,22 +295,16 @@ def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpac
                 data = flatten(batch)
                 index = torch.randperm(data.obs.shape[0], generator=generator)[
                     : config.supernet.arch_batch]
-                mb = data.take(index)
-                if coefs is not None and mb.teacher_dist is not None:
-                    assert mb.teacher_value is not None
-                    losses = []
-                    for _ in range(config.supernet.arch_paths):
-                        supernet.sample_path(tau, generator)  # gates carry gradients
-                        losses.append(distill_loss(
-                            supernet, mb.obs, mb.teacher_dist, mb.teacher_value,
-                            kind=supernet.kind, actor_coef=coefs[0],
-                            critic_coef=coefs[1]).total)
-                    task = torch.stack(losses).mean()
-                else:
-                    supernet.refresh_gates(tau)  # the rollout's path, on its own data
-                    task = ppo_loss(supernet, mb, kind=supernet.kind, clip_range=rl.clip_range,
-                                    ent_coef=rl.ent_coef, vf_coef=rl.vf_coef,
-                                    normalize_advantage=bool(rl.normalize_advantage)).total
+                task_loss = functools.partial(architecture_task_loss, supernet,
+                                              data.take(index), coefs, rl)
+                losses = []
+                for _ in range(config.supernet.arch_paths):
+                    path = supernet.sample_path(tau, generator)
+                    if config.supernet.arch_gradient == "local_expectation":
+                        losses.append(local_expectation(supernet, path.indices, task_loss))
+                    else:
+                        losses.append(task_loss())  # gates of the sampled path carry gradients
+                task = torch.stack(losses).mean()
                 probabilities = supernet.probabilities()
                 latency = target.expected_latency(probabilities)
                 latency_ref = reference_latency()
