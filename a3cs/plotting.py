@@ -10,6 +10,7 @@ import numpy as np
 from a3cs.pareto import hypervolume_2d, non_dominated, normalised_reference, oriented
 from a3cs.results import RunResult, read_results
 from hw_sim.errors import ConfigError
+from hw_sim.io import save_figure
 
 _AXIS_LABEL = {"fps": "inferences per second (FPS, higher is better)",
                "latency": "latency per inference [s] (lower is better)",
@@ -90,15 +91,5 @@ def plot_pareto(rows: list[RunResult], metric: str, stem: Path,
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    _save_atomic(fig, png)
-    _save_atomic(fig, svg)
-    plt.close(fig)
+    png, svg = save_figure(fig, stem)
     return ParetoFigure(png, svg, stats)
-
-
-def _save_atomic(fig: object, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=150)  # type: ignore[attr-defined]
-    tmp.replace(path)

@@ -47,7 +47,7 @@ from accelerator_model.cpu import (
 )
 from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
 from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, load_mapping
+from hw_sim.io import atomic_write_text, load_mapping, save_figure
 from hw_sim.schema import FrozenModel
 from hw_sim.workload import Conv2d, Linear
 
@@ -561,14 +561,10 @@ def write_heldout_csv(result: CalibrationResult, path: Path) -> Path:
 def write_fit_plot(result: CalibrationResult, stem: Path) -> list[Path]:
     """Predicted against measured latency of the held-out shapes, per family (log-log, with
     the +-10 % band), as ``stem.png`` and ``stem.svg``."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from hw_sim.io import atomic_write_bytes
 
     threads = result.profile.spec.threads
     held = [i for i, m in enumerate(result.measured) if m.held_out]
@@ -590,10 +586,4 @@ def write_fit_plot(result: CalibrationResult, stem: Path) -> list[Path]:
            title=f"held-out shapes: {result.held_out.within_10pct:.1%} within +-10 %")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    paths = []
-    for ext in ("png", "svg"):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=ext, dpi=150)
-        paths.append(atomic_write_bytes(stem.with_suffix(f".{ext}"), buffer.getvalue()))
-    plt.close(fig)
-    return paths
+    return save_figure(fig, stem)

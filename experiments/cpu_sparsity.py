@@ -12,14 +12,13 @@ cpu_sparsity.csv and cpu_sparsity.png/.svg, and prints the latencies and the CSR
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 from pathlib import Path
 
 from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
 from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_bytes, atomic_write_text
+from hw_sim.io import atomic_write_text, save_figure
 from hw_sim.workload import Conv2d, Linear
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 0.9375)
@@ -88,13 +87,7 @@ def plot(rows: list[dict], stem: Path) -> list[Path]:
     axes[0].set_ylabel("latency per call (us), 1 thread")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    paths = []
-    for ext in ("png", "svg"):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=ext, dpi=150)
-        paths.append(atomic_write_bytes(stem.with_suffix(f".{ext}"), buffer.getvalue()))
-    plt.close(fig)
-    return paths
+    return save_figure(fig, stem)
 
 
 def summary(rows: list[dict]) -> str:

@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from hw_sim.io import save_figure
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: PPO settings of teacher and students alike (MinAtar: 8 envs x 128 steps, 4 epochs of
@@ -122,13 +124,7 @@ def plot(curves: dict[str, list[list[dict[str, float]]]], teacher_return: float,
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    outs = []
-    for suffix in (".png", ".svg"):
-        out = path.with_suffix(suffix)
-        fig.savefig(out, dpi=150)
-        outs.append(out)
-    plt.close(fig)
-    return outs
+    return save_figure(fig, path)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from accelerator_model.fidelity import FORMATS, Comparison, compare, refused_agreement, sample_pairs
 from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_bytes, atomic_write_text
+from hw_sim.io import atomic_write_text, save_figure
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = {"dense": "tab:blue", "block_circulant": "tab:orange", "one_by_n": "tab:green"}
@@ -105,15 +105,7 @@ def scatter(c: Comparison, stem: Path) -> list[Path]:
     fig.suptitle(f"accelerator_model vs hw_sim on {len(sim)} random (layer, configuration, "
                  "format) pairs")
     fig.tight_layout()
-    paths = []
-    for ext in ("png", "svg"):
-        import io
-
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=ext, dpi=130)
-        paths.append(atomic_write_bytes(stem.with_suffix(f".{ext}"), buffer.getvalue()))
-    plt.close(fig)
-    return paths
+    return save_figure(fig, stem, dpi=130)
 
 
 def main(argv: list[str] | None = None) -> int:

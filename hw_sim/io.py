@@ -70,6 +70,24 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return target
 
 
+def save_figure(fig: Any, stem: str | os.PathLike[str], *, dpi: int = 150) -> list[Path]:
+    """Save a matplotlib figure as ``stem.png`` and ``stem.svg`` atomically, then close it.
+
+    Returns the two paths (PNG first).
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for ext in ("png", "svg"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, dpi=dpi)
+        paths.append(atomic_write_bytes(Path(stem).with_suffix(f".{ext}"), buffer.getvalue()))
+    plt.close(fig)
+    return paths
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

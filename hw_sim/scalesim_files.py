@@ -27,12 +27,14 @@ timing here and are ignored.
 from __future__ import annotations
 
 import configparser
+import re
 from pathlib import Path
 
 from hw_sim.errors import ConfigError
 from hw_sim.hardware import Hardware
+from hw_sim.io import atomic_write_text
 from hw_sim.schema import validate
-from hw_sim.workload import Conv2d, Linear, Workload
+from hw_sim.workload import Conv2d, Dense, Linear, Workload
 
 _CONV_COLUMNS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
                  "Num Filter", "Strides")
@@ -150,3 +152,140 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
         "dram": {"bandwidth_words_per_cycle": bandwidth},
     }
     return validate(Hardware, data, source=source)
+
+
+# ------------------------------------------------------------------------------------------
+# Writing SCALE-Sim's files (so both tools run on the very same inputs)
+
+_CONV_HEADER = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+                "Num Filter, Strides,")
+_GEMM_HEADER = "Layer, M, N, K,"
+
+
+def _topology_row(layer: Conv2d | Linear, index: int, gemm: bool) -> str:
+    """One topology row; every row ends with a comma because SCALE-Sim drops the last cell."""
+    where = f"layers[{index}]"
+    if not isinstance(layer.weight_format, Dense):
+        raise ConfigError(f"{where}.weight_format", layer.weight_format.type,
+                          "dense (SCALE-Sim models dense layers only)")
+    if "," in layer.name:
+        raise ConfigError(f"{where}.name", layer.name, "a name without commas")
+    if gemm:
+        return f"{layer.name}, {layer.batch}, {layer.out_features}, {layer.in_features},"
+    depthwise = layer.groups > 1 and layer.groups == layer.in_channels
+    if depthwise != ("DP" in layer.name):
+        allowed = ("a name containing 'DP' (SCALE-Sim runs a row as depthwise exactly when its "
+                   "name contains DP)" if depthwise else
+                   "a name without 'DP' (SCALE-Sim would run the row as depthwise)")
+        raise ConfigError(f"{where}.name", layer.name, allowed)
+    if layer.groups > 1 and not depthwise:
+        raise ConfigError(f"{where}.groups", layer.groups,
+                          f"1 or in_channels={layer.in_channels} (SCALE-Sim has no other "
+                          "grouped convolution)")
+    if isinstance(layer, Linear):
+        # M = batch output pixels of a 1x1 convolution over a batch x 1 "image"
+        return f"{layer.name}, {layer.batch}, 1, 1, 1, {layer.in_features}, {layer.out_features}, 1,"
+    if layer.batch != 1:
+        raise ConfigError(f"{where}.batch", layer.batch,
+                          "1 for a convolution (SCALE-Sim's topology has no batch)")
+    if layer.stride[0] != layer.stride[1]:
+        raise ConfigError(f"{where}.stride", list(layer.stride),
+                          "equal strides (SCALE-Sim's topology has one Strides column)")
+    (r, s), stride = layer.kernel_size, layer.stride[0]
+    # The smallest input that gives this output size under both ceil and floor rounding: the
+    # padded input with any rows and columns no window touches cut off.
+    height = (layer.out_height - 1) * stride + r
+    width = (layer.out_width - 1) * stride + s
+    filters = layer.out_channels // layer.groups
+    return f"{layer.name}, {height}, {width}, {r}, {s}, {layer.in_channels}, {filters}, {stride},"
+
+
+def write_topology_csv(workload: Workload, path: str | Path) -> Path:
+    """Write ``workload`` as a SCALE-Sim topology CSV that describes the same GEMMs.
+
+    The GEMM form (``Layer, M, N, K``) is written when every layer is linear, the conv form
+    otherwise.  A convolution's IFMAP size is its padded input trimmed to the rows and
+    columns its windows touch, ``(out - 1) * stride + kernel``, so SCALE-Sim's ``ceil`` output
+    size equals the layer's; a linear layer in the conv form is a 1x1 convolution over a
+    ``batch x 1`` input.  :func:`load_topology_csv` reads the file back as layers with the
+    same ``gemm_m``, ``gemm_n``, ``gemm_k`` and ``groups`` (padding becomes part of the input).
+
+    Raises:
+        ConfigError: a layer SCALE-Sim cannot describe: a compressed weight format, a
+            convolution with batch > 1 or unequal strides, groups other than 1 or depthwise,
+            a depthwise layer whose name lacks ``DP`` (or a name with ``DP`` that is not
+            depthwise), or a name with a comma.
+    """
+    gemm = all(isinstance(layer, Linear) for layer in workload.layers)
+    rows = [_GEMM_HEADER if gemm else _CONV_HEADER]
+    rows += [_topology_row(layer, i, gemm) for i, layer in enumerate(workload.layers)]
+    return atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def write_scalesim_cfg(hw: Hardware, path: str | Path) -> Path:
+    """Write the PE array, SRAM sizes and DRAM bandwidth of ``hw`` as a SCALE-Sim v3 ``.cfg``.
+
+    SCALE-Sim words are one byte, so each buffer is written as its capacity in words divided
+    by 1024 ("kB"); for ``word_bits == 8`` :func:`load_scalesim_cfg` reads back the same array,
+    buffers and bandwidth.  A finite bandwidth ``B`` becomes ``InterfaceBandwidth = USER``
+    with ``Bandwidth = B`` *and* ``IfmapSRAMBankBandwidth = FilterSRAMBankBandwidth = B``:
+    in USER mode SCALE-Sim v3 applies ``Bandwidth`` to the ofmap drain only and takes the
+    ifmap and filter prefetch rates from those two ``[layout]`` keys.  Unlimited bandwidth
+    becomes ``CALC`` (SCALE-Sim then never stalls).  The clock, the compressed-format engines,
+    ``keep_weights_on_chip`` and the energy table have no SCALE-Sim counterpart and are not
+    written.  ``run_name`` (SCALE-Sim's output folder) is the hardware name with characters
+    other than letters, digits, ``_``, ``-`` and ``.`` replaced by ``_``.
+
+    Raises:
+        ConfigError: a buffer is not a whole number of 1024-word blocks (SCALE-Sim reads
+            integer kB).
+    """
+    sizes = {}
+    for operand in ("ifmap", "filter", "ofmap"):
+        words = hw.sram_words(operand)
+        if words % 1024:
+            raise ConfigError(f"sram_kb.{operand}", getattr(hw.sram_kb, operand),
+                              f"a size of whole 1024-word blocks (SCALE-Sim reads integer kB "
+                              f"of one-byte words; this buffer holds {words} words)")
+        sizes[operand] = words // 1024
+    bandwidth = hw.dram.bandwidth_words_per_cycle
+    # Unused in CALC mode, but SCALE-Sim parses the [layout] bank bandwidths in every mode.
+    bank_bandwidth = bandwidth if bandwidth is not None else 10
+    arr = hw.pe_array
+    lines = [
+        f"# SCALE-Sim v3 configuration written by hw_sim from hardware '{hw.name}'",
+        "[general]",
+        f"run_name = {re.sub(r'[^A-Za-z0-9_.-]', '_', hw.name)}",
+        "",
+        "[architecture_presets]",
+        f"ArrayHeight = {arr.rows}",
+        f"ArrayWidth = {arr.cols}",
+        f"IfmapSramSzkB = {sizes['ifmap']}",
+        f"FilterSramSzkB = {sizes['filter']}",
+        f"OfmapSramSzkB = {sizes['ofmap']}",
+        "IfmapOffset = 0",
+        "FilterOffset = 10000000",
+        "OfmapOffset = 20000000",
+        *([f"Bandwidth = {bandwidth}"] if bandwidth is not None else []),
+        f"Dataflow = {arr.dataflow}",
+        "ReadRequestBuffer = 32",
+        "WriteRequestBuffer = 32",
+        "",
+        "[layout]",
+        "IfmapCustomLayout = False",
+        f"IfmapSRAMBankBandwidth = {bank_bandwidth}",
+        "IfmapSRAMBankNum = 1",
+        "IfmapSRAMBankPort = 2",
+        "FilterCustomLayout = False",
+        f"FilterSRAMBankBandwidth = {bank_bandwidth}",
+        "FilterSRAMBankNum = 1",
+        "FilterSRAMBankPort = 2",
+        "",
+        "[sparsity]",
+        "SparsitySupport = false",
+        "",
+        "[run_presets]",
+        f"InterfaceBandwidth = {'CALC' if bandwidth is None else 'USER'}",
+        "UseRamulatorTrace = False",
+    ]
+    return atomic_write_text(path, "\n".join(lines) + "\n")

@@ -231,6 +231,7 @@ class OneByNMixin(nn.Module):
     ``[out/n, in]`` (saved in the state dict) and the target sparsity of the architecture."""
 
     weight: nn.Parameter
+    bias: nn.Parameter | None
     mask: torch.Tensor
     n: int
     target_sparsity: float
@@ -242,6 +243,14 @@ class OneByNMixin(nn.Module):
             raise ConfigError("sparsity", target_sparsity, "a fraction in [0, 1)")
         self.n, self.target_sparsity = n, target_sparsity
         self.register_buffer("mask", torch.ones(out // n, cin, dtype=torch.bool))
+
+    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
+        """Orthogonal weights times ``gain``, zero bias, every block kept."""
+        with torch.no_grad():
+            nn.init.orthogonal_(self.weight, gain, generator=generator)
+            if self.bias is not None:
+                self.bias.zero_()
+            self.mask.fill_(True)
 
     def masked_weight(self) -> torch.Tensor:
         """The weight with pruned blocks zeroed (what the forward pass multiplies by)."""
@@ -285,14 +294,6 @@ class OneByNLinear(OneByNMixin):
         self._init_mask(out_features, in_features, n, target_sparsity)
         self.reset_parameters(1.0)
 
-    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
-        """Orthogonal weights times ``gain``, zero bias, every block kept."""
-        with torch.no_grad():
-            nn.init.orthogonal_(self.weight, gain, generator=generator)
-            if self.bias is not None:
-                self.bias.zero_()
-            self.mask.fill_(True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.masked_weight(), self.bias)
 
@@ -320,14 +321,6 @@ class OneByNConv2d(OneByNMixin):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self._init_mask(out_channels, in_channels, n, target_sparsity)
         self.reset_parameters(1.0)
-
-    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
-        """Orthogonal weights times ``gain``, zero bias, every block kept."""
-        with torch.no_grad():
-            nn.init.orthogonal_(self.weight, gain, generator=generator)
-            if self.bias is not None:
-                self.bias.zero_()
-            self.mask.fill_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.masked_weight(), self.bias, self.stride, self.padding)

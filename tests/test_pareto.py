@@ -39,7 +39,7 @@ def _row(method, seed, fps, score, energy=1e6):
 
 def test_results_round_trip(tmp_path):
     rows = [_row("a3cs", 0, 1000.0, 5.0), _row("a3cs", 1, 2000.0, 4.0)]
-    json_path, csv_path = write_results(tmp_path, rows)
+    _, csv_path = write_results(tmp_path, rows)
     assert read_results(tmp_path) == rows
     assert csv_path.read_text().splitlines()[0].startswith("method,seed,lam,env_id")
 

@@ -1,0 +1,237 @@
+"""hw_sim against SCALE-Sim v3 on SCALE-Sim's ResNet-18, and hw_sim on a small DRL agent.
+
+Part 1, in one run: SCALE-Sim's ResNet-18 topology (``experiments/workloads/resnet18.csv``)
+on a 32x32 weight-stationary array with 64 kB per operand buffer, one ``.cfg`` file written
+by ``hw_sim.scalesim_files.write_scalesim_cfg`` and read by both tools (``CALC``: unlimited
+bandwidth, SCALE-Sim's default mode; ``--bandwidth B`` for ``USER`` mode).  SCALE-Sim runs
+once in its own venv (see ``experiments/validate_scalesim.py``) as a subprocess, traces off;
+its wall time includes starting Python and parsing its files.  hw_sim: median of
+``--repeats`` in-process runs of loading the same two files and simulating (half of them
+just before SCALE-Sim starts, half just after it ends, so both tools see the machine's load
+of the same minutes), plus one fresh process for its peak RSS.  Reported: wall time, peak
+memory, simulated cycles per second, the speed ratio, whether every layer's compute cycles
+are identical, and the load average (timings on a shared machine are noisy; the ratio is
+measured in one run).
+
+Part 2: a 5-layer MinAtar agent (conv 16 3x3 -> conv 32 3x3 -> FC 128 -> policy and value
+heads) and the 6-layer MLP policy on ``experiments/hw/ws_32x32.yaml``: median of
+``--agent-repeats`` hw_sim runs.  Targets: ratio >= 1000x, agent < 10 ms.
+
+The figures are printed and written to ``experiments/results/bench_hw_sim.json`` (``--json``).
+
+    python benchmarks/bench_hw_sim.py                 # runs SCALE-Sim (minutes, ~5 GB)
+    python benchmarks/bench_hw_sim.py --use-cache     # SCALE-Sim figures from the cache of
+                                                      # experiments/validate_scalesim.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from hw_sim.errors import ConfigError
+from hw_sim.hardware import load_hardware
+from hw_sim.io import atomic_write_text
+from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv, write_scalesim_cfg
+from hw_sim.simulate import simulate
+from hw_sim.workload import Conv2d, Linear, Workload, load_workload
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "experiments"))
+from validate_scalesim import (  # noqa: E402  (a script beside this one, not a package)
+    ARRAYS,
+    DEFAULT_VENV,
+    RESULTS,
+    ScaleSimCache,
+    ScaleSimRun,
+    compute_cycles_of,
+    ensure_scalesim_venv,
+    hardware,
+    measure_hw_sim,
+    run_scalesim,
+)
+
+RESNET18 = REPO / "experiments" / "workloads" / "resnet18.csv"
+AGENT_HW = REPO / "experiments" / "hw" / "ws_32x32.yaml"
+RATIO_TARGET = 1000.0
+AGENT_TARGET_S = 10e-3
+DEFAULT_JSON = RESULTS / "bench_hw_sim.json"
+
+
+def minatar_agent_5_layers() -> Workload:
+    """MinAtar's reference agent with a second convolution: five layers, batch 1."""
+    return Workload(name="minatar_5_layer", layers=(
+        Conv2d(name="conv1", in_channels=4, out_channels=16, in_height=10, in_width=10,
+               kernel_size=3),
+        Conv2d(name="conv2", in_channels=16, out_channels=32, in_height=8, in_width=8,
+               kernel_size=3),
+        Linear(name="fc", in_features=32 * 6 * 6, out_features=128),
+        Linear(name="policy", in_features=128, out_features=6),
+        Linear(name="value", in_features=128, out_features=1),
+    ))
+
+
+def time_hw_sim(topology: Path, cfg: Path, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of ``repeats`` runs of loading both files and simulating."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        simulate(load_topology_csv(topology), load_scalesim_cfg(cfg))
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus
+
+
+def traced_peak_mb(topology: Path, cfg: Path) -> float:
+    """Peak Python heap allocated by one hw_sim run (tracemalloc), in MB."""
+    tracemalloc.start()
+    simulate(load_topology_csv(topology), load_scalesim_cfg(cfg))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def scalesim_run(args: argparse.Namespace, cfg: Path) -> tuple[ScaleSimRun, str]:
+    """SCALE-Sim on ResNet-18: a fresh run, or with ``--use-cache`` the cached one."""
+    venv = args.venv.expanduser()
+    versions = ensure_scalesim_venv(venv)
+    python = venv / "bin" / "python"
+    if args.use_cache:
+        cache = ScaleSimCache(RESULTS / "scalesim_cache", python, versions)
+        path = cache.folder / f"{cache.key(cfg, RESNET18)}.json"
+        if path.exists():
+            return ScaleSimRun(**json.loads(path.read_text())), f"cached ({path.name})"
+        print("no cached SCALE-Sim run for this cfg; running it")
+    print(f"running SCALE-Sim {versions['scalesim']} on ResNet-18 (minutes) ...", flush=True)
+    return run_scalesim(python, cfg, RESNET18, args.scalesim_timeout), "measured in this run"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=20, help="hw_sim ResNet-18 repeats")
+    parser.add_argument("--agent-repeats", type=int, default=200, help="hw_sim agent repeats")
+    parser.add_argument("--bandwidth", type=int, default=None,
+                        help="DRAM words/cycle (USER mode); default: CALC (unlimited)")
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
+                        help=f"SCALE-Sim's venv (created if missing; default {DEFAULT_VENV})")
+    parser.add_argument("--use-cache", action="store_true",
+                        help="take SCALE-Sim's figures from experiments/results/scalesim_cache "
+                        "when that run is there (not measured in this run)")
+    parser.add_argument("--scalesim-timeout", type=float, default=7200.0,
+                        help="seconds before SCALE-Sim is stopped (default 7200)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
+                        help=f"write the figures to this JSON file (default {DEFAULT_JSON})")
+    args = parser.parse_args(argv)
+    try:
+        for flag, value in (("--repeats", args.repeats), ("--agent-repeats", args.agent_repeats)):
+            if value < 1:
+                raise ConfigError(flag, value, "an integer >= 1")
+        if args.bandwidth is not None and args.bandwidth < 1:
+            raise ConfigError("--bandwidth", args.bandwidth, "a positive integer (words/cycle)")
+        with tempfile.TemporaryDirectory(prefix="bench_hw_sim_") as tmp:
+            return run(args, Path(tmp))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
+    hw = hardware(ARRAYS["32x32"], "ws", args.bandwidth)
+    cfg = write_scalesim_cfg(hw, tmp / f"{hw.name}.cfg")
+
+    load_before = os.getloadavg()
+    ours = simulate(load_topology_csv(RESNET18), load_scalesim_cfg(cfg))
+    times, cpu_times = time_hw_sim(RESNET18, cfg, args.repeats // 2)
+    start = time.perf_counter()
+    fresh = measure_hw_sim(RESNET18, cfg, 1)  # start Python, import, load, simulate once
+    process_wall = time.perf_counter() - start
+    heap_mb = traced_peak_mb(RESNET18, cfg)
+    theirs, provenance = scalesim_run(args, cfg)
+    after, cpu_after = time_hw_sim(RESNET18, cfg, args.repeats - args.repeats // 2)
+    times, cpu_times = times + after, cpu_times + cpu_after
+    load_after = os.getloadavg()
+    if theirs.status != "ok":
+        print(f"SCALE-Sim did not finish ({theirs.status} after {theirs.wall_s:.0f} s) "
+              f"{theirs.message}")
+        return 1
+    ss_compute = [compute_cycles_of(layer) for layer in theirs.layers]
+    hw_compute = [layer.compute_cycles for layer in ours.layers]
+    identical = ss_compute == hw_compute
+    ss_cycles = sum(int(layer["Total Cycles"]) for layer in theirs.layers)
+    hw_median = statistics.median(times)
+    hw_cpu = statistics.median(cpu_times)
+    ratio = theirs.wall_s / hw_median
+
+    agent_hw = load_hardware(str(AGENT_HW))
+    agents = {"minatar_5_layer": minatar_agent_5_layers(),
+              "mlp_policy": load_workload(str(REPO / "experiments/workloads/mlp_policy.yaml"))}
+    agent_times = {}
+    for name, workload in agents.items():
+        samples = []
+        for _ in range(args.agent_repeats):
+            start = time.perf_counter()
+            simulate(workload, agent_hw)
+            samples.append(time.perf_counter() - start)
+        agent_times[name] = statistics.median(samples)
+
+    figures = {
+        "cfg": cfg.read_text(), "scalesim_provenance": provenance,
+        "scalesim_wall_s": theirs.wall_s, "scalesim_peak_rss_mb": theirs.peak_rss_mb,
+        "scalesim_total_cycles": ss_cycles,
+        "scalesim_cycles_per_s": ss_cycles / theirs.wall_s,
+        "scalesim_cpu_s": theirs.cpu_s,
+        "hw_sim_median_s": hw_median, "hw_sim_min_s": min(times), "hw_sim_cpu_median_s": hw_cpu,
+        "hw_sim_process_peak_rss_mb": fresh["peak_rss_mb"],
+        "hw_sim_process_wall_s": process_wall,
+        "hw_sim_traced_heap_peak_mb": heap_mb, "hw_sim_total_cycles": ours.total_cycles,
+        "hw_sim_cycles_per_s": ours.total_cycles / hw_median,
+        "speed_ratio": ratio, "compute_cycles_identical": identical,
+        "layers": len(hw_compute), "agent_median_s": agent_times,
+        "agent_target_met": agent_times["minatar_5_layer"] < AGENT_TARGET_S,
+        "ratio_target_met": ratio >= RATIO_TARGET,
+        "cpus": os.cpu_count(), "loadavg_1_5_15_before": load_before,
+        "loadavg_1_5_15_after": load_after,
+    }
+    cpu_text = "n/a (cached record)" if theirs.cpu_s is None else f"{theirs.cpu_s:.1f} s"
+    cpu_ratio = "n/a" if theirs.cpu_s is None else f"{theirs.cpu_s / hw_cpu:,.0f}x"
+    bw = "unlimited (CALC)" if args.bandwidth is None else f"{args.bandwidth} words/cycle (USER)"
+    print(f"""
+ResNet-18 (SCALE-Sim topology, {len(hw_compute)} layers) on a 32x32 WS array, 64 kB per
+operand, bandwidth {bw}; the same .cfg for both tools
+  SCALE-Sim 3.0.0   wall {theirs.wall_s:9.1f} s     peak RSS {theirs.peak_rss_mb:8,.0f} MB   \
+{ss_cycles / theirs.wall_s:12,.0f} cycles/s   [{provenance}]
+  hw_sim (event)    wall {hw_median * 1e3:9.1f} ms    peak RSS {fresh['peak_rss_mb']:8,.0f} MB   \
+{ours.total_cycles / hw_median:12,.0f} cycles/s   [median of {args.repeats}, min \
+{min(times) * 1e3:.1f} ms; heap peak {heap_mb:.1f} MB]
+  simulated cycles  SCALE-Sim {ss_cycles:,}   hw_sim {ours.total_cycles:,}
+  compute cycles    {'identical in all' if identical else 'DIFFERENT in some of the'} \
+{len(hw_compute)} layers
+  speed ratio       {ratio:,.0f}x   (target >= {RATIO_TARGET:,.0f}x: \
+{'met' if ratio >= RATIO_TARGET else 'NOT met'})
+  CPU time          SCALE-Sim {cpu_text}   hw_sim {hw_cpu * 1e3:.1f} ms (median): \
+{cpu_ratio}
+  as processes      hw_sim started fresh (Python, imports, one run) {process_wall:.2f} s: \
+{theirs.wall_s / process_wall:,.0f}x
+  machine           {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, \
+{load_after[0]:.2f} after{' (loaded: other jobs shared the CPUs)' if max(load_before[0], load_after[0]) >= 1 else ''}
+
+DRL agents on {AGENT_HW.relative_to(REPO)} (median of {args.agent_repeats} runs)""")
+    for name, seconds in agent_times.items():
+        layers = len(agents[name].layers)
+        verdict = ("met" if seconds < AGENT_TARGET_S else "NOT met") if layers == 5 else ""
+        target = f"   (target < 10 ms: {verdict})" if verdict else ""
+        print(f"  {name:16s} {layers} layers   {seconds * 1e3:7.2f} ms{target}")
+    atomic_write_text(args.json, json.dumps(figures, indent=2) + "\n")
+    print(f"figures written to {args.json}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
