@@ -160,7 +160,7 @@ def test_expected_cost_is_exact():
         indices = dict(zip(labels, combo, strict=True))
         weight = 1.0
         for label, index in indices.items():
-            weight *= float(probs[label][index])
+            weight *= float(probs[label][index].detach())
         words = small.arch_from_indices(indices, OBS).workload(OBS, 3).stored_weight_words
         brute += weight * words
     assert float(expected) == pytest.approx(brute, rel=1e-5)
