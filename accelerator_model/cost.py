@@ -115,6 +115,11 @@ class HardwareCost:
             ``pe_cols``, with ``word_bits``); every other parameter alone.
         dtype: precision of the batched model (float32: fast, ranks configurations the same).
         max_cached: configurations whose figures are kept between calls (oldest dropped).
+        fixed_network: without slots, whether the ``fixed`` layers form one network (then
+            whether their weights stay on chip is decided for all of them together, as hw_sim
+            does) or are alternatives priced one by one, such as the candidate layers of an
+            agent search space (then every layer is priced both streamed and on chip, and
+            :meth:`per_layer` picks with ``weights_on_chip``).
 
     Raises:
         ConfigError: no layer at all, or a slot without candidates.
@@ -123,7 +128,8 @@ class HardwareCost:
     def __init__(self, space: AcceleratorSpace, slots: Sequence[Sequence[Sequence[LayerT]]],
                  fixed: Sequence[LayerT] = (), *, objective: Objective | None = None,
                  blocks: Sequence[Sequence[str]] | None = None,
-                 dtype: torch.dtype = torch.float32, max_cached: int = 50_000) -> None:
+                 dtype: torch.dtype = torch.float32, max_cached: int = 50_000,
+                 fixed_network: bool = True) -> None:
         for s, candidates in enumerate(slots):
             if not candidates:
                 raise ConfigError(f"slots[{s}]", [], "at least one candidate")
@@ -157,6 +163,7 @@ class HardwareCost:
         self._chunk_of = torch.tensor([assignment(space, layers, rule) for rule in rules],
                                       dtype=torch.long)  # [rules, layers]
         self._keep = space.base.keep_weights_on_chip
+        self._fixed_network = fixed_network
         self._clock_hz = space.base.clock_hz
         self._batch = layers[0].batch
         self._cache: dict[tuple[int, ...], tuple[Tensor, ...]] = {}
@@ -197,7 +204,7 @@ class HardwareCost:
         chunk_of = self._chunk_of[self.space.rule_index(index)]  # [N, L]
         hws = [self.space.encode(index, c) for c in range(self.space.chunk_count)]
         filter_words = torch.stack([h.filter_words for h in hws], dim=1)
-        if self._keep and self.n_slots == 0:
+        if self._keep and self.n_slots == 0 and self._fixed_network:
             # A fixed network: whether its weights stay on chip is known per configuration.
             on_chip = self._on_chip(torch.ones(self._n_layers, dtype=torch.float64), chunk_of,
                                     filter_words)

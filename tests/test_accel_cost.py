@@ -116,6 +116,30 @@ def test_per_layer_costs_contract_with_architecture_probabilities(tmp_path, repo
     assert arch.grad[1] > arch.grad[0]
 
 
+def test_alternative_layers_are_priced_on_chip_one_by_one(tmp_path, repo):
+    # Candidate layers of a search space are alternatives: the sum of their weights says
+    # nothing about whether one path's weights fit, so each is priced streamed and on chip.
+    space = _space(tmp_path, repo, "  pe_shape: [[2, 2], [16, 16]]\n",
+                   base="zc706_cosearch.yaml")
+    assert space.base.keep_weights_on_chip
+    layers = [SMALL, LARGE, HEAD]
+    probs = [torch.tensor([0.5, 0.5])]
+    alternatives = HardwareCost(space, [], layers, fixed_network=False)
+    streamed = alternatives.per_layer(probs, generator=torch.Generator().manual_seed(0))
+    on_chip = alternatives.per_layer(probs, weights_on_chip=True,
+                                     generator=torch.Generator().manual_seed(0))
+    assert (on_chip <= streamed).all() and on_chip[1] < streamed[1]
+    for i, layer in enumerate(layers):  # each alone is a network whose weights fit
+        alone = HardwareCost(space, [], [layer]).per_layer(
+            probs, generator=torch.Generator().manual_seed(0))
+        assert float(on_chip[i]) == pytest.approx(float(alone[0]), rel=1e-6)
+    # As one network, the three layers' weights decide together (hw_sim's rule).
+    together = HardwareCost(space, [], layers).per_layer(
+        probs, weights_on_chip=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(together, HardwareCost(space, [], layers).per_layer(
+        probs, generator=torch.Generator().manual_seed(0)))
+
+
 def test_searches_on_a_small_space(tmp_path, repo):
     space = _space(tmp_path, repo, "  pe_shape: {rows: [2, 8, 16, 30], cols: [8, 30, 64]}\n"
                    "  dataflow: [ws, os]\n  sram_filter_kb: [64, 768]\n"

@@ -5,9 +5,11 @@ batched analytical model under the accelerator distribution
 (:meth:`accelerator_model.cost.HardwareCost.per_layer`: one valid configuration drawn, its
 neighbours evaluated, each parameter integrated out around the draw), which gives gradients
 to both the architecture probabilities (through :class:`nas.expected_cost.CandidateTable`)
-and the accelerator logits.  The weights are priced as fetched from DRAM: whether a whole
-path's weights stay on chip depends on the path, which the per-layer expectation cannot see;
-the final measurement applies the base hardware's ``keep_weights_on_chip`` exactly.
+and the accelerator logits.  When the base hardware keeps weights on chip, candidate layers
+are priced with their weights in the filter buffer, like the hand-designed reference network
+whose weights fit (a DRL agent's weights are small); whether a whole path's weights fit
+depends on the path, which the per-layer expectation cannot see, so the final choice of
+hardware and the hw_sim measurement apply ``keep_weights_on_chip`` exactly.
 
 For a fixed workload the hardware is the exhaustive optimum of the space (or the
 differentiable search's pick when the space is too large to enumerate), and every result is
@@ -62,20 +64,22 @@ class AcceleratorTarget:
     def probabilities(self) -> list[torch.Tensor]:
         return [torch.softmax(logit, 0) for logit in self.logits]
 
-    def _cost_for(self, layers: list[Any]) -> Any:
+    def _cost_for(self, layers: list[Any], *, fixed_network: bool = True) -> Any:
         from accelerator_model.cost import HardwareCost
 
-        return HardwareCost(self.space, [], layers, objective="latency")
+        return HardwareCost(self.space, [], layers, objective="latency",
+                            fixed_network=fixed_network)
 
     # -- the search --------------------------------------------------------------------------
 
     def prepare(self, table: CandidateTable) -> None:
         self._table = table
-        self._cost = self._cost_for(table.layers)
+        self._cost = self._cost_for(table.layers, fixed_network=False)
 
     def expected_latency(self, probabilities: dict[str, torch.Tensor]) -> torch.Tensor:
         assert self._table is not None, "prepare() first"
-        costs = self._cost.per_layer(self.probabilities(), generator=self.generator)
+        costs = self._cost.per_layer(self.probabilities(), generator=self.generator,
+                                     weights_on_chip=self.space.base.keep_weights_on_chip)
         return self._table.expected(probabilities, costs.to(torch.float32))
 
     def workload_latency(self, workload: Workload) -> float:
