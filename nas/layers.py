@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,15 @@ def circulant_matmul(cols: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(y_spec, n=b, dim=-1).reshape(m, p * b)
 
 
+CirculantAlgorithm = Literal["expanded", "fft"]
+
+
+def _check_algorithm(algorithm: str) -> CirculantAlgorithm:
+    if algorithm not in ("expanded", "fft"):
+        raise ConfigError("algorithm", algorithm, "expanded or fft")
+    return algorithm  # type: ignore[return-value]
+
+
 class BlockCirculantLinear(nn.Module):
     """``y = x W^T + bias`` with ``W`` a grid of trainable ``b x b`` circulant blocks.
 
@@ -77,14 +87,21 @@ class BlockCirculantLinear(nn.Module):
         block_size: circulant block size ``b`` (a power of two).
         bias: learn an additive bias.
 
+        algorithm: how the product is computed (the function and its gradients are the same):
+            ``"fft"``, GST's frequency-domain product (:func:`circulant_matmul`, what the
+            accelerator's FFT engine does), or ``"expanded"`` (default), the circulant blocks
+            expanded to the dense matrix and one GEMM, 10-20x faster to train on a CPU at
+            DRL sizes (many small FFTs cost more than the GEMM they replace there).
+
     Shapes: input ``[..., in_features]`` -> output ``[..., out_features]``.  Parameters:
     ``weight`` ``[out/b, in/b, b]`` (the defining vectors), ``bias`` ``[out_features]``.
     """
 
     def __init__(self, in_features: int, out_features: int, block_size: int, *,
-                 bias: bool = True) -> None:
+                 bias: bool = True, algorithm: CirculantAlgorithm = "expanded") -> None:
         super().__init__()
         validate(BlockCirculant, {"block_size": block_size})  # a power of two, or ConfigError
+        self.algorithm = _check_algorithm(algorithm)
         if in_features % block_size or out_features % block_size:
             raise ConfigError("block_size", block_size,
                               f"a divisor of in_features={in_features} and "
@@ -109,6 +126,8 @@ class BlockCirculantLinear(nn.Module):
         return expand_circulant(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.algorithm == "expanded":
+            return F.linear(x, self.dense_weight(), self.bias)
         lead = x.shape[:-1]
         y = circulant_matmul(x.reshape(-1, self.in_features), self.weight)
         if self.bias is not None:
@@ -127,21 +146,24 @@ class BlockCirculantLinear(nn.Module):
 class BlockCirculantConv2d(nn.Module):
     """2-D convolution whose per-tap ``[out, in]`` weight matrices are block-circulant.
 
-    Computed as im2col (tap-major) followed by :func:`circulant_matmul`.
-
     Args:
         in_channels, out_channels: multiples of ``block_size``.
         kernel_size, stride, padding: as :class:`torch.nn.Conv2d` (zero padding).
         block_size: circulant block size ``b``.
+        algorithm: ``"fft"``: im2col (tap-major) followed by :func:`circulant_matmul`;
+            ``"expanded"`` (default): one dense convolution with :meth:`dense_weight` (see
+            :class:`BlockCirculantLinear`).
 
     Shapes: ``[B, in, H, W]`` -> ``[B, out, H', W']``.  ``weight`` is ``[out/b, taps*in/b, b]``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  block_size: int, *, stride: int | tuple[int, int] = 1,
-                 padding: int | tuple[int, int] = 0, bias: bool = True) -> None:
+                 padding: int | tuple[int, int] = 0, bias: bool = True,
+                 algorithm: CirculantAlgorithm = "expanded") -> None:
         super().__init__()
         validate(BlockCirculant, {"block_size": block_size})
+        self.algorithm = _check_algorithm(algorithm)
         if in_channels % block_size or out_channels % block_size:
             raise ConfigError("block_size", block_size,
                               f"a divisor of in_channels={in_channels} and "
@@ -175,6 +197,8 @@ class BlockCirculantConv2d(nn.Module):
         return matrix.reshape(self.out_channels, kh, kw, self.in_channels).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.algorithm == "expanded":
+            return F.conv2d(x, self.dense_weight(), self.bias, self.stride, self.padding)
         batch, _, height, width = x.shape
         kh, kw = self.kernel_size
         out_h = (height + 2 * self.padding[0] - kh) // self.stride[0] + 1

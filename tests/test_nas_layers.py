@@ -41,9 +41,11 @@ def test_expand_circulant_matches_hw_sim_convention() -> None:
             assert block[r, s] == w[(r - s) % 8]  # C[r, s] = w[(r - s) mod b]
 
 
+@pytest.mark.parametrize("algorithm", ["fft", "expanded"])
 @pytest.mark.parametrize("block_size", [2, 4, 8, 16])
-def test_block_circulant_linear_equals_expanded_dense_product(block_size: int) -> None:
-    layer = BlockCirculantLinear(32, 48, block_size)
+def test_block_circulant_linear_equals_expanded_dense_product(block_size: int,
+                                                              algorithm: str) -> None:
+    layer = BlockCirculantLinear(32, 48, block_size, algorithm=algorithm)
     with torch.no_grad():
         layer.bias.normal_()
     x = torch.randn(5, 3, 32)
@@ -54,11 +56,13 @@ def test_block_circulant_linear_equals_expanded_dense_product(block_size: int) -
                                .numpy(), gemm, atol=1e-10)
 
 
+@pytest.mark.parametrize("algorithm", ["fft", "expanded"])
 @pytest.mark.parametrize(("kernel", "stride", "padding"), [(3, 1, 0), (3, 2, 1), (1, 1, 0),
                                                           (5, 1, 2)])
 def test_block_circulant_conv_equals_dense_conv_and_hw_sim(kernel: int, stride: int,
-                                                           padding: int) -> None:
-    layer = BlockCirculantConv2d(8, 16, kernel, 4, stride=stride, padding=padding)
+                                                           padding: int, algorithm: str) -> None:
+    layer = BlockCirculantConv2d(8, 16, kernel, 4, stride=stride, padding=padding,
+                                 algorithm=algorithm)
     with torch.no_grad():
         layer.bias.normal_()
     x = torch.randn(2, 8, 9, 7)
@@ -73,8 +77,9 @@ def test_block_circulant_conv_equals_dense_conv_and_hw_sim(kernel: int, stride: 
     np.testing.assert_allclose(layer(x).detach().numpy(), reference, atol=1e-10)
 
 
-def test_block_circulant_gradients_flow_through_fft() -> None:
-    layer = BlockCirculantLinear(16, 16, 4)
+@pytest.mark.parametrize("algorithm", ["fft", "expanded"])
+def test_block_circulant_gradients_flow_through_fft(algorithm: str) -> None:
+    layer = BlockCirculantLinear(16, 16, 4, algorithm=algorithm)
     x = torch.randn(4, 16)
     torch.autograd.gradcheck(lambda w: torch.nn.functional.linear(x, expand_circulant(w)),
                              (layer.weight.detach().clone().requires_grad_(),))
@@ -89,6 +94,8 @@ def test_block_circulant_rejects_block_sizes_that_do_not_divide() -> None:
         BlockCirculantLinear(12, 16, 8)
     with pytest.raises(ConfigError):
         BlockCirculantConv2d(4, 16, 3, 3)  # not a power of two
+    with pytest.raises(ConfigError, match="algorithm: got 'dft'"):
+        BlockCirculantLinear(16, 16, 4, algorithm="dft")
 
 
 @pytest.mark.parametrize(("n", "sparsity"), [(2, 0.5), (4, 0.75), (8, 0.3), (4, 0.0)])
