@@ -12,7 +12,6 @@ table and JSON fields.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import torch
@@ -125,26 +124,14 @@ def evaluate(layers: LayerBatch, hws: HardwareBatch, layer_index: Tensor, hw_ind
         key, layer_index, hw_index, weights_on_chip = (
             x.index_select(0, order) for x in (key, layer_index, hw_index, weights_on_chip))
     values, counts = torch.unique_consecutive(key, return_counts=True)
-    slices = []
+    parts = []
     start = 0
     for value, count in zip(values.tolist(), counts.tolist(), strict=True):
         for lo in range(start, start + count, CHUNK_PAIRS):
             hi = min(lo + CHUNK_PAIRS, start + count)
-            slices.append((layer_index[lo:hi], hw_index[lo:hi], weights_on_chip[lo:hi],
-                           int(value)))
+            parts.append(_evaluate_slice(layers, hws, layer_index[lo:hi], hw_index[lo:hi],
+                                         weights_on_chip[lo:hi], int(value), dtype))
         start += count
-
-    def run(piece: tuple[Tensor, Tensor, Tensor, int]) -> PairEstimate:
-        return _evaluate_slice(layers, hws, *piece, dtype)
-
-    # A slice's columns are below torch's intra-op grain size, so torch's threads would idle:
-    # slices run side by side instead (torch releases the GIL inside its kernels).
-    workers = min(torch.get_num_threads(), len(slices))
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(run, slices))
-    else:
-        parts = [run(piece) for piece in slices]
     if not parts:
         parts.append(_evaluate_slice(layers, hws, layer_index, hw_index, weights_on_chip, 0,
                                      dtype))

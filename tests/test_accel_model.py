@@ -155,29 +155,6 @@ def test_pair_order_does_not_matter(repo):
     assert not refused.any() and (grid.reason[circulant][:, no_engine] == 1).all()
 
 
-def test_slices_in_parallel_equal_one_thread(repo, monkeypatch):
-    """Several slices per engine, run side by side on 2 threads: the same numbers as 1."""
-    import accelerator_model.model as model
-
-    monkeypatch.setattr(model, "CHUNK_PAIRS", 7)  # many slices from a small batch
-    hw = [load_hardware(str(repo / HW / name)) for name in
-          ("zc706_fpga.yaml", "ws_32x32.yaml", "block_circulant_engine.yaml")]
-    layers = [layer for net in ("minatar_reference.yaml", "minatar_block_circulant.yaml")
-              for layer in load_workload(str(repo / NETS / net)).layers]
-    lb, hb = LayerBatch.from_layers(layers), HardwareBatch.from_hardware(hw * 10)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        serial = evaluate_grid(lb, hb)
-        torch.set_num_threads(2)
-        parallel = evaluate_grid(lb, hb)
-    finally:
-        torch.set_num_threads(threads)
-    for name in ("total_cycles", "stall_cycles", "dram_energy_pj", "reason"):
-        np.testing.assert_array_equal(getattr(parallel, name).numpy(),
-                                      getattr(serial, name).numpy())
-
-
 def test_estimate_refuses_like_hw_sim(repo):
     hw = load_hardware(str(repo / HW / "ws_32x32.yaml"))
     workload = load_workload(str(repo / NETS / "minatar_block_circulant.yaml"))
