@@ -72,9 +72,15 @@ def circulant_matmul(cols: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
 CirculantAlgorithm = Literal["expanded", "fft"]
 
 
-def _check_algorithm(algorithm: str) -> CirculantAlgorithm:
+def _check_circulant(block_size: int, algorithm: str, **dims: int) -> CirculantAlgorithm:
+    """Validate a block-circulant layer's block size (a power of two dividing every ``dims``
+    value) and algorithm; returns the algorithm."""
+    validate(BlockCirculant, {"block_size": block_size})  # a power of two, or ConfigError
     if algorithm not in ("expanded", "fft"):
         raise ConfigError("algorithm", algorithm, "expanded or fft")
+    if any(value % block_size for value in dims.values()):
+        raise ConfigError("block_size", block_size, "a divisor of " + " and ".join(
+            f"{name}={value}" for name, value in dims.items()))
     return algorithm  # type: ignore[return-value]
 
 
@@ -100,12 +106,8 @@ class BlockCirculantLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, block_size: int, *,
                  bias: bool = True, algorithm: CirculantAlgorithm = "expanded") -> None:
         super().__init__()
-        validate(BlockCirculant, {"block_size": block_size})  # a power of two, or ConfigError
-        self.algorithm = _check_algorithm(algorithm)
-        if in_features % block_size or out_features % block_size:
-            raise ConfigError("block_size", block_size,
-                              f"a divisor of in_features={in_features} and "
-                              f"out_features={out_features}")
+        self.algorithm = _check_circulant(block_size, algorithm, in_features=in_features,
+                                          out_features=out_features)
         self.in_features, self.out_features, self.block_size = (in_features, out_features,
                                                                 block_size)
         self.weight = nn.Parameter(torch.empty(out_features // block_size,
@@ -162,12 +164,8 @@ class BlockCirculantConv2d(nn.Module):
                  padding: int | tuple[int, int] = 0, bias: bool = True,
                  algorithm: CirculantAlgorithm = "expanded") -> None:
         super().__init__()
-        validate(BlockCirculant, {"block_size": block_size})
-        self.algorithm = _check_algorithm(algorithm)
-        if in_channels % block_size or out_channels % block_size:
-            raise ConfigError("block_size", block_size,
-                              f"a divisor of in_channels={in_channels} and "
-                              f"out_channels={out_channels}")
+        self.algorithm = _check_circulant(block_size, algorithm, in_channels=in_channels,
+                                          out_channels=out_channels)
         self.in_channels, self.out_channels, self.block_size = (in_channels, out_channels,
                                                                 block_size)
         self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
