@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from a3cs.commands.common import add_hw_and_workload, add_report_output, load_cli_workload
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,18 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "analytical model and print the same per-layer table and summary (or JSON) as "
         "`a3cs simulate`, so the two can be compared field by field.",
     )
-    parser.add_argument("--hw", required=True, metavar="HW.yaml",
-                        help="hardware description (YAML/JSON, or a SCALE-Sim .cfg)")
-    parser.add_argument("--workload", required=True, metavar="NET.yaml",
-                        help="workload (YAML/JSON, a SCALE-Sim topology .csv, or a trained "
-                        "agent's checkpoint .pt)")
-    parser.add_argument("--format", choices=("table", "json"), default="table",
-                        help="output format (default: table)")
+    add_hw_and_workload(parser)
     parser.add_argument("--resources", action="store_true",
                         help="also print the configuration's resources (FPGA DSP/BRAM18, ASIC "
                         "PEs, SRAM, area) and whether they fit the hardware's budget")
-    parser.add_argument("--out", metavar="FILE",
-                        help="also write the report (in --format) to this file, atomically")
+    add_report_output(parser)
     parser.set_defaults(run=run)
 
 
@@ -37,15 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from accelerator_model.resources import budget_fit, hardware_resources
     from hw_sim.hardware import load_hardware
     from hw_sim.io import atomic_write_text
-    from hw_sim.workload import load_workload
 
     hw = load_hardware(args.hw)
-    if str(args.workload).endswith(".pt"):
-        from a3cs.rl.checkpoint import load_agent
-
-        workload = load_agent(args.workload, field="--workload").model.workload(batch=1)
-    else:
-        workload = load_workload(args.workload)
+    workload = load_cli_workload(args.workload)
     report = estimate(workload, hw)
     if args.format == "json":
         data = report.to_dict()

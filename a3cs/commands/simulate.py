@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from a3cs.commands.common import add_hw_and_workload, add_report_output, load_cli_workload
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -12,21 +14,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Simulate a workload on an accelerator with hw_sim and print a per-layer "
         "table and a summary (or JSON).",
     )
-    parser.add_argument("--hw", required=True, metavar="HW.yaml",
-                        help="hardware description (YAML/JSON, or a SCALE-Sim .cfg)")
-    parser.add_argument("--workload", required=True, metavar="NET.yaml",
-                        help="workload (YAML/JSON, a SCALE-Sim topology .csv, or a trained "
-                        "agent's checkpoint .pt)")
+    add_hw_and_workload(parser)
     parser.add_argument("--engine", choices=("event", "stepper"), default="event",
                         help="event: fast, whole steps at a time (default); stepper: the "
                         "per-cycle reference (small layers only)")
-    parser.add_argument("--format", choices=("table", "json"), default="table",
-                        help="output format (default: table)")
     parser.add_argument("--trace-layer", metavar="NAME",
                         help="write a cycle trace of this layer (needs --trace)")
     parser.add_argument("--trace", metavar="FILE.csv", help="where the cycle trace goes")
-    parser.add_argument("--out", metavar="FILE",
-                        help="also write the report (in --format) to this file, atomically")
+    add_report_output(parser)
     parser.set_defaults(run=run)
 
 
@@ -35,19 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from hw_sim.hardware import load_hardware
     from hw_sim.io import atomic_write_text
     from hw_sim.simulate import simulate, write_trace
-    from hw_sim.workload import load_workload
 
     if (args.trace_layer is None) != (args.trace is None):
         given = "--trace-layer" if args.trace is None else "--trace"
         missing = "--trace" if args.trace is None else "--trace-layer"
         raise ConfigError(given, args.trace_layer or args.trace, f"only together with {missing}")
     hw = load_hardware(args.hw)
-    if str(args.workload).endswith(".pt"):
-        from a3cs.rl.checkpoint import load_agent
-
-        workload = load_agent(args.workload, field="--workload").model.workload(batch=1)
-    else:
-        workload = load_workload(args.workload)
+    workload = load_cli_workload(args.workload)
     if args.trace_layer is not None:
         report = write_trace(workload, hw, args.trace_layer, args.trace, engine=args.engine)
     else:
