@@ -101,15 +101,18 @@ class LayerBatch:
     def __len__(self) -> int:
         return len(self.names)
 
-    def columns(self, dtype: torch.dtype = DTYPE) -> dict[str, Tensor]:
-        """The per-layer columns (``[L]``) and the 1xN row-group statistics flattened to
-        ``[L * len(lanes)]`` (row ``layer * len(lanes) + lane_index``), in ``dtype`` (cached).
+    def columns(self, dtype: torch.dtype = DTYPE) -> tuple[Tensor, Tensor]:
+        """The per-layer columns stacked ``[len(PER_LAYER), L]`` and the 1xN row-group
+        statistics stacked ``[len(ROW_GROUP_FIELDS), L * len(lanes)]`` (column
+        ``layer * len(lanes) + lane_index``), rows in the order of the field names, in
+        ``dtype`` (cached).  Stacked so that a batch of pairs is gathered by one
+        ``index_select`` (half the time of one per column).
         """
-        def make() -> dict[str, Tensor]:
-            out = {name: getattr(self, name).to(dtype) for name in self.PER_LAYER}
-            out.update({name: getattr(self, name).reshape(-1).to(dtype)
-                        for name in ROW_GROUP_FIELDS})
-            return out
+        def make() -> tuple[Tensor, Tensor]:
+            per_layer = torch.stack([getattr(self, name).to(dtype) for name in self.PER_LAYER])
+            row_groups = torch.stack([getattr(self, name).reshape(-1).to(dtype)
+                                      for name in ROW_GROUP_FIELDS])
+            return per_layer, row_groups
 
         return _cached(self, ("columns", dtype), make)
 
@@ -238,17 +241,18 @@ class HardwareBatch:
         "clock_hz", "word_bits", "keep_weights", "has_bc", "bc_fft_points", "bc_fft_units",
         "bc_ifft_units", "bc_depth", "bc_lanes", "bc_buffer", "has_nx", "nx_lanes", "nx_width",
         "nx_decode", "nx_acc_depth")
+    COLUMN_NAMES: ClassVar[tuple[str, ...]] = (*COLUMNS, *ENERGY_FIELDS)
 
     def __len__(self) -> int:
         return int(self.rows.numel())
 
-    def columns(self, dtype: torch.dtype = DTYPE) -> dict[str, Tensor]:
-        """The columns and the energy table's fields, each ``[H]`` in ``dtype`` (cached)."""
-        def make() -> dict[str, Tensor]:
-            out = {name: getattr(self, name).to(dtype) for name in self.COLUMNS}
-            out.update({name: self.energy[:, j].to(dtype).contiguous()
-                        for j, name in enumerate(ENERGY_FIELDS)})
-            return out
+    def columns(self, dtype: torch.dtype = DTYPE) -> Tensor:
+        """The columns and the energy table's fields stacked ``[len(COLUMN_NAMES), H]``, rows
+        in the order of :attr:`COLUMN_NAMES`, in ``dtype`` (cached)."""
+        def make() -> Tensor:
+            return torch.cat([torch.stack([getattr(self, name).to(dtype)
+                                           for name in self.COLUMNS]),
+                              self.energy.t().to(dtype)])
 
         return _cached(self, ("columns", dtype), make)
 

@@ -30,8 +30,6 @@ from accelerator_model.timeline import (
     Algebra,
     Pattern,
     any_,
-    ceil,
-    floor,
     le,
     lt,
     optional,
@@ -93,11 +91,11 @@ class EngineEstimate:
 
 
 def _cdiv(a: Tensor, b: Tensor | float) -> Tensor:
-    return ceil(a / b)
+    return torch.ceil(a / b)
 
 
 def _fdiv(a: Tensor, b: Tensor | float) -> Tensor:
-    return floor(a / b)
+    return torch.floor(a / b)
 
 
 def _eq(a: Tensor, b: float) -> Tensor:

@@ -34,7 +34,6 @@ import torch
 from torch import Tensor
 
 from accelerator_model.encode import HardwareBatch
-from accelerator_model.timeline import ceil
 from hw_sim.hardware import Hardware
 
 # RAMB18E1 aspect ratios (width bits, depth words), UG473.
@@ -83,7 +82,7 @@ def _bram_per_bank(words: Tensor, bits: Tensor) -> Tensor:
     """RAMB18E1 primitives for a bank of ``words`` words of ``bits`` bits."""
     best = None
     for width, depth in BRAM18_SHAPES:
-        count = ceil(bits / width) * ceil(words / depth)
+        count = torch.ceil(bits / width) * torch.ceil(words / depth)
         best = count if best is None else torch.minimum(best, count)
     assert best is not None
     return best
@@ -100,7 +99,7 @@ def resources(hws: HardwareBatch) -> Resources:
                          + 4 * butterflies * (hws.bc_fft_units + hws.bc_ifft_units))
     nx_mults = has_nx * hws.nx_lanes * hws.nx_width
     multipliers = rows * cols + bc_mults + nx_mults
-    dsp = ceil(multipliers * bits / 16)
+    dsp = torch.ceil(multipliers * bits / 16)
 
     ws, is_ = hws.dataflow == 0, hws.dataflow == 1
     # Words each buffer delivers per cycle (its banks): array edge, vector units, FFT inputs.
@@ -120,7 +119,7 @@ def resources(hws: HardwareBatch) -> Resources:
                 "ofmap": hws.ofmap_words}
     for operand, words in capacity.items():
         count = banks[operand]
-        bram = bram + count * _bram_per_bank(ceil(words / count), bits)
+        bram = bram + count * _bram_per_bank(torch.ceil(words / count), bits)
 
     sram_bits = (hws.ifmap_words + hws.filter_words + hws.ofmap_words) * bits
     mult_um2 = _power_law(MULT_UM2, bits)

@@ -29,22 +29,6 @@ import torch
 from torch import Tensor
 
 
-def floor(x: Tensor) -> Tensor:
-    """``floor(x)`` for ``x >= 0``.
-
-    Through an integer conversion: torch runs ``ceil``/``floor`` on two threads even for
-    small tensors, and on a busy machine every such call waits for the second thread to be
-    scheduled (milliseconds each).
-    """
-    return x.long().to(x.dtype)
-
-
-def ceil(x: Tensor) -> Tensor:
-    """``ceil(x)`` for ``x >= 0`` (see :func:`floor`)."""
-    whole = floor(x)
-    return whole + torch.sign(x - whole)
-
-
 def le(a: Tensor, b: Tensor | float) -> Tensor:
     """Float mask of ``a <= b`` for integer-valued ``a``, ``b``."""
     return torch.clamp(b - a + 1, 0, 1)
@@ -138,7 +122,7 @@ class Algebra:
 
     def t(self, words: Tensor) -> Tensor:
         """Cycles to move ``words`` (:func:`hw_sim.schedule.transfer_cycles`)."""
-        return ceil(words / self.bandwidth)
+        return torch.ceil(words / self.bandwidth)
 
     def _duration(self, compute: Tensor, words: Tensor) -> Tensor:
         return torch.maximum(compute, self.t(words))
