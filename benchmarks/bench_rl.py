@@ -8,7 +8,9 @@ interleaved (seed 0: sb3 then a3cs, seed 1: a3cs then sb3, ...) so that load fro
 processes on a shared machine hits both alike.  Reported per run: wall-clock and CPU-time
 steps/s of the whole training call, the mean return of the last 100 training episodes, and
 the return of the final policy over ``--episodes`` fresh episodes (same evaluation code for
-both, stochastic policies).  Then medians, and the ratio of the median steps/s.
+both, stochastic policies).  Then medians, and the ratio of the median steps/s.  Both timers
+start after the imports (SB3's also after building its environments and model, a3cs's
+before: its training call builds them).
 
     python benchmarks/bench_rl.py --steps 500000 --seeds 0 1 2
     python benchmarks/bench_rl.py --steps 50000 --seeds 0            # a quick look
@@ -37,7 +39,12 @@ NUM_ENVS = 8
 
 
 def run_a3cs(steps: int, seed: int, episodes: int) -> dict[str, Any]:
+    # SB3's worker builds its environments and model (importing MinAtar, which imports
+    # seaborn, and torch._dynamo, which torch.optim.Adam's constructor imports) before its
+    # timer starts; these imports take about 3 s, so a3cs's worker also does them first.
+    import minatar.gym  # noqa: F401
     import torch
+    import torch._dynamo
 
     from a3cs.rl.checkpoint import load_agent
     from a3cs.rl.config import TrainConfig

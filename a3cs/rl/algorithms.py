@@ -27,7 +27,13 @@ from torch import nn
 
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import SyncEnvs
-from a3cs.rl.networks import ActorCritic, PolicyKind, log_prob_entropy, sample_action
+from a3cs.rl.networks import (
+    ActorCritic,
+    PolicyKind,
+    action_noise,
+    log_prob_entropy,
+    sample_action,
+)
 from distill.losses import distill_loss
 
 # --------------------------------------------------------------------------------------------
@@ -157,13 +163,16 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
     starts = state.episode_starts.cpu().numpy()
     obs_np = state.obs.cpu().numpy()
     finished: list[float] = []
-    with _small_batch_kernels(device):
+    noise = action_noise((n_steps, num_envs), model.kind, model.action_dim, generator)
+    kind = model.kind
+    # Inference mode around the whole loop (not per step): entering it costs microseconds,
+    # and nothing made inside it leaves the loop but numpy arrays.
+    with _small_batch_kernels(device), torch.inference_mode():
         for t in range(n_steps):
             obs_buf[t] = obs_np
             start_buf[t] = starts
-            with torch.inference_mode():
-                dist, value = model(torch.as_tensor(obs_np, device=device))
-                action, logp = sample_action(dist, model.kind, generator)
+            dist, value = model(torch.as_tensor(obs_np, device=device))
+            action, logp = sample_action(dist, kind, generator, noise[t])
             action_np = action.cpu().numpy()
             act_buf[t] = action_np
             logp_buf[t] = logp.cpu().numpy()
@@ -183,8 +192,9 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
                     state.episode_returns[i] = 0.0
                     state.episode_lengths[i] = 0
             starts = done.astype(np.float32)
-        state.obs = torch.as_tensor(obs_np, device=device)
-        state.episode_starts = torch.as_tensor(starts, device=device)
+    state.obs = torch.as_tensor(obs_np, device=device)
+    state.episode_starts = torch.as_tensor(starts, device=device)
+    with _small_batch_kernels(device):
         last_value = model(state.obs)[1]
     state.global_step += n_steps * num_envs
     state.episodes += len(finished)

@@ -167,7 +167,9 @@ class ActorCritic(nn.Module):
         # In-place ReLU: every activation follows a layer's fresh output, which autograd
         # does not need again (ReLU's backward reads its own output).
         act_cls = partial(nn.ReLU, inplace=True) if arch.activation == "relu" else nn.Tanh
-        self.act = act_cls()
+        # A plain function, not a module: acting calls the network once per environment step,
+        # and each submodule call or lookup costs microseconds there.
+        self._activation = torch.relu_ if arch.activation == "relu" else torch.tanh
 
         layers: list[nn.Module] = []
         flatten_before: list[bool] = []
@@ -230,16 +232,17 @@ class ActorCritic(nn.Module):
             x = x * self.obs_scale
         if self.obs_norm is not None:
             x = self.obs_norm(x)
+        activation = self._activation
         for layer, flat, activate in zip(self.layers, self._flatten_before, self._activate,
                                          strict=True):
             if flat:
                 x = x.flatten(1)
             x = layer(x)
             if activate:
-                x = self.act(x)
+                x = activation(x)
         if self._flatten_head:
             x = x.flatten(1)
-        return self.act(self.head(x))
+        return activation(self.head(x))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``obs [B, *obs_shape]`` -> ``(dist_params [B, P], value [B])``."""
@@ -283,22 +286,41 @@ def build_agent(arch: Arch | None, obs_space: gym.spaces.Box, action_space: gym.
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def action_noise(batch_shape: tuple[int, ...], kind: PolicyKind, action_dim: int,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """The noise :func:`sample_action` turns into actions, ``[*batch_shape, action_dim]``:
+    standard Gumbel for a categorical policy (``action_dim`` logits), standard normal for a
+    Gaussian one.  A rollout draws all its steps' noise in one call: three kernels a step
+    fewer while acting, and the same numbers, in the same order, as drawing step by step.
+    """
+    if kind == "categorical":
+        return torch.empty((*batch_shape, action_dim)).exponential_(generator=generator
+                                                                     ).log_().neg_()
+    return torch.randn((*batch_shape, action_dim), generator=generator)
+
+
 def sample_action(dist_params: torch.Tensor, kind: PolicyKind,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None, noise: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one action per row and its log-probability.
 
-    Categorical: Gumbel-max on the logits (exact sampling, one pass).
+    Categorical: Gumbel-max on the logits (exact sampling, one pass).  ``noise``: this
+    batch's :func:`action_noise` (drawn from ``generator`` when None).
 
     Returns:
         ``(action, log_prob)``: ``[B]`` long (or ``[B, D]`` float) and ``[B]``.
     """
     if kind == "categorical":
-        gumbel = torch.empty_like(dist_params).exponential_(generator=generator).log_()
-        action = (dist_params - gumbel).argmax(dim=-1)
+        if noise is None:
+            noise = action_noise(dist_params.shape[:-1], kind, dist_params.shape[-1],
+                                 generator)
+        action = (dist_params + noise.to(dist_params.device)).argmax(dim=-1)
         logp = F.log_softmax(dist_params, dim=-1).gather(-1, action[:, None]).squeeze(-1)
         return action, logp
     mean, log_std = dist_params.chunk(2, dim=-1)
-    noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    if noise is None:
+        noise = action_noise(mean.shape[:-1], kind, mean.shape[-1], generator)
+    noise = noise.to(device=mean.device, dtype=mean.dtype)
     action = mean + noise * log_std.exp()
     logp = (-0.5 * noise.square() - log_std - _HALF_LOG_2PI).sum(-1)
     return action, logp
