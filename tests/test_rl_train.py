@@ -101,6 +101,16 @@ def test_cli_train_evaluate_simulate(tmp_path: Path, capsys: pytest.CaptureFixtu
         report = json.loads(capsys.readouterr().out)
         assert "head" in json.dumps(report)
 
+    # The trained agent's own layers, priced by an accelerator search (2 x 2 options).
+    space = tmp_path / "space.yaml"
+    space.write_text(f"name: tiny\nbase: {hw}\nparameters:\n  dataflow: [ws, os]\n"
+                     "  word_bits: [8, 16]\n")
+    assert main(["accel-search", "--workload", str(run / "checkpoint.pt"), "--space",
+                 str(space), "--method", "exhaustive", "--out", str(tmp_path / "accel"),
+                 "--quiet"]) == 0
+    searched = json.loads((tmp_path / "accel" / "search.json").read_text())
+    assert searched["space_size"] == 4
+
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
     assert main(argv) == 2

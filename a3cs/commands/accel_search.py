@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from a3cs.commands.common import add_workload, load_cli_workload
+
 METHODS = ("differentiable", "random", "exhaustive", "all")
 
 
@@ -17,8 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUT/hardware.yaml (one per chunk for chunked spaces, with the chunk's workload), "
         "which `a3cs simulate` and `a3cs estimate` load, and OUT/search.json.",
     )
-    parser.add_argument("--workload", required=True, metavar="NET.yaml",
-                        help="workload (YAML/JSON, or a SCALE-Sim topology .csv)")
+    add_workload(parser)
     parser.add_argument("--space", required=True, metavar="SPACE.yaml",
                         help="accelerator search space (see experiments/hw/zc706_space.yaml)")
     parser.add_argument("--method", choices=METHODS, default="differentiable",
@@ -64,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from accelerator_model.space import AcceleratorSpace, assignment
     from hw_sim.io import atomic_write_text, dump_yaml
-    from hw_sim.workload import load_workload, make_workload
+    from hw_sim.workload import make_workload
 
     _check(args)
-    workload = load_workload(args.workload)
+    workload = load_cli_workload(args.workload)
     space = AcceleratorSpace.from_yaml(args.space)
     space.check_budget_feasible()
     out = Path(args.out)

@@ -1,5 +1,5 @@
-"""Arguments and loading shared by the commands that run a workload on a hardware
-description (``a3cs simulate`` and ``a3cs estimate``)."""
+"""Arguments and loading shared by the commands that take a workload (``a3cs simulate``,
+``a3cs estimate``, ``a3cs accel-search``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ import argparse
 from typing import Any
 
 
+def add_workload(parser: argparse.ArgumentParser) -> None:
+    """``--workload NET.yaml`` (required; read with :func:`load_cli_workload`)."""
+    parser.add_argument("--workload", required=True, metavar="NET.yaml",
+                        help="workload (YAML/JSON, a SCALE-Sim topology .csv, or a trained "
+                        "agent's checkpoint .pt)")
+
+
 def add_hw_and_workload(parser: argparse.ArgumentParser) -> None:
     """``--hw HW.yaml`` and ``--workload NET.yaml`` (both required)."""
     parser.add_argument("--hw", required=True, metavar="HW.yaml",
                         help="hardware description (YAML/JSON, or a SCALE-Sim .cfg)")
-    parser.add_argument("--workload", required=True, metavar="NET.yaml",
-                        help="workload (YAML/JSON, a SCALE-Sim topology .csv, or a trained "
-                        "agent's checkpoint .pt)")
+    add_workload(parser)
 
 
 def add_report_output(parser: argparse.ArgumentParser) -> None:
