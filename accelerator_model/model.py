@@ -12,6 +12,8 @@ table and JSON fields.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
@@ -40,19 +42,30 @@ from hw_sim.workload import Workload
 ENGINE_NAMES = ("systolic", "block_circulant", "one_by_n")
 TRAFFIC_FIELDS = ("ifmap_dram_reads", "filter_dram_reads", "psum_dram_reads",
                   "ofmap_dram_writes")
+CHUNK_PAIRS = 1 << 14  # pairs per slice: keeps the intermediate columns in cache
 
 
-def chunk_pairs() -> int:
-    """Pairs per slice of :func:`evaluate`.
+@contextlib.contextmanager
+def on_calling_thread() -> Iterator[None]:
+    """Run torch's kernels on the calling thread only (``torch.set_num_threads(1)``, restored
+    on exit).
 
-    One thread: 2**14, which keeps the intermediate columns in cache.  With ``t`` torch
-    threads, 2**15 per thread: torch splits an element-wise kernel across threads only above
-    its grain size (32768 elements), so smaller slices would leave every thread but one idle
-    (measured on this project's 2-core machine: 0.75 M evaluations/s with 2**14-pair slices
-    on 2 threads, 1.1 M with 2**16).
+    The model is thousands of small element-wise kernels.  With torch's intra-op threads, each
+    kernel over 32768 elements is split and waits for every thread: on an idle 2-core machine
+    that was 1.4x faster, but with another process on the second core it was 10-30x slower
+    (0.07-0.1 M evaluations/s against 1.2-1.3 M on one thread; each kernel waits for a
+    descheduled thread), measured with benchmarks/bench_accelerator_model.py.  More cores are
+    better used by more processes.
     """
     threads = torch.get_num_threads()
-    return 1 << 14 if threads == 1 else (1 << 15) * threads
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +136,12 @@ def evaluate(layers: LayerBatch, hws: HardwareBatch, layer_index: Tensor, hw_ind
     Raises:
         ValueError: a 1xN pair's ``vector_lanes`` is not among ``layers.lanes``.
     """
+    with on_calling_thread():
+        return _evaluate(layers, hws, layer_index, hw_index, weights_on_chip, dtype)
+
+
+def _evaluate(layers: LayerBatch, hws: HardwareBatch, layer_index: Tensor, hw_index: Tensor,
+              weights_on_chip: Tensor | None, dtype: torch.dtype) -> PairEstimate:
     total = int(layer_index.numel())
     if weights_on_chip is None:
         weights_on_chip = torch.zeros(total, dtype=torch.bool)
@@ -138,10 +157,9 @@ def evaluate(layers: LayerBatch, hws: HardwareBatch, layer_index: Tensor, hw_ind
     values, counts = torch.unique_consecutive(key, return_counts=True)
     parts = []
     start = 0
-    slice_pairs = chunk_pairs()
     for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-        for lo in range(start, start + count, slice_pairs):
-            hi = min(lo + slice_pairs, start + count)
+        for lo in range(start, start + count, CHUNK_PAIRS):
+            hi = min(lo + CHUNK_PAIRS, start + count)
             parts.append(_evaluate_slice(layers, hws, layer_index[lo:hi], hw_index[lo:hi],
                                          weights_on_chip[lo:hi], int(value), dtype))
         start += count
