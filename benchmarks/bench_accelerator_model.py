@@ -10,8 +10,9 @@ Two sets of pairs:
   space (experiments/hw/zc706_space.yaml): what an accelerator search evaluates.
 
 For each set and precision (float64: exact; float32: the searches' default) it times
-:func:`accelerator_model.model.evaluate` ``--repeats`` times with ``torch.set_num_threads``
-(``--threads``, default 2) and reports the median; hw_sim's event engine
+:func:`accelerator_model.model.evaluate` ``--repeats`` times and reports the median (the
+model runs its kernels on the calling thread, whatever ``torch.set_num_threads`` says: one
+core); hw_sim's event engine
 (:func:`hw_sim.simulate.simulate_layer`) runs a random subset of the same pairs
 (``--sim-pairs``).  Prints a table (also evaluations per CPU second of the process, which on a
 busy shared machine estimates what a dedicated core does) and writes
@@ -94,18 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=1 << 18, help="mixed pairs (default 2^18)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--sim-pairs", type=int, default=300,
                         help="pairs timed on hw_sim's event engine (default 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "experiments/results/model_bench.json"))
     args = parser.parse_args(argv)
-    for name in ("pairs", "repeats", "threads", "sim_pairs"):
+    for name in ("pairs", "repeats", "sim_pairs"):
         if getattr(args, name) < 1:
             print(f"{parser.prog}: error: --{name.replace('_', '-')}: got "
                   f"{getattr(args, name)}; allowed: an integer >= 1", file=sys.stderr)
             return 2
-    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     rows = []
 
@@ -129,11 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         rates = time_model(search_layers, space_hws, sli, shi, dtype, args.repeats)
         rows.append(("search", str(dtype).split(".")[1], sli.numel(), *rates, sim_rate))
 
-    print(f"torch threads {args.threads}, cpus {os.cpu_count()}, load average "
+    print(f"one thread (the model's), cpus {os.cpu_count()}, load average "
           f"{os.getloadavg()[0]:.2f}")
     print(f"{'pairs':8s} {'dtype':8s} {'n':>9s} {'median eval/s':>14s} {'min':>11s} "
           f"{'max':>11s} {'per CPU-s':>11s} {'hw_sim eval/s':>14s} {'speed-up':>9s}")
-    report = {"threads": args.threads, "load_average": os.getloadavg()[0], "rows": []}
+    report = {"threads": 1, "load_average": os.getloadavg()[0], "rows": []}
     for name, dtype, n, rates, cpu_rates, sim in rows:
         median = statistics.median(rates)
         per_cpu = statistics.median(cpu_rates)
