@@ -200,39 +200,56 @@ FAMILIES: tuple[KernelFamily, ...] = (
 
 TERMS: tuple[str, ...] = (
     "call",          # cycles: one call's fixed cost (framework dispatch, allocation)
-    "groups",        # cycles: per independent GEMM (conv groups, FFT frequency bins)
-    "simd_macs",     # MACs at the SIMD peak (complex MACs count 4)
+    "batched_call",  # cycles: a call's extra fixed cost for batch > 1 (MKL's GEMM rather than
+                     # GEMV path; the sparse kernels' reshapes of a batch)
+    "reorders",      # cycles: oneDNN's per-call layout reorders (blocked grouped convs)
+    "groups",        # cycles: per independent GEMM (conv groups x images, FFT frequency bins)
+    "simd_macs",     # MACs at the SIMD peak over the lanes the kernel fills (complex MACs: 4)
     "simd_macs_pad_m",  # the same with output pixels rounded up to a multiple of the lanes
     "simd_macs_pad_n",  # the same with output channels rounded up to a multiple of the lanes
+    "simd_macs_pad_k",  # the same with the reduction rounded up to a multiple of the lanes
     "scalar_macs",   # cycles: one per MAC of a scalar inner loop (scipy)
     "blocks",        # cycles: one per stored sparse block (index decode, loop setup)
     "block_rows",    # cycles: one per sparse block row and input vector
     "in_elements",   # cycles: one per input element read or padded
     "im2col",        # cycles: one per unfolded (im2col) element written
+    "im2col_rows",   # cycles: one per unfolded row (one memcpy or loop start per row)
+    "im2col_padded_rows",  # cycles: one per unfolded row of a padded conv (border memsets)
+    "im2col_strided",  # cycles: one per unfolded element gathered one by one (stride > 1)
+    "im2col_copy",   # cycles: one per unfolded element copied again (sparse kernels, batch > 1)
     "out_elements",  # cycles: one per output element written
-    "weight_bytes",  # weight bytes at the bandwidth of the level that holds them
+    "out_bytes",     # output bytes at the bandwidth of the level that holds them
+    "weight_bytes",  # weight bytes at the bandwidth of the level that holds the working set
     "fft_butterflies",  # cycles: one per radix-2 butterfly of the forward and inverse FFTs
-    "fft_vectors",   # cycles: one per length-b transform (per-transform setup)
-    "spectra",       # cycles: one per complex spectrum element rearranged between stages
+    "fft_in_vectors",   # cycles: one per forward length-b transform (contiguous input)
+    "fft_out_vectors",  # cycles: one per inverse transform (of permuted, strided spectra)
+    "in_spectra",    # cycles: one per input-spectrum element (permuted for the products)
+    "out_spectra",   # cycles: one per output-spectrum element (permuted for the inverse)
 )
 
 # Terms each family's kernel does; the others are zero for it (and not fitted).
-_GEMM = ("simd_macs", "simd_macs_pad_m", "simd_macs_pad_n")
+_GEMM = ("simd_macs", "simd_macs_pad_m", "simd_macs_pad_n", "simd_macs_pad_k")
+_IM2COL = ("im2col", "im2col_rows", "im2col_padded_rows", "im2col_strided")
+_FFT = ("call", "groups", "simd_macs", "simd_macs_pad_m", "simd_macs_pad_n", "scalar_macs",
+        "out_elements", "fft_butterflies", "fft_in_vectors", "fft_out_vectors", "in_spectra",
+        "out_spectra")
 FAMILY_TERMS: dict[KernelFamily, tuple[str, ...]] = {
-    "linear": ("call", *_GEMM, "out_elements", "weight_bytes"),
-    "conv_im2col": ("call", "groups", *_GEMM, "im2col", "out_elements", "weight_bytes"),
-    "conv_onednn": ("call", *_GEMM, "in_elements", "out_elements", "weight_bytes"),
+    "linear": ("call", "batched_call", *_GEMM, "out_elements", "out_bytes", "weight_bytes"),
+    "conv_im2col": ("call", "groups", *_GEMM, *_IM2COL, "in_elements", "out_elements",
+                    "out_bytes", "weight_bytes"),
+    "conv_onednn": ("call", *_GEMM, "in_elements", "out_elements", "out_bytes",
+                    "weight_bytes"),
     "conv_depthwise": ("call", "simd_macs", "in_elements", "out_elements"),
-    "conv_grouped": ("call", "groups", *_GEMM, "in_elements", "out_elements",
-                     "weight_bytes"),
+    "conv_grouped": ("call", "reorders", "groups", "simd_macs", "im2col", "im2col_rows",
+                     "im2col_strided", "in_elements", "out_elements", "weight_bytes"),
     "bsr_linear": ("call", "scalar_macs", "blocks", "block_rows", "out_elements"),
-    "bsr_conv": ("call", "scalar_macs", "blocks", "block_rows", "im2col", "out_elements"),
+    "bsr_conv": ("call", "batched_call", "scalar_macs", "blocks", "block_rows", *_IM2COL,
+                 "im2col_copy", "out_elements"),
     "csr_linear": ("call", "scalar_macs", "blocks", "block_rows", "out_elements"),
-    "csr_conv": ("call", "scalar_macs", "blocks", "block_rows", "im2col", "out_elements"),
-    "fft_linear": ("call", "groups", "simd_macs", "scalar_macs", "out_elements",
-                   "fft_butterflies", "fft_vectors", "spectra"),
-    "fft_conv": ("call", "groups", "simd_macs", "scalar_macs", "im2col", "out_elements",
-                 "fft_butterflies", "fft_vectors", "spectra"),
+    "csr_conv": ("call", "batched_call", "scalar_macs", "blocks", "block_rows", *_IM2COL,
+                 "im2col_copy", "out_elements"),
+    "fft_linear": _FFT,
+    "fft_conv": (*_FFT, "in_elements", "im2col", "im2col_rows"),
 }
 
 _FLOAT_BYTES = 4
@@ -255,6 +272,15 @@ def torch_conv_uses_onednn(layer: Conv2d, threads: int) -> bool:
     return not_plain_1x1 and big_enough
 
 
+def onednn_channel_block(layer: Conv2d | Linear) -> int:
+    """The channel block (16, 8 or 4) of oneDNN's direct kernel for a grouped convolution,
+    the largest that divides both the input and the output channels per group; 0 when none
+    does and oneDNN runs it as im2col + GEMM per group instead (``ONEDNN_VERBOSE`` shows
+    ``jit:avx512_core`` with ``aBcd{16,8,4}b`` layouts or ``gemm:jit``; checked in tests)."""
+    c_in, c_out = layer.channels_per_group, layer.gemm_n
+    return next((b for b in (16, 8, 4) if c_in % b == 0 and c_out % b == 0), 0)
+
+
 def kernel_family(layer: Conv2d | Linear, threads: int = 1) -> KernelFamily:
     """The code path the layer's real kernel takes (see the module docstring)."""
     fmt = layer.weight_format
@@ -275,23 +301,45 @@ def kernel_family(layer: Conv2d | Linear, threads: int = 1) -> KernelFamily:
     return "conv_grouped"
 
 
+def _unfold_terms(layer: Conv2d | Linear, family: KernelFamily, x: dict[str, float],
+                  f: float) -> None:
+    """im2col's work (``x`` in place): torch's, oneDNN's and ``F.unfold``'s unfold copy each
+    of the ``C * taps * out_h`` rows per image with one memcpy (stride 1; border memsets when
+    padded) or element by element (stride > 1).  torch's conv reads a 1x1, stride-1,
+    unpadded input in place; the sparse kernels copy a batch's columns once more, from
+    image-major to channel-major."""
+    if not isinstance(layer, Conv2d) or (family == "conv_im2col" and layer.taps == 1
+                                         and layer.stride == (1, 1)
+                                         and layer.padding == (0, 0)):
+        return
+    elements = layer.groups * layer.gemm_m * layer.gemm_k
+    rows = layer.batch * layer.in_channels * layer.taps * layer.out_height
+    x["im2col"] = elements / f
+    x["im2col_rows"] = rows / f
+    x["im2col_padded_rows"] = rows / f if layer.padding != (0, 0) else 0.0
+    x["im2col_strided"] = elements / f if layer.stride[1] > 1 else 0.0
+    x["im2col_copy"] = elements / f if layer.batch > 1 else 0.0
+
+
 def work_terms(layer: Conv2d | Linear, spec: CpuSpec) -> np.ndarray:
     """The work terms :data:`TERMS` of one layer on ``spec``, each in seconds of ideal work;
     terms the layer's family does not do are zero.  Shape ``[len(TERMS)]``."""
     family = kernel_family(layer, spec.threads)
     f = spec.frequency_hz
     g, m, n, k = layer.groups, layer.gemm_m, layer.gemm_n, layer.gemm_k
-    is_conv = isinstance(layer, Conv2d)
-    im2col = g * m * k if is_conv else 0
     fmt = layer.weight_format
     # torch kernels use the profile's threads; scipy's sparse products always run on one.
     threads = 1 if family.startswith(("bsr", "csr")) else spec.threads
     peak = spec.peak_macs_per_s(threads)
+    lanes = spec.fp32_lanes
     x = dict.fromkeys(TERMS, 0.0)
     x["call"] = 1 / f
+    x["batched_call"] = 1 / f if layer.batch > 1 else 0.0
     x["in_elements"] = layer.ifmap_words / f
-    x["im2col"] = im2col / f
     x["out_elements"] = layer.ofmap_words / f
+    out_bytes = layer.ofmap_words * _FLOAT_BYTES
+    x["out_bytes"] = out_bytes / (spec.cache_bandwidth_gbs(out_bytes) * 1e9)
+    _unfold_terms(layer, family, x, f)
     if isinstance(fmt, OneByN):
         kept = int(layer.block_mask().sum())
         blocks = kept * layer.taps  # one (n, 1) BSR block per kept 1xN block and tap
@@ -301,63 +349,106 @@ def work_terms(layer: Conv2d | Linear, spec: CpuSpec) -> np.ndarray:
     elif isinstance(fmt, BlockCirculant):
         b = fmt.block_size
         p, q, bins = n // b, k // b, b // 2 + 1
-        vectors = g * m * (p + q)
         complex_macs = g * bins * m * p * q
         # torch.bmm multiplies small matrices (M * Q * P < 400) in a plain loop, larger ones
-        # one BLAS call each.
+        # one BLAS call each, vectorised over complex pairs (half the float lanes).
         if m * p * q < _TORCH_BMM_NAIVE_BELOW:
             x["scalar_macs"] = 4 * complex_macs / f
         else:
+            pairs = max(1, lanes // 2)
             x["groups"] = g * bins / f
             x["simd_macs"] = 4 * complex_macs / peak
-        x["fft_butterflies"] = vectors * (b // 2) * math.log2(b) / f
-        x["fft_vectors"] = vectors / f
-        x["spectra"] = vectors * bins / f
+            x["simd_macs_pad_m"] = 4 * g * bins * _round_up(m, pairs) * p * q / peak
+            x["simd_macs_pad_n"] = 4 * g * bins * m * _round_up(p, pairs) * q / peak
+        x["fft_butterflies"] = g * m * (p + q) * (b // 2) * math.log2(b) / f
+        x["fft_in_vectors"] = g * m * q / f
+        x["fft_out_vectors"] = g * m * p / f
+        x["in_spectra"] = g * m * q * bins / f
+        x["out_spectra"] = g * m * p * bins / f
     else:
         weight_bytes = layer.dense_weight_words * _FLOAT_BYTES
-        # torch's im2col path runs one GEMM per image and group, and reads a 1x1, stride-1,
-        # unpadded convolution's input in place (no unfolded copy).
-        x["groups"] = (g * layer.batch if family == "conv_im2col" else g) / f
-        if family == "conv_im2col" and layer.taps == 1 and layer.stride == (1, 1) \
-                and layer.padding == (0, 0):
-            x["im2col"] = 0.0
-        x["simd_macs"] = layer.dense_macs / peak
-        lanes = spec.fp32_lanes
+        macs = layer.dense_macs
+        if family == "conv_grouped":
+            block = onednn_channel_block(layer)
+            if block:
+                # The direct kernel fills `block` of the vector lanes; its input and output
+                # are reordered to and from the blocked layout, and it does no im2col.
+                x["reorders"] = 1 / f
+                macs = macs * max(1, lanes // block)
+                for term in _IM2COL:
+                    x[term] = 0.0
+        # torch's im2col path runs one GEMM per image and group (oneDNN's GEMM path too).
+        x["groups"] = g * layer.batch / f
+        x["simd_macs"] = macs / peak
         x["simd_macs_pad_m"] = g * _round_up(m, lanes) * n * k / peak
         x["simd_macs_pad_n"] = g * m * _round_up(n, lanes) * k / peak
+        x["simd_macs_pad_k"] = g * m * n * _round_up(k, lanes) / peak
         working_set = weight_bytes + (layer.ifmap_words + layer.ofmap_words) * _FLOAT_BYTES
         x["weight_bytes"] = weight_bytes / (spec.cache_bandwidth_gbs(working_set) * 1e9)
     active = FAMILY_TERMS[family]
     return np.array([x[t] if t in active else 0.0 for t in TERMS])
 
 
+# The residual trees' inputs: ``log`` of positive quantities unless named in _RAW.
 DESCRIPTORS: tuple[str, ...] = (
-    "batch", "gemm_m", "gemm_n", "gemm_k", "groups", "taps", "stride", "map_pixels",
-    "in_elements", "out_elements", "weight_elements", "effective_macs", "working_set_bytes",
-    "block", "density", "stored_blocks", "analytic_s",
+    "batch", "in_channels", "out_channels", "channels_per_group", "out_per_group", "groups",
+    "kernel", "stride", "padding", "in_size", "out_size", "gemm_m", "gemm_n", "gemm_k",
+    "m_lane_fill", "n_lane_fill", "k_lane_fill", "onednn_block",
+    "weight_per_l1", "weight_per_l2", "in_per_l1", "in_per_l2", "out_per_l1", "out_per_l2",
+    "im2col_per_l1", "im2col_per_l2", "working_set_per_l2",
+    "effective_macs", "block", "density", "stored_blocks", "circulant_p", "circulant_q",
+    "bmm_work", "analytic_s",
 )
+_RAW = frozenset({"kernel", "stride", "padding", "m_lane_fill", "n_lane_fill", "k_lane_fill",
+                  "onednn_block"})
 
 
-def descriptors(layer: Conv2d | Linear, analytic_s: float) -> np.ndarray:
-    """Natural logs of the layer's shape quantities (:data:`DESCRIPTORS`), the inputs of a
-    profile's residual trees; ``analytic_s`` is the additive model's latency.  ``block`` is
-    1xN's ``n`` or the circulant ``b`` (1 for dense); ``stored_blocks`` the BSR blocks, the
-    circulant blocks, or 1.  Shape ``[len(DESCRIPTORS)]``."""
+def descriptors(layer: Conv2d | Linear, spec: CpuSpec, analytic_s: float) -> np.ndarray:
+    """The layer's shape quantities (:data:`DESCRIPTORS`), the inputs of a profile's residual
+    trees; natural logs except the small integers and fractions in ``_RAW``.
+
+    ``*_lane_fill`` is the share of the last SIMD vector a GEMM dimension fills (0: full);
+    ``*_per_l1`` / ``*_per_l2`` an operand's bytes over the cache size (the trees find the
+    cache boundaries); ``block`` is 1xN's ``n`` or the circulant ``b`` (1 for dense);
+    ``stored_blocks`` the BSR blocks, the circulant blocks, or 1; ``circulant_p`` / ``_q``
+    the circulant blocks per output / input row and ``bmm_work`` ``M * p * q`` (which
+    decides torch.bmm's loop or BLAS); ``analytic_s`` the additive model's latency.
+    Shape ``[len(DESCRIPTORS)]``."""
     fmt = layer.weight_format
-    block, stored = 1.0, 1.0
+    g, m, n, k = layer.groups, layer.gemm_m, layer.gemm_n, layer.gemm_k
+    block, stored, p, q = 1.0, 1.0, 1.0, 1.0
     if isinstance(fmt, OneByN):
         block, stored = fmt.n, int(layer.block_mask().sum()) * layer.taps
     elif isinstance(fmt, BlockCirculant):
         block = fmt.block_size
         stored = layer.dense_weight_words / fmt.block_size**2
-    working_set = (layer.stored_weight_words + layer.ifmap_words + layer.ofmap_words) * 4
-    values = (
-        layer.batch, layer.gemm_m, layer.gemm_n, layer.gemm_k, layer.groups, layer.taps,
-        layer.stride[0], layer.in_height * layer.in_width, layer.ifmap_words, layer.ofmap_words,
-        layer.dense_weight_words, layer.dense_macs * layer.weight_density, working_set, block,
-        layer.weight_density, stored, analytic_s,
-    )
-    return np.log(np.maximum(np.array(values, dtype=float), 1e-30))
+        p, q = n // block, k // block
+    lanes = spec.fp32_lanes
+    l1, l2 = spec.l1d_kib * 1024, spec.l2_kib * 1024
+    weight_bytes = layer.stored_weight_words * _FLOAT_BYTES
+    in_bytes = layer.ifmap_words * _FLOAT_BYTES
+    out_bytes = layer.ofmap_words * _FLOAT_BYTES
+    im2col_bytes = g * m * k * _FLOAT_BYTES if isinstance(layer, Conv2d) else in_bytes
+    values = {
+        "batch": layer.batch, "in_channels": layer.in_channels,
+        "out_channels": layer.out_channels, "channels_per_group": layer.channels_per_group,
+        "out_per_group": n, "groups": g, "kernel": layer.kernel_size[0],
+        "stride": layer.stride[0], "padding": layer.padding[0], "in_size": layer.in_height,
+        "out_size": layer.out_height, "gemm_m": m, "gemm_n": n, "gemm_k": k,
+        "m_lane_fill": (m % lanes) / lanes, "n_lane_fill": (n % lanes) / lanes,
+        "k_lane_fill": (k % lanes) / lanes,
+        "onednn_block": onednn_channel_block(layer) if g > 1 else 0,
+        "weight_per_l1": weight_bytes / l1, "weight_per_l2": weight_bytes / l2,
+        "in_per_l1": in_bytes / l1, "in_per_l2": in_bytes / l2,
+        "out_per_l1": out_bytes / l1, "out_per_l2": out_bytes / l2,
+        "im2col_per_l1": im2col_bytes / l1, "im2col_per_l2": im2col_bytes / l2,
+        "working_set_per_l2": (weight_bytes + im2col_bytes + out_bytes) / l2,
+        "effective_macs": layer.dense_macs * layer.weight_density, "block": block,
+        "density": layer.weight_density, "stored_blocks": stored, "circulant_p": p,
+        "circulant_q": q, "bmm_work": m * p * q, "analytic_s": analytic_s,
+    }
+    return np.array([float(values[d]) if d in _RAW else math.log(max(values[d], 1e-30))
+                     for d in DESCRIPTORS])
 
 
 class ResidualTrees(FrozenModel):
@@ -435,6 +526,12 @@ class CalibrationSummary(FrozenModel):
     analytic_held_out_within_10pct: float = Field(
         ge=0, le=1, description="the same share for the additive model alone")
     per_family_within_10pct: dict[str, float] = Field(default_factory=dict)
+    per_family_model: dict[str, str] = Field(
+        default_factory=dict, description="per family, the residual model that 5-fold "
+        "cross-validation on the training shapes chose (trees and their settings, or none)")
+    per_family_cv_within_10pct: dict[str, float] = Field(
+        default_factory=dict, description="per family, that model's cross-validated share "
+        "within +-10 % on the training shapes")
     canary_median_s: float = Field(gt=0, description="the timing canary's median (s), to "
                                    "compare the machine's state across calibrations")
 
@@ -581,7 +678,7 @@ def estimate_layers(layers: Sequence[Conv2d | Linear], profile: CpuProfile
     for family, trees in profile.residuals.items():
         pick = np.flatnonzero(rows == FAMILIES.index(family))
         if len(pick):
-            x = np.stack([descriptors(layers[i], analytic[i]) for i in pick])
+            x = np.stack([descriptors(layers[i], spec, analytic[i]) for i in pick])
             latency[pick] = analytic[pick] * np.exp(trees.predict(x))
     return [CpuLayerEstimate(layer.name, family, float(a), float(t))
             for layer, family, a, t in zip(layers, families, analytic, latency, strict=True)]

@@ -4,8 +4,9 @@ the coefficients, and score the fit on held-out shapes.
 Shapes are drawn per kernel family (so every family gets the same number) from a grid of
 values that covers DRL-sized layers (MinAtar's 10x10 inputs, 1-128 input channels, FC 8-4096
 -> 1-1024) and larger ones (up to 56x56 maps, 256 channels), at inference batch sizes (1, an
-agent acting in one environment, to 8), capped so one call lasts at most a few milliseconds.  The MinAtar reference agent's layers in every weight
-format are always part of the training set.  Held-out shapes are drawn from the same grid
+agent acting in one environment, to 8), capped so one call lasts at most a few milliseconds.
+The MinAtar reference agent's layers in every weight format are always part of the training
+set.  Held-out shapes are drawn from the same grid
 with another seed, and timed in the same interleaved run as the training shapes.
 
 The additive model is fitted per family by non-negative least squares of ``latency = terms @
@@ -13,15 +14,19 @@ c`` with each row divided by its measured latency, i.e. minimising the sum of sq
 *relative* errors, which is what the +-10 % score measures.  Then, per family, gradient-boosted
 trees learn ``log(measured / additive)`` from the layer's shape descriptors (nn-Meter's
 per-kernel regressors, here on top of a physical model): library quirks such as MKL's choice
-of GEMM kernel or a working set at a cache boundary.
+of GEMM kernel or a working set at a cache boundary.  How many trees, how deep, or none at
+all, is chosen per family by cross-validation on the training shapes (:class:`TreeGrid`);
+the held-out shapes are only scored.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from pydantic import Field, ValidationError
 from scipy.optimize import nnls
 
 from accelerator_model.cpu import (
+    DESCRIPTORS,
     FAMILIES,
     FAMILY_TERMS,
     TERMS,
@@ -45,7 +51,7 @@ from accelerator_model.cpu import (
     kernel_family,
     work_terms,
 )
-from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
+from accelerator_model.cpu_kernels import KernelTimer, TimingMethod, make_kernel, summarize
 from hw_sim.errors import ConfigError
 from hw_sim.io import atomic_write_text, load_mapping, save_figure
 from hw_sim.schema import FrozenModel
@@ -67,8 +73,8 @@ _BLOCK_SIZES = (2, 4, 8, 16, 32)
 
 ProgressFn = Callable[[int], None]
 
-# A family's additive model has up to 9 terms; fewer shapes than that cannot be fitted.
-_MIN_PER_FAMILY = 10
+# A family's additive model has up to 14 terms; fewer shapes than that cannot be fitted.
+_MIN_PER_FAMILY = 20
 
 # Caps on one call's work, so that the whole grid times in minutes.
 _MAX_DENSE_MACS = 20e6
@@ -204,10 +210,21 @@ def terms_matrix(layers: Sequence[Conv2d | Linear], spec: CpuSpec) -> np.ndarray
     return np.stack([work_terms(layer, spec) for layer in layers])
 
 
+def _nnls_relative(x: np.ndarray, latency_s: np.ndarray) -> np.ndarray:
+    """Non-negative ``c`` minimising ``sum((x @ c / latency - 1) ** 2)``: least squares on rows
+    divided by the latency, i.e. on *relative* errors, what the +-10 % score counts."""
+    a = x / latency_s[:, None]
+    # Scale columns to unit maximum: the terms span 12 orders of magnitude.
+    scale = a.max(axis=0)
+    scale[scale == 0] = 1.0
+    c, _ = nnls(a / scale, np.ones(len(latency_s)))
+    return c / scale
+
+
 def fit_coefficients(layers: Sequence[Conv2d | Linear], latency_s: np.ndarray,
                      spec: CpuSpec) -> dict[KernelFamily, dict[str, float]]:
     """Per-family non-negative coefficients of the additive model, minimising the sum of
-    squared relative errors (non-negative least squares on rows divided by the latency).
+    squared relative errors (:func:`_nnls_relative`).
 
     Raises:
         ValueError: a family has fewer measured layers than terms.
@@ -220,42 +237,165 @@ def fit_coefficients(layers: Sequence[Conv2d | Linear], latency_s: np.ndarray,
         cols = [TERMS.index(t) for t in FAMILY_TERMS[family]]
         if rows.sum() < len(cols):
             raise ValueError(f"{family}: {rows.sum()} measured layers for {len(cols)} terms")
-        a = x[np.ix_(rows, cols)] / latency_s[rows, None]
-        # Scale columns to unit maximum: the terms span 12 orders of magnitude.
-        scale = a.max(axis=0)
-        scale[scale == 0] = 1.0
-        c, _ = nnls(a / scale, np.ones(int(rows.sum())))
-        out[family] = {t: float(f"{v:.4g}") for t, v in zip(FAMILY_TERMS[family], c / scale,
+        c = _nnls_relative(x[np.ix_(rows, cols)], latency_s[rows])
+        out[family] = {t: float(f"{v:.4g}") for t, v in zip(FAMILY_TERMS[family], c,
                                                               strict=True)}
     return out
 
 
+@dataclass(frozen=True)
+class TreeSettings:
+    """Hyper-parameters of one family's residual trees (sklearn GradientBoostingRegressor,
+    squared error, 80 % row subsampling).  ``trees == 0``: no trees, the additive model alone.
+    """
+
+    trees: int
+    max_depth: int = 3
+    min_samples_leaf: int = 3
+    learning_rate: float = 0.1
+
+    def label(self) -> str:
+        if not self.trees:
+            return "additive only"
+        return (f"{self.trees} trees, depth {self.max_depth}, leaf >= {self.min_samples_leaf}, "
+                f"rate {self.learning_rate:g}")
+
+    def regressor(self, seed: int) -> Any:
+        """An unfitted sklearn ``GradientBoostingRegressor`` with these settings."""
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(
+            loss="squared_error", n_estimators=self.trees, max_depth=self.max_depth,
+            learning_rate=self.learning_rate, subsample=0.8,
+            min_samples_leaf=self.min_samples_leaf, random_state=seed)
+
+
+@dataclass(frozen=True)
+class TreeGrid:
+    """The candidates that cross-validation chooses from, per family: no trees at all, and
+    every depth and leaf size with every tree count (one fit per depth and leaf size, scored
+    at each count through sklearn's staged predictions)."""
+
+    depths: tuple[int, ...] = (2, 3, 4)
+    min_leaves: tuple[int, ...] = (3, 10)
+    counts: tuple[int, ...] = (25, 50, 100, 200, 400)
+    learning_rate: float = 0.1
+    folds: int = 5
+    # Fewer training shapes than this: no trees (too few to fit and cross-validate them).
+    min_rows: int = 50
+
+    def candidates(self) -> list[TreeSettings]:
+        """No trees first, then simpler before more complex (the order breaks exact ties)."""
+        return [TreeSettings(0)] + [TreeSettings(count, depth, leaf, self.learning_rate)
+                                    for depth in self.depths for leaf in self.min_leaves
+                                    for count in self.counts]
+
+
+TREE_GRID = TreeGrid()
+
+
+@dataclass(frozen=True)
+class FamilyModel:
+    """How one family's residual was chosen.
+
+    Attributes:
+        settings: the chosen trees (``trees == 0``: none).
+        cv_within_10pct: the chosen model's cross-validated share within +-10 % on the
+            training shapes (additive model and trees refitted without each fold).
+        cv_additive_within_10pct: the same for the additive model alone.
+    """
+
+    settings: TreeSettings
+    cv_within_10pct: float
+    cv_additive_within_10pct: float
+
+
+def _family_arrays(layers: Sequence[Conv2d | Linear], spec: CpuSpec, family: KernelFamily
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The family's work terms ``[L, its terms]`` and shape descriptors without the
+    additive prediction (filled in per fit) ``[L, len(DESCRIPTORS)]``."""
+    cols = [TERMS.index(t) for t in FAMILY_TERMS[family]]
+    terms = terms_matrix(layers, spec)[:, cols]
+    x = np.stack([descriptors(layer, spec, 1.0) for layer in layers])
+    return terms, x
+
+
+_ANALYTIC = DESCRIPTORS.index("analytic_s")
+
+
+def _cv_family(terms: np.ndarray, x: np.ndarray, latency_s: np.ndarray, seed: int,
+               grid: TreeGrid) -> FamilyModel:
+    """Choose a family's trees by ``grid.folds``-fold cross-validation on its training
+    shapes, refitting the additive model and the trees without each fold: the highest share
+    within +-10 %, ties to the lower mean squared log error, then to the simpler candidate."""
+    folds = np.random.default_rng([seed, 3]).permutation(len(latency_s)) % grid.folds
+    candidates = grid.candidates()
+    log_pred = np.zeros((len(candidates), len(latency_s)))
+    for fold in range(grid.folds):
+        fit, test = folds != fold, folds == fold
+        analytic = terms @ _nnls_relative(terms[fit], latency_s[fit])
+        xa = x.copy()
+        xa[:, _ANALYTIC] = np.log(analytic)
+        target = np.log(latency_s[fit] / analytic[fit])
+        log_pred[:, test] = np.log(analytic[test])
+        for row, settings in enumerate(candidates):
+            if settings.trees != grid.counts[0]:
+                continue  # one fit serves every count of this depth and leaf size
+            most = TreeSettings(max(grid.counts), settings.max_depth,
+                                settings.min_samples_leaf, grid.learning_rate)
+            model = most.regressor(seed).fit(xa[fit], target)
+            for count, residual in enumerate(model.staged_predict(xa[test]), start=1):
+                if count in grid.counts:
+                    log_pred[row + grid.counts.index(count), test] += residual
+    error = log_pred - np.log(latency_s)
+    within = np.mean(np.abs(np.exp(error) - 1) <= 0.1, axis=1)
+    mse = np.mean(error**2, axis=1)
+    best = min(range(len(candidates)), key=lambda i: (-within[i], mse[i], i))
+    return FamilyModel(candidates[best], float(within[best]), float(within[0]))
+
+
 def fit_residuals(layers: Sequence[Conv2d | Linear], latency_s: np.ndarray,
-                  analytic_s: np.ndarray, threads: int, seed: int = 0,
-                  trees: int = 200) -> dict[KernelFamily, ResidualTrees]:
-    """Per-family gradient-boosted trees (sklearn, squared error, depth 3) on
-    ``log(measured / analytic)`` over :func:`~accelerator_model.cpu.descriptors`, exported
-    as node arrays (nn-Meter's kernel-level regressors, here correcting a physical model)."""
-    from sklearn.ensemble import GradientBoostingRegressor
+                  analytic_s: np.ndarray, spec: CpuSpec, seed: int = 0,
+                  settings: dict[KernelFamily, TreeSettings] | None = None,
+                  grid: TreeGrid = TREE_GRID
+                  ) -> tuple[dict[KernelFamily, ResidualTrees], dict[KernelFamily, FamilyModel]]:
+    """Per-family gradient-boosted trees on ``log(measured / analytic)`` over
+    :func:`~accelerator_model.cpu.descriptors`, exported as node arrays (nn-Meter's
+    kernel-level regressors, here correcting a physical model).
 
-    families = np.array([kernel_family(layer, threads) for layer in layers])
-    x = np.stack([descriptors(layer, a) for layer, a in zip(layers, analytic_s, strict=True)])
-    target = np.log(latency_s / analytic_s)
-    out: dict[KernelFamily, ResidualTrees] = {}
-    for family in FAMILIES:
-        rows = families == family
-        if rows.sum() < 2 * _MIN_LEAF:
-            continue
-        model = GradientBoostingRegressor(
-            loss="squared_error", n_estimators=trees, max_depth=3, learning_rate=_LEARNING_RATE,
-            subsample=0.8, min_samples_leaf=_MIN_LEAF, random_state=seed,
-        ).fit(x[rows], target[rows])
-        out[family] = export_trees(model, x[rows][:1])
-    return out
+    Each family's hyper-parameters (tree count, depth, leaf size, or no trees at all) are
+    ``settings[family]`` if given, else chosen from ``grid`` by cross-validation on these
+    (training) shapes (:func:`_cv_family`); held-out shapes play no part.
 
-
-_LEARNING_RATE = 0.05
-_MIN_LEAF = 3
+    Returns:
+        The trees of the families that have them, and how each family's model was chosen
+        (empty for families whose settings were given).
+    """
+    families = np.array([kernel_family(layer, spec.threads) for layer in layers])
+    rows = {f: np.flatnonzero(families == f) for f in FAMILIES}
+    fitted = [f for f in FAMILIES if len(rows[f]) >= grid.min_rows]
+    given = settings or {}
+    search = [f for f in fitted if f not in given]
+    jobs = [(*_family_arrays([layers[i] for i in rows[f]], spec, f), latency_s[rows[f]], seed,
+             grid) for f in search]
+    chosen: dict[KernelFamily, FamilyModel] = {}
+    if jobs:
+        # The families' searches are independent: one process per CPU (2 here) halves the
+        # wait.  Spawned, not forked: a fork of a process whose torch / BLAS thread pools
+        # are running can hang.
+        with ProcessPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            chosen = dict(zip(search, pool.map(_cv_family, *zip(*jobs, strict=True)),
+                              strict=True))
+    trees: dict[KernelFamily, ResidualTrees] = {}
+    for family in fitted:
+        choice = given[family] if family in given else chosen[family].settings
+        if choice.trees:
+            pick = rows[family]
+            x = np.stack([descriptors(layers[i], spec, analytic_s[i]) for i in pick])
+            model = choice.regressor(seed).fit(x, np.log(latency_s[pick] / analytic_s[pick]))
+            trees[family] = export_trees(model, x[:1])
+    return trees, chosen
 
 
 def export_trees(model: Any, probe: np.ndarray) -> ResidualTrees:
@@ -310,20 +450,21 @@ def score(predicted_s: np.ndarray, measured_s: np.ndarray, families: Sequence[st
 class CalibrationConfig(FrozenModel):
     """What `a3cs calibrate-cpu` measures and fits."""
 
-    per_family: int = Field(default=200, ge=_MIN_PER_FAMILY,
+    per_family: int = Field(default=400, ge=_MIN_PER_FAMILY,
                             description="training shapes drawn per kernel family")
-    held_out_per_family: int = Field(default=40, ge=1, description="held-out shapes per family")
+    held_out_per_family: int = Field(default=80, ge=1, description="held-out shapes per family")
     seed: int = Field(default=0, ge=0, description="seed of the shapes and the timing order")
     threads: int = Field(default=1, ge=1, description="torch threads (scipy uses one)")
-    rounds: int = Field(default=12, ge=1, description="interleaved timing rounds")
+    rounds: int = Field(default=16, ge=1, description="interleaved timing rounds")
     samples: int = Field(default=4, ge=1, description="timed samples per kernel and round")
-    chunk_size: int = Field(default=600, ge=10, description="kernels timed together; "
-                            "each finished chunk is saved, so a killed run resumes")
+    settle_s: float = Field(default=TimingMethod.settle_s, ge=0, description="untimed calls "
+                            "before a kernel's samples in each round (s); measurements "
+                            "without it were distorted by the core's AVX-512 power states")
     residual: bool = Field(default=True, description="fit residual trees on the additive model")
 
-    def timing(self, chunk: int) -> TimingMethod:
+    def timing(self) -> TimingMethod:
         return TimingMethod(threads=self.threads, rounds=self.rounds, samples=self.samples,
-                            seed=self.seed * 1000 + chunk)
+                            settle_s=self.settle_s, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -397,10 +538,19 @@ def _load_state(path: Path, config: CalibrationConfig) -> dict:
     return data
 
 
+def _digits(values: Sequence[float]) -> list[float]:
+    """Five significant digits: the timings' noise is far above that, the file far smaller."""
+    return [float(f"{v:.5g}") for v in values]
+
+
 def measure(config: CalibrationConfig, state_path: Path, *, resume: bool = False,
             progress: ProgressFn | None = None) -> tuple[list[Measured], dict]:
-    """Draw the shapes, time their real kernels chunk by chunk, and save the measurements to
-    ``state_path`` (JSON, atomically, after every chunk).
+    """Draw the shapes, time their real kernels round by round, and save the measurements to
+    ``state_path`` (JSON, atomically, after every round).
+
+    Every round visits every kernel (:class:`~accelerator_model.cpu_kernels.KernelTimer`), so
+    each kernel's rounds spread over the whole run and a slow spell of the machine, which can
+    last minutes, hits all kernels alike rather than the ones timed during it.
 
     Every held-out shape is timed twice, as two kernels with different weights and buffers in
     the same run: its measured latency is the geometric mean of the two, and how often the
@@ -408,47 +558,45 @@ def measure(config: CalibrationConfig, state_path: Path, *, resume: bool = False
     repeatability, the ceiling of any model's score.
 
     Returns:
-        The measurements and the saved state (config, spec, chunk canaries, records).
+        The measurements and the saved state (config, spec, calls per sample, and per round
+        each kernel's median sample and canary).
     """
     train, held = calibration_shapes(config.per_family, config.held_out_per_family,
                                      config.seed, config.threads)
     layers = train + held
     # Kernel j < len(layers) times layers[j]; kernel len(layers) + h is held[h]'s twin.
-    kernels = len(layers) + len(held)
-    order = np.random.default_rng([config.seed, 2]).permutation(kernels)
-    chunks = [order[i:i + config.chunk_size] for i in range(0, kernels, config.chunk_size)]
     if resume and state_path.is_file():
         state = _load_state(state_path, config)
     else:
         spec = detect_host(_measure_memory_bandwidth_gbs())
         state = {"config": config.model_dump(),
                  "spec": spec.model_copy(update={"threads": config.threads}).model_dump(),
-                 "load_average": list(os.getloadavg()), "chunks": []}
-    for c in range(len(state["chunks"]), len(chunks)):
-        built = [make_kernel(layers[j], seed=config.seed) if j < len(layers)
-                 else make_kernel(held[j - len(layers)], seed=config.seed + 1)
-                 for j in chunks[c]]
-        run = time_kernels([k.run for k in built], config.timing(c), progress=progress)
-        state["chunks"].append({
-            "canary_median_s": run.canary_median_s, "canary_p5_s": run.canary_p5_s,
-            "kernels": [int(j) for j in chunks[c]],
-            "relative": [t.relative for t in run.timings],
-            "spread": [t.spread for t in run.timings],
-        })
-        atomic_write_text(state_path, json.dumps(state) + "\n")
-    canary = float(np.median([chunk["canary_median_s"] for chunk in state["chunks"]]))
-    relative = np.empty(kernels)
-    spread = np.empty(kernels)
-    for chunk in state["chunks"]:
-        relative[chunk["kernels"]] = chunk["relative"]
-        spread[chunk["kernels"]] = chunk["spread"]
+                 "load_average": list(os.getloadavg()), "calls": None, "rounds": []}
+    kernels = len(layers) + len(held)
+    method = config.timing()
+    if len(state["rounds"]) < config.rounds:
+        built = [make_kernel(layer, seed=config.seed) for layer in layers]
+        built += [make_kernel(layer, seed=config.seed + 1) for layer in held]
+        if progress is not None and state["calls"] is not None:
+            progress(kernels * (1 + len(state["rounds"])))  # warm-up and rounds already done
+        timer = KernelTimer([k.run for k in built], method, calls=state["calls"],
+                            progress=progress)
+        state["calls"] = timer.calls
+        for r in range(len(state["rounds"]), config.rounds):
+            median_s, canary_s = timer.round(seed=config.seed * 1000 + r)
+            state["rounds"].append({"median_s": _digits(median_s),
+                                    "canary_s": _digits(canary_s)})
+            atomic_write_text(state_path, json.dumps(state) + "\n")
+    run = summarize(np.array([r["median_s"] for r in state["rounds"]]).T,
+                    np.array([r["canary_s"] for r in state["rounds"]]).T, state["calls"])
+    relative = np.array([t.relative for t in run.timings])
     measured = []
     for j, layer in enumerate(layers):
         held_out = j >= len(train)
         twin = relative[len(layers) + j - len(train)] if held_out else relative[j]
         rel = math.sqrt(relative[j] * twin)
-        measured.append(Measured(layer, held_out, rel, rel * canary, float(spread[j]),
-                                 float(relative[j] / twin)))
+        measured.append(Measured(layer, held_out, rel, rel * run.canary_median_s,
+                                 run.timings[j].spread, float(relative[j] / twin)))
     return measured, state
 
 
@@ -464,9 +612,10 @@ def fit_profile(measured: Sequence[Measured], spec: CpuSpec, config: Calibration
     coefficients = fit_coefficients(train_layers, latency[train], spec)
     profile = CpuProfile(spec=spec, coefficients=coefficients)
     analytic = np.array([e.analytic_s for e in estimate_layers(layers, profile)])
+    chosen: dict[KernelFamily, FamilyModel] = {}
     if config.residual:
-        residuals = fit_residuals(train_layers, latency[train], analytic[train], spec.threads,
-                                  config.seed)
+        residuals, chosen = fit_residuals(train_layers, latency[train], analytic[train], spec,
+                                          config.seed)
         profile = CpuProfile(spec=spec, coefficients=coefficients, residuals=residuals)
     predicted = np.array([e.latency_s for e in estimate_layers(layers, profile)])
     families = [kernel_family(layer, spec.threads) for layer in layers]
@@ -483,6 +632,8 @@ def fit_profile(measured: Sequence[Measured], spec: CpuSpec, config: Calibration
             np.array([m.twin_ratio for m in measured if m.held_out]) - 1) <= 0.1)),
         analytic_held_out_within_10pct=analytic_held.within_10pct,
         per_family_within_10pct=held.per_family_within_10pct,
+        per_family_model={f: c.settings.label() for f, c in chosen.items()},
+        per_family_cv_within_10pct={f: c.cv_within_10pct for f, c in chosen.items()},
     )})
     twins = np.array([m.twin_ratio for m in measured if m.held_out])
     return CalibrationResult(profile, list(measured), predicted, analytic, held,
@@ -500,7 +651,7 @@ def calibrate(config: CalibrationConfig, state_path: Path, *, resume: bool = Fal
 
     measured, state = measure(config, state_path, resume=resume, progress=progress)
     spec = CpuSpec.model_validate(state["spec"])
-    method = config.timing(0)
+    method = config.timing()
     summary = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": spec.name, "torch_version": torch.__version__,
@@ -508,8 +659,9 @@ def calibrate(config: CalibrationConfig, state_path: Path, *, resume: bool = Fal
         "load_average": tuple(state["load_average"]),
         "timing": {"threads": method.threads, "rounds": method.rounds,
                    "samples": method.samples, "min_sample_s": method.min_sample_s,
+                   "settle_s": method.settle_s,
                    "clock": method.clock, "statistic": "canary-corrected median"},
-        "canary_median_s": float(np.median([c["canary_median_s"] for c in state["chunks"]])),
+        "canary_median_s": float(np.median([r["canary_s"] for r in state["rounds"]])),
     }
     return fit_profile(measured, spec, config, summary)
 
@@ -530,16 +682,13 @@ def refit(state_path: Path, *, residual: bool = True) -> CalibrationResult:
     data = load_mapping(state_path, field="--refit")
     try:
         config = CalibrationConfig.model_validate(data["config"])
-        chunks_done = len(data["chunks"])
+        rounds_done = len(data["rounds"])
     except (KeyError, TypeError, ValidationError):
         raise ConfigError("--refit", str(state_path), "a measurements file written by "
                           "a3cs calibrate-cpu") from None
-    train, held = calibration_shapes(config.per_family, config.held_out_per_family,
-                                     config.seed, config.threads)
-    needed = -(-(len(train) + 2 * len(held)) // config.chunk_size)
-    if chunks_done < needed:
+    if rounds_done < config.rounds:
         raise ConfigError("--refit", str(state_path), f"finished measurements (this file has "
-                          f"{chunks_done} of {needed} chunks: continue it with --resume)")
+                          f"{rounds_done} of {config.rounds} rounds: continue it with --resume)")
     return calibrate(config.model_copy(update={"residual": residual}), state_path, resume=True)
 
 

@@ -19,19 +19,28 @@ would, on a fixed random input (float32, batch as the layer says):
 Every kernel's output equals the numpy semantics in :mod:`hw_sim.functional` (tested).
 
 Timing (:func:`time_kernels`), built for a shared machine whose two vCPUs behave like the
-two hyperthreads of one core (a kernel runs up to 2x slower while the other vCPU is busy,
-and that state changes every few milliseconds):
+two hyperthreads of one AVX-512 core (a kernel runs up to 2x slower while the other vCPU is
+busy, and that state changes every few milliseconds):
 
 * ``torch.set_num_threads(threads)``; with one thread the clock is the thread's CPU time
   (``CLOCK_THREAD_CPUTIME_ID``), so time spent descheduled by other processes is not counted.
-* Every kernel is warmed up, then measured in ``rounds``; each round visits the kernels in a
+* Every kernel is warmed up, then measured in ``rounds``; each round visits all kernels in a
   fresh random order (interleaving: a burst of load hits every kernel a little rather than one
-  kernel a lot), runs the kernel once untimed to refill the caches, and takes ``samples``
-  samples, each a loop of enough calls to last ``min_sample_s``.
-* A *canary* (four 64x64x64 matmuls) runs before the first sample and after every sample.
-  Each sample is divided by the mean of the canaries either side of it, which cancels most of
-  the machine's momentary slowdown; the kernel's value is the median of these ratios
-  (``relative``), and its latency is ``relative`` times the run's median canary.
+  kernel a lot, and a slow spell of the machine, which can last minutes, hits every kernel's
+  rounds alike).  In a round a kernel first runs untimed for ``settle_s`` (its caches refill
+  and the core leaves the previous code's power state), then takes ``samples`` samples back
+  to back, each a loop of enough calls to last ``min_sample_s``.
+* A *canary* (four 64x64x64 matmuls) is timed after every kernel's samples, each time after
+  one untimed canary call.  A round's median sample is divided by the mean of the canaries
+  either side of it, which cancels most of the machine's momentary slowdown; the kernel's
+  value is the median of these ratios over the rounds (``relative``), and its latency is
+  ``relative`` times the run's median canary.
+* Why the settling: after AVX-512 code (the canary, MKL, oneDNN) this core runs scalar code
+  (scipy's sparse loops) up to 1.4x slower for about a millisecond, and AVX-512 code right
+  after a long scalar stretch pays a power-up stall of up to 100 us.  Timing a sample right
+  after the canary, or the canary right after a kernel, measured those transitions instead
+  of the kernels (a 3.4 ms BSR product came out at 1.5 ms); settled, the harness agrees with
+  back-to-back calls of the kernel alone within noise.
 * On a quiet machine the canary is constant and this is the plain median.
 """
 
@@ -39,7 +48,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -317,6 +327,8 @@ class TimingMethod:
         samples: timed samples a kernel takes in each round.
         min_sample_s: a sample loops over calls until it lasts at least this long (s).
         warmup_s: calls before measuring, per kernel, for at least this long (s).
+        settle_s: untimed calls before a kernel's samples in each round, for at least this
+            long (s): the core's power state after the previous code lasts about 1 ms.
         seed: seed of the interleaving order.
     """
 
@@ -325,6 +337,7 @@ class TimingMethod:
     samples: int = 4
     min_sample_s: float = 5e-5
     warmup_s: float = 0.01
+    settle_s: float = 2e-3
     seed: int = 0
 
     @property
@@ -339,9 +352,11 @@ class KernelTiming:
 
     Attributes:
         latency_s: ``relative`` times the run's median canary (s per call).
-        relative: median over all samples of (sample / the mean of its two canaries).
-        raw_median_s: plain median of the samples, without the canary correction (s).
-        spread: interquartile range of the corrected samples over their median.
+        relative: median over the rounds of (the round's median sample / the mean of the
+            canaries either side of it).
+        raw_median_s: plain median of the rounds' median samples, without the canary
+            correction (s).
+        spread: interquartile range of the rounds' ratios over their median.
         calls_per_sample: calls looped in one sample.
     """
 
@@ -374,6 +389,14 @@ def _per_call_s(run: Callable[[], Any], calls: int, clock: Callable[[], int]) ->
     return (clock() - start) * 1e-9 / calls
 
 
+def _settle(run: Callable[[], Any], settle_s: float) -> None:
+    """Run ``run`` untimed at least once and for at least ``settle_s`` seconds."""
+    start = time.perf_counter()
+    run()
+    while time.perf_counter() - start < settle_s:
+        run()
+
+
 def canary_kernel() -> Callable[[], Any]:
     """Four 64x64x64 fp32 matmuls: the reference timed between samples."""
     generator = torch.Generator().manual_seed(0)
@@ -385,6 +408,87 @@ def canary_kernel() -> Callable[[], Any]:
             torch.mm(a, b)
 
     return run
+
+
+class KernelTimer:
+    """Times many kernels one interleaved round at a time (:func:`time_kernels` runs all
+    rounds; a calibration saves each round as it finishes).
+
+    Args:
+        runs: the kernels' ``run`` functions.
+        method: threads, samples and durations (``rounds`` is the caller's loop).
+        calls: calls per sample, from an earlier warm-up of the same kernels; ``None`` warms
+            every kernel up now (``warmup_s`` each) to choose them.
+        progress: called with 1 after each kernel's warm-up and each kernel-round.
+    """
+
+    def __init__(self, runs: Sequence[Callable[[], Any]], method: TimingMethod, *,
+                 calls: Sequence[int] | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.runs, self.method, self.progress = list(runs), method, progress
+        self.clock = time.thread_time_ns if method.clock == "thread_cpu" else time.perf_counter_ns
+        self.canary = canary_kernel()
+        with self._threads():
+            self.calls = list(calls) if calls is not None else [self._warm_up(r) for r in runs]
+
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.method.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+    def _warm_up(self, run: Callable[[], Any]) -> int:
+        run()
+        start, done = time.perf_counter(), 1
+        while time.perf_counter() - start < self.method.warmup_s:
+            run()
+            done += 1
+        per_call = (time.perf_counter() - start) / done
+        if self.progress is not None:
+            self.progress(1)
+        return max(1, math.ceil(self.method.min_sample_s / max(per_call, 1e-9)))
+
+    def _canary_s(self) -> float:
+        """One timed canary call after an untimed one (which absorbs the AVX-512 power-up)."""
+        self.canary()
+        return _per_call_s(self.canary, 1, self.clock)
+
+    def round(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """One round over all kernels in a random order (``seed``).
+
+        Returns:
+            Per kernel, the median of its samples (s per call) and the mean of the canaries
+            timed either side of them (s); both ``[len(runs)]``.
+        """
+        median_s, canary_s = np.empty(len(self.runs)), np.empty(len(self.runs))
+        with self._threads():
+            before = self._canary_s()
+            for i in np.random.default_rng(seed).permutation(len(self.runs)):
+                _settle(self.runs[i], self.method.settle_s)
+                median_s[i] = np.median([_per_call_s(self.runs[i], self.calls[i], self.clock)
+                                         for _ in range(self.method.samples)])
+                after = self._canary_s()
+                canary_s[i] = (before + after) / 2
+                before = after
+                if self.progress is not None:
+                    self.progress(1)
+        return median_s, canary_s
+
+
+def summarize(median_s: np.ndarray, canary_s: np.ndarray, calls: Sequence[int]) -> TimingRun:
+    """Per-kernel timings from the rounds' median samples and canaries, both
+    ``[kernels, rounds]`` (s): the canary-corrected median over the rounds."""
+    canary_median = float(np.median(canary_s))
+    ratio = median_s / canary_s
+    q1, relative, q3 = np.percentile(ratio, [25, 50, 75], axis=1)
+    raw = np.median(median_s, axis=1)
+    timings = [KernelTiming(float(relative[i] * canary_median), float(relative[i]),
+                            float(raw[i]), float((q3[i] - q1[i]) / relative[i]), int(calls[i]))
+               for i in range(len(ratio))]
+    return TimingRun(timings, canary_median, float(np.percentile(canary_s, 5)))
 
 
 def time_kernels(
@@ -404,46 +508,7 @@ def time_kernels(
     Returns:
         The timings, one per callable in order, and the canary's statistics.
     """
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(method.threads)
-    clock = time.thread_time_ns if method.clock == "thread_cpu" else time.perf_counter_ns
-    canary = canary_kernel()
-    try:
-        calls = []
-        for run in runs:
-            run()
-            start, done = time.perf_counter(), 1
-            while time.perf_counter() - start < method.warmup_s:
-                run()
-                done += 1
-            per_call = (time.perf_counter() - start) / done
-            calls.append(max(1, math.ceil(method.min_sample_s / max(per_call, 1e-9))))
-            if progress is not None:
-                progress(1)
-        rng = np.random.default_rng(method.seed)
-        shape = (len(runs), method.rounds, method.samples)
-        samples, canaries = np.empty(shape), np.empty(shape)
-        for r in range(method.rounds):
-            for i in rng.permutation(len(runs)):
-                # The previous kernel evicted this one's data: refill the caches untimed.
-                runs[i]()
-                before = _per_call_s(canary, 1, clock)
-                for s in range(method.samples):
-                    samples[i, r, s] = _per_call_s(runs[i], calls[i], clock)
-                    after = _per_call_s(canary, 1, clock)
-                    canaries[i, r, s] = (before + after) / 2
-                    before = after
-                if progress is not None:
-                    progress(1)
-    finally:
-        torch.set_num_threads(previous_threads)
-    canary_median = float(np.median(canaries))
-    ratios = samples.reshape(len(runs), -1) / canaries.reshape(len(runs), -1)
-    q1, relative, q3 = np.percentile(ratios, [25, 50, 75], axis=1)
-    raw = np.median(samples.reshape(len(runs), -1), axis=1)
-    timings = [
-        KernelTiming(float(relative[i] * canary_median), float(relative[i]), float(raw[i]),
-                     float((q3[i] - q1[i]) / relative[i]), calls[i])
-        for i in range(len(runs))
-    ]
-    return TimingRun(timings, canary_median, float(np.percentile(canaries, 5)))
+    timer = KernelTimer(runs, method, progress=progress)
+    rounds = [timer.round(method.seed * 1000 + r) for r in range(method.rounds)]
+    return summarize(np.stack([m for m, _ in rounds], axis=1),
+                     np.stack([c for _, c in rounds], axis=1), timer.calls)

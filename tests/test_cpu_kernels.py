@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
 
-from accelerator_model.cpu import kernel_family, torch_conv_uses_onednn
+from accelerator_model.cpu import kernel_family, onednn_channel_block, torch_conv_uses_onednn
 from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
 from hw_sim import functional as fn
 from hw_sim.workload import Conv2d, Linear
@@ -125,3 +130,57 @@ def test_time_kernels_orders_small_and_large_kernels() -> None:
 def test_timing_method_clock_follows_threads() -> None:
     assert TimingMethod(threads=1).clock == "thread_cpu"
     assert TimingMethod(threads=2).clock == "wall"
+
+
+def test_each_round_settles_a_kernel_before_timing_it() -> None:
+    # A kernel that counts its calls: besides the warm-up and the timed samples, each round
+    # runs it untimed for settle_s (the core's AVX-512 power state after the canary lasts
+    # about a millisecond and would otherwise be timed as part of the kernel).  It sleeps,
+    # so that the machine's load barely changes how many calls fit in a settle.
+    calls = [0]
+
+    def kernel() -> None:
+        calls[0] += 1
+        time.sleep(2e-4)
+
+    def count(settle_s: float) -> int:
+        calls[0] = 0
+        time_kernels([kernel], TimingMethod(rounds=4, samples=1, min_sample_s=1e-5,
+                                            warmup_s=1e-3, settle_s=settle_s))
+        return calls[0]
+
+    # Each 4 ms settle holds a dozen or more 0.2-0.3 ms calls; without it, one call a round.
+    assert count(4e-3) - count(0.0) >= 4 * 5
+
+
+_VERBOSE_SCRIPT = """
+import sys, torch, torch.nn.functional as F
+torch.set_num_threads(1)
+for c_in, c_out, groups in {shapes}:
+    x, w = torch.randn(1, c_in, 8, 8), torch.randn(c_out, c_in // groups, 3, 3)
+    print("@@", c_in, c_out, groups, flush=True)
+    F.conv2d(x, w, None, 1, 1, 1, groups)
+"""
+
+
+def test_onednn_channel_block_follows_onednn_verbose() -> None:
+    # oneDNN reports the implementation and memory layouts it ran: a grouped conv whose
+    # channels per group share a block of 16, 8 or 4 runs the blocked direct kernel
+    # (jit, src layout aBcd<block>b), any other through im2col + GEMM (gemm:jit).
+    shapes = [(32, 64, 2), (64, 32, 8), (16, 64, 4), (48, 96, 8), (16, 64, 8), (48, 96, 48),
+              (24, 48, 2), (96, 48, 4)]
+    result = subprocess.run([sys.executable, "-c", _VERBOSE_SCRIPT.format(shapes=shapes)],
+                            env={**os.environ, "ONEDNN_VERBOSE": "1"}, capture_output=True,
+                            text=True, check=True, timeout=120)
+    runs = result.stdout.split("@@")[1:]
+    assert len(runs) == len(shapes)
+    for (c_in, c_out, groups), text in zip(shapes, runs, strict=True):
+        conv = next(line for line in text.splitlines() if ",exec," in line
+                    and ",convolution," in line)
+        layer = Conv2d(name="g", in_channels=c_in, out_channels=c_out, in_height=8,
+                       in_width=8, kernel_size=3, padding=1, groups=groups)
+        block = onednn_channel_block(layer)
+        assert kernel_family(layer) == "conv_grouped"
+        assert ("gemm" in conv) == (block == 0), (c_in, c_out, groups, conv)
+        if block:
+            assert f"src:f32:a:blocked:aBcd{block}b" in conv, (c_in, c_out, groups, conv)

@@ -82,6 +82,38 @@ def test_work_terms_are_seconds_and_only_the_familys() -> None:
         assert (value != 0) <= (term in FAMILY_TERMS["linear"])
 
 
+def test_work_terms_follow_the_kernels_copies_and_layouts() -> None:
+    spec = CpuSpec(name="t", cores=1, simd_bits=512, fma_per_cycle=1, frequency_ghz=1.0,
+                   l1d_kib=32, l2_kib=1024, memory_bandwidth_gbs=10)
+
+    def terms(layer: Conv2d) -> dict[str, float]:
+        return {t: v * 1e9 for t, v in zip(TERMS, work_terms(layer, spec), strict=True)}
+
+    # torch's im2col: 16 channels x 9 taps x 5 output rows, each row one copy; padded and
+    # strided, so the rows need border memsets and the elements are gathered one by one.
+    x = terms(_conv(stride=2, padding=1))
+    assert x["im2col_rows"] == pytest.approx(16 * 9 * 5)
+    assert x["im2col_padded_rows"] == pytest.approx(16 * 9 * 5)
+    assert x["im2col"] == x["im2col_strided"] == pytest.approx(16 * 9 * 25)
+    # torch reads a plain 1x1 conv in place; F.unfold (the sparse kernels) still copies it,
+    # and copies a batch's columns once more.
+    assert all(terms(_conv(kernel_size=1))[t] == 0 for t in ("im2col", "im2col_rows"))
+    sparse = terms(_conv(kernel_size=1, batch=2,
+                         weight_format={"type": "one_by_n", "n": 1, "density": 0.5}))
+    assert sparse["im2col"] == sparse["im2col_copy"] == pytest.approx(2 * 16 * 100)
+    assert sparse["batched_call"] == pytest.approx(1)
+    # oneDNN's grouped kernels: a blocked direct conv (no im2col, vectors `block` wide, a
+    # reorder's fixed cost) when the channels per group share a block, else im2col + GEMM.
+    macs = 16 * 16 * 9 * 100 / 16  # per group MACs x groups at 16 lanes x 1 GHz, ns
+    blocked = terms(_conv(in_channels=64, out_channels=64, groups=4, padding=1))
+    assert blocked["reorders"] == pytest.approx(1) and blocked["im2col"] == 0
+    assert blocked["simd_macs"] == pytest.approx(4 * macs)
+    by_four = terms(_conv(in_channels=16, out_channels=16, groups=4, padding=1))
+    assert by_four["simd_macs"] == pytest.approx(4 * 4 * 4 * 9 * 100 / 16 * 4)
+    gemm = terms(_conv(in_channels=24, out_channels=48, groups=4, padding=1))
+    assert gemm["reorders"] == 0 and gemm["im2col_rows"] == pytest.approx(24 * 9 * 10)
+
+
 def test_latency_grows_with_work(a76: CpuProfile) -> None:
     for make in (lambda c: _conv(out_channels=c), lambda c: _fc(out_features=c),
                  lambda c: _fc(out_features=c, weight_format={"type": "block_circulant",
@@ -143,7 +175,7 @@ def test_residual_trees_evaluate_like_sklearn() -> None:
 
 def test_profile_round_trip_keeps_every_prediction(tmp_path: Path, a76: CpuProfile) -> None:
     layer = _fc(weight_format={"type": "one_by_n", "n": 4, "density": 0.5})
-    x = descriptors(layer, 1e-5)
+    x = descriptors(layer, a76.spec, 1e-5)
     stump = ResidualTrees(offset=0.1, learning_rate=0.5, feature=((DESCRIPTORS.index("density"),
                                                                    -1, -1),),
                           threshold=((float(x[DESCRIPTORS.index("density")]) + 0.1, 0, 0),),
@@ -224,7 +256,6 @@ def test_invalid_spec_values() -> None:
     (["--threads", "999"], "--threads"),
     (["--rounds", "0"], "--rounds"),
     (["--samples", "-1"], "--samples"),
-    (["--chunk-size", "2"], "--chunk-size"),
     (["--out", "profile.yaml"], "--out"),
     (["--out", "{tmp}/a_file/profile.json"], "--out"),
 ])

@@ -20,17 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="PROFILE.json",
                         help=f"where the profile goes (default: {DEFAULT_OUT}); the raw "
                         "measurements, a held-out CSV and a fit plot go beside it")
-    parser.add_argument("--per-family", type=int, default=200, metavar="N",
-                        help="training shapes per kernel family (default 200; >= 10)")
-    parser.add_argument("--held-out", type=int, default=40, metavar="N",
-                        help="held-out shapes per kernel family (default 40)")
+    parser.add_argument("--per-family", type=int, default=400, metavar="N",
+                        help="training shapes per kernel family (default 400; >= 20)")
+    parser.add_argument("--held-out", type=int, default=80, metavar="N",
+                        help="held-out shapes per kernel family (default 80)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads while timing (default 1: CPU-time clock)")
-    parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds (default 12)")
+    parser.add_argument("--rounds", type=int, default=16, help="interleaved rounds (default 16)")
     parser.add_argument("--samples", type=int, default=4,
                         help="timed samples per kernel and round (default 4)")
-    parser.add_argument("--chunk-size", type=int, default=600, metavar="N",
-                        help="kernels timed together; each chunk is saved (default 600)")
     parser.add_argument("--seed", type=int, default=0, help="seed of shapes and order")
     parser.add_argument("--no-residual", action="store_true",
                         help="fit the additive model only (no residual trees)")
@@ -53,9 +51,9 @@ def _check(args: argparse.Namespace) -> None:
     from hw_sim.errors import ConfigError
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    limits = {"--per-family": (args.per_family, 10), "--held-out": (args.held_out, 1),
+    limits = {"--per-family": (args.per_family, 20), "--held-out": (args.held_out, 1),
               "--rounds": (args.rounds, 1), "--samples": (args.samples, 1),
-              "--chunk-size": (args.chunk_size, 10), "--seed": (args.seed, 0)}
+              "--seed": (args.seed, 0)}
     for flag, (value, low) in limits.items():
         if value < low:
             raise ConfigError(flag, value, f"an integer >= {low}")
@@ -102,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         config = CalibrationConfig(
             per_family=args.per_family, held_out_per_family=args.held_out, seed=args.seed,
             threads=args.threads, rounds=args.rounds, samples=args.samples,
-            chunk_size=args.chunk_size, residual=not args.no_residual)
+            residual=not args.no_residual)
         with tqdm(total=progress_total(config), unit="kernel-round", desc="timing kernels",
                   smoothing=0.05) as bar:
             result = calibrate(config, state_path, resume=args.resume, progress=bar.update)
@@ -117,14 +115,18 @@ def run(args: argparse.Namespace) -> int:
     families = np.array([kernel_family(m.layer, result.profile.spec.threads)
                          for m in result.measured])
     held = np.array([m.held_out for m in result.measured])
-    print(f"{'family':16s}{'train':>7s}{'held':>6s}{'additive':>10s}{'model':>8s}  (share of "
-          "held-out within +-10 %)")
+    print(f"{'family':16s}{'train':>7s}{'held':>6s}{'additive':>10s}{'model':>8s}{'cv':>8s}  "
+          "residual model (share within +-10 %: held-out; cv: 5-fold on the training shapes, "
+          "which chose the residual model)")
     for family in FAMILIES:
         n_train = int(np.sum((families == family) & ~held))
         n_held = int(np.sum((families == family) & held))
         additive = result.analytic_held_out.per_family_within_10pct.get(family, float("nan"))
         model = result.held_out.per_family_within_10pct.get(family, float("nan"))
-        print(f"{family:16s}{n_train:7d}{n_held:6d}{additive:10.1%}{model:8.1%}")
+        cv = summary.per_family_cv_within_10pct.get(family, float("nan"))
+        choice = summary.per_family_model.get(family, "-")
+        print(f"{family:16s}{n_train:7d}{n_held:6d}{additive:10.1%}{model:8.1%}{cv:8.1%}  "
+              f"{choice}")
     print(f"held-out shapes within +-10 % of measured: {result.held_out.within_10pct:.1%} "
           f"(additive model alone {result.analytic_held_out.within_10pct:.1%}; median |error| "
           f"{result.held_out.median_abs_error:.1%}); the measurement itself repeats within "
