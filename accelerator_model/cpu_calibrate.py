@@ -357,7 +357,7 @@ def _cv_family(terms: np.ndarray, x: np.ndarray, latency_s: np.ndarray, seed: in
 def fit_residuals(layers: Sequence[Conv2d | Linear], latency_s: np.ndarray,
                   analytic_s: np.ndarray, spec: CpuSpec, seed: int = 0,
                   settings: dict[KernelFamily, TreeSettings] | None = None,
-                  grid: TreeGrid = TREE_GRID
+                  grid: TreeGrid = TREE_GRID, workers: int | None = None
                   ) -> tuple[dict[KernelFamily, ResidualTrees], dict[KernelFamily, FamilyModel]]:
     """Per-family gradient-boosted trees on ``log(measured / analytic)`` over
     :func:`~accelerator_model.cpu.descriptors`, exported as node arrays (nn-Meter's
@@ -365,7 +365,8 @@ def fit_residuals(layers: Sequence[Conv2d | Linear], latency_s: np.ndarray,
 
     Each family's hyper-parameters (tree count, depth, leaf size, or no trees at all) are
     ``settings[family]`` if given, else chosen from ``grid`` by cross-validation on these
-    (training) shapes (:func:`_cv_family`); held-out shapes play no part.
+    (training) shapes (:func:`_cv_family`); held-out shapes play no part.  The families'
+    searches run in ``workers`` processes (default: one per CPU).
 
     Returns:
         The trees of the families that have them, and how each family's model was chosen
@@ -378,15 +379,17 @@ def fit_residuals(layers: Sequence[Conv2d | Linear], latency_s: np.ndarray,
     search = [f for f in fitted if f not in given]
     jobs = [(*_family_arrays([layers[i] for i in rows[f]], spec, f), latency_s[rows[f]], seed,
              grid) for f in search]
-    chosen: dict[KernelFamily, FamilyModel] = {}
-    if jobs:
+    workers = min(len(jobs), os.cpu_count() or 1) if workers is None else workers
+    if workers > 1:
         # The families' searches are independent: one process per CPU (2 here) halves the
         # wait.  Spawned, not forked: a fork of a process whose torch / BLAS thread pools
         # are running can hang.
-        with ProcessPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1),
+        with ProcessPoolExecutor(max_workers=workers,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             chosen = dict(zip(search, pool.map(_cv_family, *zip(*jobs, strict=True)),
                               strict=True))
+    else:
+        chosen = {f: _cv_family(*job) for f, job in zip(search, jobs, strict=True)}
     trees: dict[KernelFamily, ResidualTrees] = {}
     for family in fitted:
         choice = given[family] if family in given else chosen[family].settings

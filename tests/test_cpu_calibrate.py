@@ -65,6 +65,7 @@ def test_fit_recovers_known_coefficients() -> None:
 SMALL_GRID = TreeGrid(depths=(2, 3), min_leaves=(3,), counts=(20, 60), folds=4, min_rows=10)
 
 
+@pytest.mark.slow
 def test_residual_trees_learn_a_systematic_error() -> None:
     spec = detect_host(10.0)
     train, _ = calibration_shapes(20, 1, seed=2)
@@ -75,7 +76,8 @@ def test_residual_trees_learn_a_systematic_error() -> None:
     measured = truth * np.where(slow, 1.3, 1.0)
     profile = CpuProfile(spec=spec, coefficients=fit_coefficients(train, measured, spec))
     analytic = np.array([e.analytic_s for e in estimate_layers(train, profile)])
-    residuals, chosen = fit_residuals(train, measured, analytic, spec, grid=SMALL_GRID)
+    residuals, chosen = fit_residuals(train, measured, analytic, spec, grid=SMALL_GRID,
+                                      workers=1)
     corrected = profile.model_copy(update={"residuals": residuals})
     predicted = np.array([e.latency_s for e in estimate_layers(train, corrected)])
     families = [kernel_family(la) for la in train]
@@ -96,15 +98,16 @@ def test_cross_validation_keeps_an_additive_model_that_needs_no_trees() -> None:
     train, _ = calibration_shapes(20, 1, seed=4)
     profile = load_cpu_profile("host")
     exact = np.array([e.analytic_s for e in estimate_layers(train, profile)])
-    residuals, chosen = fit_residuals(train, exact, exact, spec, grid=SMALL_GRID)
+    residuals, chosen = fit_residuals(train, exact, exact, spec, grid=SMALL_GRID, workers=1)
     assert residuals == {}
     assert {c.settings.trees for c in chosen.values()} == {0}
     assert all(c.cv_within_10pct == 1.0 for c in chosen.values())
     # Given settings are used as they are, without cross-validation.
-    given = {"linear": TreeSettings(trees=5, max_depth=2)}
+    given = {f: TreeSettings(trees=5 if f == "linear" else 0, max_depth=2) for f in FAMILIES}
     residuals, chosen = fit_residuals(train, exact * 1.2, exact, spec, settings=given,
                                       grid=SMALL_GRID)
-    assert len(residuals["linear"].value) == 5 and "linear" not in chosen
+    assert list(residuals) == ["linear"] and len(residuals["linear"].value) == 5
+    assert chosen == {}
 
 
 @pytest.mark.slow
