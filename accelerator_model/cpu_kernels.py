@@ -48,8 +48,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,6 +57,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from accelerator_model.threads import torch_threads
 from hw_sim.workload import BlockCirculant, Conv2d, Dense, Linear, OneByN
 
 KernelImpl = Literal["torch_dense", "scipy_bsr", "torch_fft", "scipy_csr"]
@@ -428,17 +428,8 @@ class KernelTimer:
         self.runs, self.method, self.progress = list(runs), method, progress
         self.clock = time.thread_time_ns if method.clock == "thread_cpu" else time.perf_counter_ns
         self.canary = canary_kernel()
-        with self._threads():
+        with torch_threads(self.method.threads):
             self.calls = list(calls) if calls is not None else [self._warm_up(r) for r in runs]
-
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.method.threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
 
     def _warm_up(self, run: Callable[[], Any]) -> int:
         run()
@@ -464,7 +455,7 @@ class KernelTimer:
             timed either side of them (s); both ``[len(runs)]``.
         """
         median_s, canary_s = np.empty(len(self.runs)), np.empty(len(self.runs))
-        with self._threads():
+        with torch_threads(self.method.threads):
             before = self._canary_s()
             for i in np.random.default_rng(seed).permutation(len(self.runs)):
                 _settle(self.runs[i], self.method.settle_s)

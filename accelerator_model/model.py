@@ -12,8 +12,6 @@ table and JSON fields.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
@@ -32,6 +30,7 @@ from accelerator_model.engines import (
     one_by_n,
     systolic,
 )
+from accelerator_model.threads import torch_threads
 from hw_sim.errors import ConfigError
 from hw_sim.hardware import ActionEnergy, Hardware
 from hw_sim.report import LayerReport, SimReport, energy_of
@@ -43,29 +42,6 @@ ENGINE_NAMES = ("systolic", "block_circulant", "one_by_n")
 TRAFFIC_FIELDS = ("ifmap_dram_reads", "filter_dram_reads", "psum_dram_reads",
                   "ofmap_dram_writes")
 CHUNK_PAIRS = 1 << 14  # pairs per slice: keeps the intermediate columns in cache
-
-
-@contextlib.contextmanager
-def on_calling_thread() -> Iterator[None]:
-    """Run torch's kernels on the calling thread only (``torch.set_num_threads(1)``, restored
-    on exit).
-
-    The model is thousands of small element-wise kernels.  With torch's intra-op threads, each
-    kernel over 32768 elements is split and waits for every thread: on an idle 2-core machine
-    that was 1.4x faster, but with another process on the second core it was 10-30x slower
-    (0.07-0.1 M evaluations/s against 1.2-1.3 M on one thread; each kernel waits for a
-    descheduled thread), measured with benchmarks/bench_accelerator_model.py.  More cores are
-    better used by more processes.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +112,13 @@ def evaluate(layers: LayerBatch, hws: HardwareBatch, layer_index: Tensor, hw_ind
     Raises:
         ValueError: a 1xN pair's ``vector_lanes`` is not among ``layers.lanes``.
     """
-    with on_calling_thread():
+    # The model is thousands of small element-wise kernels, run on the calling thread only.
+    # With torch's intra-op threads each kernel over 32768 elements is split and waits for
+    # every thread: on an idle 2-core machine that was 1.4x faster, but with another process
+    # on the second core 10-30x slower (0.07-0.1 M evaluations/s against 1.2-1.3 M on one
+    # thread, benchmarks/bench_accelerator_model.py).  More cores are better used by more
+    # processes.
+    with torch_threads(1):
         return _evaluate(layers, hws, layer_index, hw_index, weights_on_chip, dtype)
 
 

@@ -155,6 +155,26 @@ def test_pair_order_does_not_matter(repo):
     assert not refused.any() and (grid.reason[circulant][:, no_engine] == 1).all()
 
 
+def test_evaluate_runs_on_one_thread_and_restores_the_count(repo):
+    """Whatever torch's thread count, the same numbers; the count is left as it was."""
+    from accelerator_model.threads import torch_threads
+
+    hw = [load_hardware(str(repo / HW / name)) for name in
+          ("zc706_fpga.yaml", "ws_32x32.yaml", "block_circulant_engine.yaml")]
+    layers = load_workload(str(repo / NETS / "minatar_block_circulant.yaml")).layers
+    lb, hb = LayerBatch.from_layers(layers), HardwareBatch.from_hardware(hw)
+    with torch_threads(1):
+        serial = evaluate_grid(lb, hb)
+    with torch_threads(2):
+        parallel = evaluate_grid(lb, hb)
+        assert torch.get_num_threads() == 2
+    np.testing.assert_array_equal(parallel.total_cycles.numpy(), serial.total_cycles.numpy())
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), torch_threads(before + 1):
+        raise RuntimeError("the count is restored on an exception too")
+    assert torch.get_num_threads() == before
+
+
 def test_estimate_refuses_like_hw_sim(repo):
     hw = load_hardware(str(repo / HW / "ws_32x32.yaml"))
     workload = load_workload(str(repo / NETS / "minatar_block_circulant.yaml"))
