@@ -2,8 +2,8 @@
 
 Same network (conv 16 3x3 -> FC 128 -> policy and value heads, orthogonal init), same
 environment count and hyperparameters (8 envs, n_steps 128, batch 256, 4 epochs, lr 2.5e-4,
-gamma 0.99, GAE 0.95, clip 0.2, no entropy bonus, vf 0.5, grad clip 0.5, Adam eps 1e-5), one
-torch thread each.  Every (library, seed) run is its own subprocess; the runs are
+gamma 0.99, GAE 0.95, clip 0.2, no entropy bonus, vf 0.5, grad clip 0.5, Adam eps 1e-5), the
+same number of torch threads each (``--threads``, default 1: one core).  Every (library, seed) run is its own subprocess; the runs are
 interleaved (seed 0: sb3 then a3cs, seed 1: a3cs then sb3, ...) so that load from other
 processes on a shared machine hits both alike.  Reported per run: wall-clock and CPU-time
 steps/s of the whole training call, the mean return of the last 100 training episodes, and
@@ -14,6 +14,7 @@ before: its training call builds them).
 
     python benchmarks/bench_rl.py --steps 500000 --seeds 0 1 2
     python benchmarks/bench_rl.py --steps 50000 --seeds 0            # a quick look
+    python benchmarks/bench_rl.py --steps 200000 --threads 2         # both libraries on 2 cores
 
 Needs the ``bench`` extra (``pip install 'a3cs[bench]'``: stable-baselines3 2.9.2).
 """
@@ -38,7 +39,7 @@ HYPER = {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 2.5e
 NUM_ENVS = 8
 
 
-def run_a3cs(steps: int, seed: int, episodes: int) -> dict[str, Any]:
+def run_a3cs(steps: int, seed: int, episodes: int, threads: int) -> dict[str, Any]:
     # SB3's worker builds its environments and model (importing MinAtar, which imports
     # seaborn, and torch._dynamo, which torch.optim.Adam's constructor imports) before its
     # timer starts; these imports take about 3 s, so a3cs's worker also does them first.
@@ -51,9 +52,9 @@ def run_a3cs(steps: int, seed: int, episodes: int) -> dict[str, Any]:
     from a3cs.rl.evaluate import evaluate_policy, model_policy
     from a3cs.rl.train import train
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     config = TrainConfig(env_id=ENV_ID, total_steps=steps, seed=seed, num_envs=NUM_ENVS,
-                         torch_threads=1, **HYPER)
+                         torch_threads=threads, **HYPER)
     with tempfile.TemporaryDirectory() as run_dir:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         result = train(config, run_dir, progress=False)
@@ -65,7 +66,7 @@ def run_a3cs(steps: int, seed: int, episodes: int) -> dict[str, Any]:
             "eval_return": evaluation.mean_return, "eval_std": evaluation.std_return}
 
 
-def run_sb3(steps: int, seed: int, episodes: int) -> dict[str, Any]:
+def run_sb3(steps: int, seed: int, episodes: int, threads: int) -> dict[str, Any]:
     import gymnasium as gym
     import numpy as np
     import torch
@@ -78,7 +79,7 @@ def run_sb3(steps: int, seed: int, episodes: int) -> dict[str, Any]:
 
     from a3cs.rl.evaluate import evaluate_policy
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     register_envs()
 
     class MinAtarCNN(BaseFeaturesExtractor):
@@ -116,7 +117,7 @@ def run_sb3(steps: int, seed: int, episodes: int) -> dict[str, Any]:
 
 def worker(args: argparse.Namespace) -> None:
     fn = run_a3cs if args.worker == "a3cs" else run_sb3
-    result = fn(args.steps, args.seed, args.episodes)
+    result = fn(args.steps, args.seed, args.episodes, args.threads)
     result.update(impl=args.worker, seed=args.seed,
                   wall_steps_per_s=result["steps"] / result["wall_s"],
                   cpu_steps_per_s=result["steps"] / result["cpu_s"])
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500_000, help="env steps per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of each run (both libraries)")
     parser.add_argument("--out", default=None, help="also write all results as JSON here")
     parser.add_argument("--worker", choices=("a3cs", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -137,9 +140,13 @@ def main() -> None:
         worker(args)
         return
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if args.threads < 1:
+        parser.error(f"--threads: {args.threads} is not allowed; give an integer >= 1")
+    threads = str(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     runs: list[dict[str, Any]] = []
-    print(f"{ENV_ID}: {args.steps} steps per run, seeds {args.seeds}, 1 torch thread, "
+    print(f"{ENV_ID}: {args.steps} steps per run, seeds {args.seeds}, {args.threads} torch "
+          f"thread(s) each, "
           f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
     for k, seed in enumerate(args.seeds):
         order = ("sb3", "a3cs") if k % 2 == 0 else ("a3cs", "sb3")
@@ -148,6 +155,7 @@ def main() -> None:
                 out = handle.name
             subprocess.run([sys.executable, __file__, "--worker", impl, "--seed", str(seed),
                             "--steps", str(args.steps), "--episodes", str(args.episodes),
+                            "--threads", threads,
                             "--json", out], check=True, env=env)
             result = json.loads(Path(out).read_text())
             Path(out).unlink()
@@ -178,6 +186,7 @@ def main() -> None:
 
         atomic_write_text(args.out, json.dumps({"env_id": ENV_ID, "steps": args.steps,
                                                 "seeds": args.seeds, "hyper": HYPER,
+                                                "threads": args.threads,
                                                 "num_envs": NUM_ENVS, "runs": runs,
                                                 "medians": summary}, indent=2) + "\n")
 

@@ -136,3 +136,40 @@ def test_continuous_policy_network() -> None:
     dist, value = model(torch.randn(5, 17))
     assert dist.shape == (5, 12) and value.shape == (5,)
     assert model.kind == "gaussian"
+
+
+@pytest.mark.parametrize("case", ["reference", "circulant", "one_by_4", "searched", "uint8",
+                                  "gaussian_normalized"])
+def test_inference_forward_equals_the_module_forward(case: str) -> None:
+    """The acting path (functional layers, one head matmul) computes the same network."""
+    generator = torch.Generator().manual_seed(0)
+    obs_space, actions, normalize = PIXELS, ACTIONS, False
+    arch = None
+    if case in ("circulant", "one_by_4", "searched"):
+        name = {"circulant": "minatar_circulant_b8", "one_by_4": "minatar_one_by_4",
+                "searched": "minatar_searched_example"}[case]
+        arch = load_arch(str(REPO / f"experiments/arch/{name}.yaml"))
+    if case == "uint8":
+        obs_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    if case == "gaussian_normalized":
+        obs_space = gym.spaces.Box(-np.inf, np.inf, (17,), np.float32)
+        actions, normalize = gym.spaces.Box(-1, 1, (6,), np.float32), True
+    model = build_agent(arch, obs_space, actions, normalize_obs=normalize, seed=3)
+    if case == "one_by_4":
+        prune_to_schedule(model, 1.0, cubic_sparsity_schedule(0.1, 0.6))
+    if normalize:
+        assert model.obs_norm is not None
+        model.obs_norm.update(torch.randn(64, 17, generator=generator) * 3 + 1)
+    if obs_space.dtype == np.uint8:
+        obs = torch.randint(0, 256, (5, *obs_space.shape), generator=generator,
+                            dtype=torch.uint8)
+    else:
+        obs = torch.rand((5, *obs_space.shape), generator=generator)
+    with torch.no_grad():
+        for layer in model.parameters():  # move the weights off their (zero) init
+            layer.add_(0.05 * torch.randn(layer.shape, generator=generator))
+        expected = model(obs)
+    with torch.inference_mode():
+        got = model.inference()(obs)
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-6)

@@ -165,13 +165,15 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
     finished: list[float] = []
     noise = action_noise((n_steps, num_envs), model.kind, model.action_dim, generator)
     kind = model.kind
+    # The policy's weights are fixed during a rollout.
+    policy = model.inference() if isinstance(model, ActorCritic) else model
     # Inference mode around the whole loop (not per step): entering it costs microseconds,
     # and nothing made inside it leaves the loop but numpy arrays.
     with _small_batch_kernels(device), torch.inference_mode():
         for t in range(n_steps):
             obs_buf[t] = obs_np
             start_buf[t] = starts
-            dist, value = model(torch.as_tensor(obs_np, device=device))
+            dist, value = policy(torch.as_tensor(obs_np, device=device))
             action, logp = sample_action(dist, kind, generator, noise[t])
             action_np = action.cpu().numpy()
             act_buf[t] = action_np
@@ -186,7 +188,7 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
                 cut = np.flatnonzero(truncated & ~terminated)
                 if cut.size:
                     final = torch.as_tensor(info["final_obs"][cut], device=device)
-                    rewards[t, cut] += gamma * model(final)[1].cpu().numpy()
+                    rewards[t, cut] += gamma * policy(final)[1].cpu().numpy()
                 for i in np.flatnonzero(done):
                     finished.append(float(state.episode_returns[i]))
                     state.episode_returns[i] = 0.0
@@ -194,8 +196,8 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
             starts = done.astype(np.float32)
     state.obs = torch.as_tensor(obs_np, device=device)
     state.episode_starts = torch.as_tensor(starts, device=device)
-    with _small_batch_kernels(device):
-        last_value = model(state.obs)[1]
+    with _small_batch_kernels(device), torch.inference_mode():
+        last_value = policy(state.obs)[1]
     state.global_step += n_steps * num_envs
     state.episodes += len(finished)
     state.recent_returns.extend(finished)

@@ -14,6 +14,7 @@ through :func:`log_prob_entropy` and :func:`sample_action`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Literal
 
@@ -227,22 +228,27 @@ class ActorCritic(nn.Module):
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The head's activations ``[B, head.width]`` for observations ``[B, *obs_shape]``."""
+        return self._trunk(obs, tuple(self.layers), self.head)
+
+    def _trunk(self, obs: torch.Tensor, layer_calls: tuple[Callable[[torch.Tensor],
+               torch.Tensor], ...], head_call: Callable[[torch.Tensor], torch.Tensor]
+               ) -> torch.Tensor:
         x = obs.float()
         if self.obs_scale != 1.0:
             x = x * self.obs_scale
         if self.obs_norm is not None:
             x = self.obs_norm(x)
         activation = self._activation
-        for layer, flat, activate in zip(self.layers, self._flatten_before, self._activate,
-                                         strict=True):
+        for call, flat, activate in zip(layer_calls, self._flatten_before, self._activate,
+                                        strict=True):
             if flat:
                 x = x.flatten(1)
-            x = layer(x)
+            x = call(x)
             if activate:
                 x = activation(x)
         if self._flatten_head:
             x = x.flatten(1)
-        return activation(self.head(x))
+        return activation(head_call(x))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``obs [B, *obs_shape]`` -> ``(dist_params [B, P], value [B])``."""
@@ -252,11 +258,71 @@ class ActorCritic(nn.Module):
             out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
         return out, self.value(h).squeeze(-1)
 
+    @torch.no_grad()
+    def inference(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """This network's forward as a plain function of its *current* weights, for acting.
+
+        ``self.inference()(obs)`` equals ``self(obs)`` up to float rounding (the policy and
+        value heads run as one matrix product) and builds no autograd graph.  Plain
+        convolutions and linear layers are called as functions, not modules: acting calls
+        the network once per environment step at batch ``num_envs``, where module dispatch
+        and the separate heads cost about a third of the forward (MinAtar reference net at
+        batch 8: 193 -> 135 us).  The function is valid while the weights do not change (it
+        holds copies of some of them): the trainer builds one per rollout.
+        """
+        layer_calls = tuple(_plain_call(layer) for layer in self.layers)
+        head_call = _plain_call(self.head)
+        head_weight_t = torch.cat([self.policy.weight, self.value.weight]).detach().t(
+            ).contiguous()
+        head_bias = torch.cat([self.policy.bias, self.value.bias]).detach()
+        n_policy = self.policy.out_features
+        log_std = None if self.log_std is None else self.log_std.detach()
+
+        def forward(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = torch.addmm(head_bias, self._trunk(obs, layer_calls, head_call),
+                              head_weight_t)
+            dist, value = out[:, :n_policy], out[:, n_policy]
+            if log_std is not None:
+                dist = torch.cat([dist, log_std.expand_as(dist)], dim=-1)
+            return dist, value
+
+        return forward
+
     def workload(self, batch: int = 1) -> Workload:
         """The hw_sim workload of this network for ``batch`` observations (real layer shapes
         and weight formats; 1xN layers export their current masks)."""
         sample = torch.zeros((batch, *self.obs_shape), device=self.policy.weight.device)
         return workload_from_module(self, sample, name=self.arch.name)
+
+
+def _plain_call(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``layer``'s forward as a function of its current (detached) weights: plain
+    ``nn.Conv2d``/``nn.Linear``/``nn.Identity`` (exact types) become the functional call
+    (a linear layer on 2-D input, as the trunk gives it), anything else stays the module."""
+    if type(layer) is nn.Identity:
+        return _identity
+    if type(layer) is nn.Linear:
+        # [in, out] contiguous: MKL multiplies by it ~30 % faster than by the transpose of
+        # the [out, in] weight (measured at batch 8: 23 vs 33 us for 1024 -> 128).
+        weight_t = layer.weight.detach().t().contiguous()
+        if layer.bias is None:
+            return lambda x: torch.mm(x, weight_t)
+        bias = layer.bias.detach()
+        return lambda x: torch.addmm(bias, x, weight_t)
+    if type(layer) is nn.Conv2d and layer.padding_mode == "zeros":
+        weight, bias = layer.weight.detach(), _detached(layer.bias)
+        stride, padding, dilation, groups = (layer.stride, layer.padding, layer.dilation,
+                                             layer.groups)
+        return lambda x: F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return layer
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _detached(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.detach()
 
 
 def _orthogonal(module: nn.Conv2d | nn.Linear, gain: float,
