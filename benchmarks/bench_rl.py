@@ -3,14 +3,14 @@
 Same network (conv 16 3x3 -> FC 128 -> policy and value heads, orthogonal init), same
 environment count and hyperparameters (8 envs, n_steps 128, batch 256, 4 epochs, lr 2.5e-4,
 gamma 0.99, GAE 0.95, clip 0.2, no entropy bonus, vf 0.5, grad clip 0.5, Adam eps 1e-5), the
-same number of torch threads each (``--threads``, default 1: one core).  Every (library, seed) run is its own subprocess; the runs are
-interleaved (seed 0: sb3 then a3cs, seed 1: a3cs then sb3, ...) so that load from other
-processes on a shared machine hits both alike.  Reported per run: wall-clock and CPU-time
-steps/s of the whole training call, the mean return of the last 100 training episodes, and
-the return of the final policy over ``--episodes`` fresh episodes (same evaluation code for
-both, stochastic policies).  Then medians, and the ratio of the median steps/s.  Both timers
-start after the imports (SB3's also after building its environments and model, a3cs's
-before: its training call builds them).
+same number of torch threads each (``--threads``, default 1: one core).  Every (library,
+seed) run is its own subprocess; the runs are interleaved (seed 0: sb3 then a3cs, seed 1:
+a3cs then sb3, ...) so that load from other processes on a shared machine hits both alike.
+Reported per run: wall-clock and CPU-time steps/s of the whole training call, the mean return
+of the last 100 training episodes, and the return of the final policy over ``--episodes`` fresh
+episodes (same evaluation code for both, stochastic policies).  Then medians, and the ratio of
+the median steps/s.  Both timers start after the imports (SB3's also after building its
+environments and model, a3cs's before: its training call builds them).
 
     python benchmarks/bench_rl.py --steps 500000 --seeds 0 1 2
     python benchmarks/bench_rl.py --steps 50000 --seeds 0            # a quick look
