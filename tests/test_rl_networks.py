@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from a3cs.rl.networks import build_agent, log_prob_entropy, sample_action
+from a3cs.rl.networks import action_noise, build_agent, log_prob_entropy, sample_action
 from hw_sim.errors import ConfigError
 from hw_sim.schema import validate
 from hw_sim.workload import Conv2d, Linear
@@ -116,18 +116,22 @@ def test_arch_yaml_round_trip(tmp_path: Path) -> None:
 def test_sampled_log_prob_matches_evaluated_log_prob(kind: str) -> None:
     generator = torch.Generator().manual_seed(0)
     params = torch.randn(64, 6)
-    action, logp = sample_action(params, kind, generator)  # type: ignore[arg-type]
-    again, entropy = log_prob_entropy(params, kind, action)  # type: ignore[arg-type]
-    torch.testing.assert_close(logp, again, rtol=1e-5, atol=1e-5)
+    dim = 6 if kind == "categorical" else 3
+    noise = action_noise((64,), kind, dim, generator)  # type: ignore[arg-type]
+    action, logp = sample_action(params.numpy(), kind, noise.numpy())  # type: ignore[arg-type]
+    assert logp.dtype == np.float32 and logp.shape == (64,)
+    again, entropy = log_prob_entropy(params, kind, torch.from_numpy(action))  # type: ignore
+    torch.testing.assert_close(torch.from_numpy(logp), again, rtol=1e-5, atol=1e-5)
     assert (entropy > -10).all()
 
 
 def test_categorical_sampling_follows_the_policy() -> None:
     generator = torch.Generator().manual_seed(1)
-    logits = torch.log(torch.tensor([[0.2, 0.5, 0.3]])).expand(20000, 3)
-    action, _ = sample_action(logits, "categorical", generator)
-    freq = torch.bincount(action, minlength=3).float() / 20000
-    torch.testing.assert_close(freq, torch.tensor([0.2, 0.5, 0.3]), atol=0.015, rtol=0)
+    logits = np.log(np.array([[0.2, 0.5, 0.3]], dtype=np.float32)).repeat(20000, axis=0)
+    noise = action_noise((20000,), "categorical", 3, generator).numpy()
+    action, _ = sample_action(logits, "categorical", noise)
+    freq = np.bincount(action, minlength=3) / 20000
+    np.testing.assert_allclose(freq, [0.2, 0.5, 0.3], atol=0.015, rtol=0)
 
 
 def test_continuous_policy_network() -> None:
@@ -173,3 +177,31 @@ def test_inference_forward_equals_the_module_forward(case: str) -> None:
         got = model.inference()(obs)
     torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-6)
+
+
+def test_weights_saved_without_a_feature_order_load_as_chw_and_compute_the_same_network(
+) -> None:
+    """Checkpoints from before the (h, w, c) feature order keep their function: they load as
+    ``chw``, and a ``chw`` network equals the ``hwc`` one whose head columns are permuted."""
+    model = build_agent(None, PIXELS, ACTIONS, seed=5)
+    assert model.feature_order == "hwc"
+    state = model.state_dict()
+    assert state["_extra_state"] == {"feature_order": "hwc"}
+    legacy = {k: v for k, v in state.items() if k != "_extra_state"}
+    channels, height, width = 16, 8, 8  # the reference conv's output map
+    legacy["head.weight"] = state["head.weight"].view(-1, height, width, channels).permute(
+        0, 3, 1, 2).reshape(-1, channels * height * width)
+    old = build_agent(None, PIXELS, ACTIONS, seed=99)
+    old.load_state_dict(legacy)
+    assert old.feature_order == "chw"
+    obs = torch.rand(6, *PIXELS.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for got, expected in zip(old(obs), model(obs), strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        for got, expected in zip(old.inference()(obs), model(obs), strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    again = build_agent(None, PIXELS, ACTIONS, seed=1)
+    again.load_state_dict(old.state_dict())  # chw survives a save and load
+    assert again.feature_order == "chw"
+    with pytest.raises(RuntimeError, match="feature_order"):
+        again.load_state_dict({**state, "_extra_state": {"feature_order": "whc"}})

@@ -53,7 +53,7 @@ def test_resume_reproduces_the_next_updates_exactly(tmp_path: Path) -> None:
     assert resumed.global_step == whole.global_step == 6 * 64
     a, b = load_agent(whole.checkpoint).model, load_agent(resumed.checkpoint).model
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-        assert torch.equal(p, q), name
+        assert torch.equal(p, q) if isinstance(p, torch.Tensor) else p == q, name
     assert a.head.sparsity > 0.5  # pruning happened on the way
     rows_a = (tmp_path / "whole" / "metrics.csv").read_text().splitlines()
     rows_b = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()

@@ -163,7 +163,7 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
     starts = state.episode_starts.cpu().numpy()
     obs_np = state.obs.cpu().numpy()
     finished: list[float] = []
-    noise = action_noise((n_steps, num_envs), model.kind, model.action_dim, generator)
+    noise = action_noise((n_steps, num_envs), model.kind, model.action_dim, generator).numpy()
     kind = model.kind
     # The policy's weights are fixed during a rollout.
     policy = model.inference() if isinstance(model, ActorCritic) else model
@@ -174,12 +174,10 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
             obs_buf[t] = obs_np
             start_buf[t] = starts
             dist, value = policy(torch.as_tensor(obs_np, device=device))
-            action, logp = sample_action(dist, kind, generator, noise[t])
-            action_np = action.cpu().numpy()
-            act_buf[t] = action_np
-            logp_buf[t] = logp.cpu().numpy()
+            action, logp_buf[t] = sample_action(dist.cpu().numpy(), kind, noise[t])
+            act_buf[t] = action
             val_buf[t] = value.cpu().numpy()
-            obs_np, reward, terminated, truncated, info = envs.step(action_np)
+            obs_np, reward, terminated, truncated, info = envs.step(action)
             state.episode_returns += reward
             state.episode_lengths += 1
             done = terminated | truncated

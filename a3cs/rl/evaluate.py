@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from a3cs.rl.envs import make_env
-from a3cs.rl.networks import ActorCritic, greedy_action, sample_action
+from a3cs.rl.networks import ActorCritic, action_noise, greedy_action, sample_action
 from hw_sim.errors import ConfigError
 from hw_sim.io import atomic_write_bytes
 
@@ -47,7 +47,8 @@ def model_policy(model: ActorCritic, *, deterministic: bool = False,
         dist, _ = model(torch.as_tensor(obs, device=device))
         if deterministic:
             return greedy_action(dist, model.kind).cpu().numpy()
-        return sample_action(dist.cpu(), model.kind, generator)[0].numpy()
+        noise = action_noise(dist.shape[:-1], model.kind, model.action_dim, generator)
+        return sample_action(dist.cpu().numpy(), model.kind, noise.numpy())[0]
 
     return act
 
