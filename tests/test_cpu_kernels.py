@@ -149,8 +149,9 @@ def test_each_round_settles_a_kernel_before_timing_it() -> None:
                                             warmup_s=1e-3, settle_s=settle_s))
         return calls[0]
 
-    # Each 4 ms settle holds a dozen or more 0.2-0.3 ms calls; without it, one call a round.
-    assert count(4e-3) - count(0.0) >= 4 * 5
+    # A 20 ms settle holds ten or more calls even when a loaded machine stretches each 0.2 ms
+    # sleep to 2 ms (measured: a 4 ms settle held only ~3 then); without it, none.
+    assert count(20e-3) - count(0.0) >= 4 * 2
 
 
 _VERBOSE_SCRIPT = """
