@@ -10,7 +10,9 @@ import torch
 
 from a3cs.rl.algorithms import (
     CollectorState,
+    Minibatch,
     add_advantages,
+    clip_grad_norm,
     collect_rollout,
     compute_gae,
     flatten,
@@ -145,3 +147,49 @@ def test_update_changes_weights_and_reports_statistics() -> None:
     assert stats.gradient_steps == 2 * 64 // 32
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert np.isfinite([stats.policy_loss, stats.value_loss, stats.entropy]).all()
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 100.0])
+def test_clip_grad_norm_is_torchs_clip_exactly(scale: float) -> None:
+    generator = torch.Generator().manual_seed(1)
+    shapes = [(16, 4, 3, 3), (16,), (128, 1024), (128,), (3, 128), (3,)]
+    grads = [torch.randn(shape, generator=generator) * scale for shape in shapes]
+    params = [torch.nn.Parameter(torch.zeros(shape)) for shape in shapes]
+    for param, grad in zip(params, grads, strict=True):
+        param.grad = grad.clone()
+    expected_norm = torch.nn.utils.clip_grad_norm_(params, 0.5)
+    clipped = [grad.clone() for grad in grads]
+    norm = clip_grad_norm(clipped, 0.5)
+    assert torch.equal(norm, expected_norm)
+    assert all(torch.equal(a, p.grad) for a, p in zip(clipped, params, strict=True))
+    # below the limit nothing changes; above it the norm lands on the limit
+    after = torch.linalg.vector_norm(torch.stack([g.norm() for g in clipped]))
+    assert float(after) == pytest.approx(min(float(norm), 0.5), rel=1e-5)
+
+
+@pytest.mark.parametrize("ent_coef", [0.0, 0.01])
+def test_ppo_gradient_is_the_clipped_surrogate_gradient(ent_coef: float) -> None:
+    """The loss's gradient equals the one of SB3's formula written out, on a minibatch where
+    some ratios are clipped (so both branches of the min are exercised)."""
+    _, model, _, _, batch = _rollout()
+    data = flatten(batch)
+    # move the stored policy away so that some ratios leave [0.8, 1.2]
+    shifted = torch.randn(data.logprobs.shape, generator=torch.Generator().manual_seed(0))
+    data = Minibatch(**{**vars(data), "logprobs": data.logprobs + 0.3 * shifted})
+    loss = ppo_loss(model, data, kind="categorical", clip_range=0.2, ent_coef=ent_coef,
+                    vf_coef=0.5)
+    assert 0.0 < float(loss.clip_fraction) < 1.0
+    grads = torch.autograd.grad(loss.total, list(model.parameters()))
+
+    dist, values = model(data.obs)
+    logp_all = torch.log_softmax(dist, dim=-1)
+    logp = logp_all.gather(-1, data.actions[:, None]).squeeze(-1)
+    adv = (data.advantages - data.advantages.mean()) / (data.advantages.std() + 1e-8)
+    ratio = torch.exp(logp - data.logprobs)
+    policy = -torch.min(adv * ratio, adv * torch.clamp(ratio, 0.8, 1.2)).mean()
+    entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+    total = policy + 0.5 * ((data.returns - values) ** 2).mean() - ent_coef * entropy
+    expected = torch.autograd.grad(total, list(model.parameters()))
+    assert float(loss.total.detach()) == pytest.approx(float(total.detach()), rel=1e-6)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)

@@ -14,9 +14,7 @@ between architecture steps.  Randomness comes only from the ``torch.Generator`` 
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -30,6 +28,7 @@ from a3cs.rl.envs import SyncEnvs
 from a3cs.rl.networks import (
     ActorCritic,
     PolicyKind,
+    acting_kernels,
     action_noise,
     log_prob_entropy,
     sample_action,
@@ -169,7 +168,7 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
     policy = model.inference() if isinstance(model, ActorCritic) else model
     # Inference mode around the whole loop (not per step): entering it costs microseconds,
     # and nothing made inside it leaves the loop but numpy arrays.
-    with _small_batch_kernels(device), torch.inference_mode():
+    with acting_kernels(device), torch.inference_mode():
         for t in range(n_steps):
             obs_buf[t] = obs_np
             start_buf[t] = starts
@@ -194,7 +193,7 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
             starts = done.astype(np.float32)
     state.obs = torch.as_tensor(obs_np, device=device)
     state.episode_starts = torch.as_tensor(starts, device=device)
-    with _small_batch_kernels(device), torch.inference_mode():
+    with acting_kernels(device), torch.inference_mode():
         last_value = policy(state.obs)[1]
     state.global_step += n_steps * num_envs
     state.episodes += len(finished)
@@ -207,21 +206,6 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
                         values=tensor(val_buf), rewards=tensor(rewards),
                         episode_starts=tensor(start_buf), last_value=last_value,
                         last_episode_start=state.episode_starts, episode_returns=finished)
-
-
-@contextlib.contextmanager
-def _small_batch_kernels(device: torch.device) -> Iterator[None]:
-    """On CPU, oneDNN's convolution costs 1.5-3x PyTorch's native one at batch 8 (measured
-    here: 143-265 us vs 76-100 us for the MinAtar conv), so acting turns it off."""
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, episode_starts: torch.Tensor,
@@ -278,9 +262,17 @@ class Minibatch:
     teacher_value: torch.Tensor | None = None
 
     def take(self, index: torch.Tensor | slice) -> Minibatch:
-        """The rows ``index`` (a slice gives views)."""
-        return Minibatch(**{f.name: None if getattr(self, f.name) is None
-                            else getattr(self, f.name)[index] for f in fields(self)})
+        """The rows ``index``: a slice gives views, a 1-D index tensor copies the rows."""
+        def rows(x: torch.Tensor | None) -> torch.Tensor | None:
+            if x is None:
+                return None
+            if isinstance(index, slice):
+                return x[index]
+            # index_select, not x[index]: half the time on CPU (obs [1024, 4, 10, 10]: 165 vs
+            # 329 us), the same rows.
+            return x.index_select(0, index)
+
+        return Minibatch(**{f.name: rows(getattr(self, f.name)) for f in fields(self)})
 
 
 def flatten(batch: RolloutBatch) -> Minibatch:
@@ -317,6 +309,13 @@ def _normalized(adv: torch.Tensor, normalize: bool) -> torch.Tensor:
     return adv
 
 
+def _with_entropy_bonus(loss: torch.Tensor, entropy_mean: torch.Tensor,
+                        ent_coef: float) -> torch.Tensor:
+    """``loss - ent_coef * entropy_mean``; without a bonus the entropy stays out of the
+    graph, so backward skips its five nodes (the gradient is the same: it would add zeros)."""
+    return loss - ent_coef * entropy_mean if ent_coef else loss
+
+
 def ppo_loss(model: nn.Module, mb: Minibatch, *, kind: PolicyKind, clip_range: float,
              ent_coef: float, vf_coef: float, normalize_advantage: bool = True,
              clip_range_vf: float | None = None) -> RLLoss:
@@ -331,15 +330,15 @@ def ppo_loss(model: nn.Module, mb: Minibatch, *, kind: PolicyKind, clip_range: f
     adv = _normalized(mb.advantages, normalize_advantage)
     log_ratio = logp - mb.logprobs
     ratio = log_ratio.exp()
-    policy_loss = torch.max(-adv * ratio,
-                            -adv * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)).mean()
+    policy_loss = -torch.min(adv * ratio,
+                             adv * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)).mean()
     if clip_range_vf is not None:
         values_used = mb.values + (values - mb.values).clamp(-clip_range_vf, clip_range_vf)
     else:
         values_used = values
     value_loss = F.mse_loss(values_used, mb.returns)
     entropy_mean = entropy.mean()
-    total = policy_loss + vf_coef * value_loss - ent_coef * entropy_mean
+    total = _with_entropy_bonus(policy_loss + vf_coef * value_loss, entropy_mean, ent_coef)
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
         clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
@@ -358,7 +357,7 @@ def a2c_loss(model: nn.Module, mb: Minibatch, *, kind: PolicyKind, ent_coef: flo
     policy_loss = -(adv * logp).mean()
     value_loss = F.mse_loss(values, mb.returns)
     entropy_mean = entropy.mean()
-    total = policy_loss + vf_coef * value_loss - ent_coef * entropy_mean
+    total = _with_entropy_bonus(policy_loss + vf_coef * value_loss, entropy_mean, ent_coef)
     with torch.no_grad():
         log_ratio = logp - mb.logprobs
         approx_kl = ((log_ratio.exp() - 1.0) - log_ratio).mean()
@@ -385,6 +384,27 @@ class UpdateStats:
     distill_critic_mse: float
     explained_variance: float
     gradient_steps: int
+
+
+def grads_of(params: list[nn.Parameter]) -> list[torch.Tensor]:
+    """The gradients of ``params`` that exist (after a backward pass)."""
+    return [p.grad for p in params if p.grad is not None]
+
+
+@torch.no_grad()
+def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale ``grads`` in place so their global L2 norm is at most ``max_norm``; returns the
+    norm before clipping.
+
+    The same arithmetic as :func:`torch.nn.utils.clip_grad_norm_` (``coef = max_norm / (norm +
+    1e-6)`` clamped at 1) in 5 ops instead of ~15: on CPU, where the step's gradients are a
+    few hundred kB, torch's version cost 0.45 ms of a 7.5 ms minibatch step, this 0.28 ms.
+    """
+    if not grads:
+        return torch.zeros(())
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    return total
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -446,7 +466,7 @@ def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutB
                 actor_kl, critic_mse = a2d.actor_kl, a2d.critic_mse
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            clip_grad_norm(grads_of(params), config.max_grad_norm)
             optimizer.step()
             steps += 1
             stats.append(torch.stack([loss.policy_loss, loss.value_loss, loss.entropy,

@@ -11,9 +11,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from a3cs.rl.envs import make_env
-from a3cs.rl.networks import ActorCritic, action_noise, greedy_action, sample_action
+from a3cs.rl.networks import (
+    ActorCritic,
+    PolicyKind,
+    acting_kernels,
+    action_noise,
+    greedy_action,
+    sample_action,
+)
 from hw_sim.errors import ConfigError
 from hw_sim.io import atomic_write_bytes
 
@@ -36,19 +44,27 @@ class EvalResult:
         return asdict(self)
 
 
-def model_policy(model: ActorCritic, *, deterministic: bool = False,
+def model_policy(model: nn.Module, *, deterministic: bool = False,
                  seed: int = 0) -> PolicyFn:
-    """A :data:`PolicyFn` for one of our networks (sampling with its own generator)."""
+    """A :data:`PolicyFn` for one of our networks (sampling with its own generator).
+
+    The policy acts with the network's weights as they are now (an :class:`ActorCritic`
+    runs :meth:`~ActorCritic.inference`, ~3x faster than the module at batch 8); build a
+    new one after changing them.
+    """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
+    forward = model.inference() if isinstance(model, ActorCritic) else model
+    kind: PolicyKind = model.kind
+    action_dim = model.action_dim
 
-    @torch.no_grad()
     def act(obs: np.ndarray) -> np.ndarray:
-        dist, _ = model(torch.as_tensor(obs, device=device))
-        if deterministic:
-            return greedy_action(dist, model.kind).cpu().numpy()
-        noise = action_noise(dist.shape[:-1], model.kind, model.action_dim, generator)
-        return sample_action(dist.cpu().numpy(), model.kind, noise.numpy())[0]
+        with acting_kernels(device), torch.inference_mode():
+            dist, _ = forward(torch.as_tensor(obs, device=device))
+            if deterministic:
+                return greedy_action(dist, kind).cpu().numpy()
+            noise = action_noise(dist.shape[:-1], kind, action_dim, generator)
+            return sample_action(dist.cpu().numpy(), kind, noise.numpy())[0]
 
     return act
 

@@ -41,8 +41,10 @@ from a3cs.rl.algorithms import (
     CollectorState,
     Minibatch,
     add_advantages,
+    clip_grad_norm,
     collect_rollout,
     flatten,
+    grads_of,
     ppo_loss,
     update,
 )
@@ -273,8 +275,7 @@ def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpac
                     kls.append(float(extra.actor_kl))
                     weight_opt.zero_grad(set_to_none=True)
                     extra.total.backward()
-                    torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(),
-                                                   rl.max_grad_norm)
+                    clip_grad_norm(grads_of(supernet.weight_parameters()), rl.max_grad_norm)
                     weight_opt.step()
                 for group in weight_opt.param_groups:
                     group["lr"] = rl.learning_rate or 2.5e-4
