@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from a3cs.rl.envs import make_env
 from a3cs.rl.networks import action_noise, build_agent, log_prob_entropy, sample_action
 from hw_sim.errors import ConfigError
 from hw_sim.schema import validate
@@ -205,3 +206,13 @@ def test_weights_saved_without_a_feature_order_load_as_chw_and_compute_the_same_
     assert again.feature_order == "chw"
     with pytest.raises(RuntimeError, match="feature_order"):
         again.load_state_dict({**state, "_extra_state": {"feature_order": "whc"}})
+
+
+def test_building_a_network_leaves_the_global_rng_alone() -> None:
+    envs = make_env("MinAtar/Breakout-v1", 1, seed=0)
+    before = torch.random.get_rng_state()
+    a = build_agent(None, envs.single_observation_space, envs.single_action_space, seed=4)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.rand(3)  # the global stream moves; the network's weights come from its seed only
+    b = build_agent(None, envs.single_observation_space, envs.single_action_space, seed=4)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))

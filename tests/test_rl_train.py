@@ -12,7 +12,7 @@ from a3cs.cli import main
 from a3cs.rl.checkpoint import load_agent, read_checkpoint
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.evaluate import evaluate_policy, model_policy
-from a3cs.rl.train import train
+from a3cs.rl.train import train, training
 from hw_sim.errors import ConfigError
 from hw_sim.io import dump_yaml
 from hw_sim.workload import load_workload
@@ -72,6 +72,33 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
     for p, q in zip(load_agent(a.checkpoint).model.parameters(),
                     load_agent(b.checkpoint).model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_training_yields_each_update_then_returns_what_train_returns(tmp_path: Path) -> None:
+    config = small_config(total_steps=4 * 64, seed=2)
+    loop = training(config, tmp_path / "stepped", progress=False)
+    rows = []
+    while True:
+        try:
+            rows.append(next(loop))
+        except StopIteration as finished:
+            stepped = finished.value
+            break
+    assert [row["update"] for row in rows] == [1, 2, 3, 4]
+    assert [row["global_step"] for row in rows] == [64, 128, 192, 256]
+    whole = train(config, tmp_path / "whole", progress=False)
+    assert (stepped.global_step, stepped.updates, stepped.episodes) == (
+        whole.global_step, whole.updates, whole.episodes)
+    for p, q in zip(load_agent(stepped.checkpoint).model.parameters(),
+                    load_agent(whole.checkpoint).model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_training_checks_its_input_at_the_first_step(tmp_path: Path) -> None:
+    loop = training(small_config(env_id="MinAtar/Breakot-v1"), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()  # nothing happens before the first next()
+    with pytest.raises(ConfigError, match="Breakot"):
+        next(loop)
 
 
 def test_cli_train_evaluate_simulate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

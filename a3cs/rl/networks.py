@@ -166,6 +166,15 @@ class ActorCritic(nn.Module):
     def __init__(self, arch: Arch, obs_space: gym.spaces.Box, action_space: gym.Space, *,
                  normalize_obs: bool = False, generator: torch.Generator | None = None):
         super().__init__()
+        # torch's layer constructors draw their default initialisation from the global RNG,
+        # which reset_parameters() then overwrites from `generator`: building a network leaves
+        # the caller's random stream where it was (another library sampling from it in the
+        # same process, as bench_rl.py's paired runs do, gets the same numbers either way).
+        with torch.random.fork_rng(devices=[]):
+            self._build(arch, obs_space, action_space, normalize_obs, generator)
+
+    def _build(self, arch: Arch, obs_space: gym.spaces.Box, action_space: gym.Space,
+               normalize_obs: bool, generator: torch.Generator | None) -> None:
         self.arch = arch
         self.obs_shape = tuple(int(d) for d in obs_space.shape)
         self.kind: PolicyKind = policy_kind(action_space)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,27 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     Raises:
         ConfigError: any bad input (see :func:`prepare`), before training starts.
     """
+    updates = training(config, run_dir, resume=resume, progress=progress,
+                       stop_after_updates=stop_after_updates)
+    while True:
+        try:
+            next(updates)
+        except StopIteration as finished:
+            return finished.value
+
+
+def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
+             progress: bool = True, stop_after_updates: int | None = None
+             ) -> Generator[dict[str, float], None, TrainResult]:
+    """:func:`train` one update at a time: a generator that yields each update's metrics row
+    (the row written to ``metrics.csv``) and returns the :class:`TrainResult`.
+
+    Nothing is built before the first ``next()``, which raises :class:`ConfigError` on bad
+    input.  Closing the generator early closes the environments and the TensorBoard writer;
+    the run directory then holds the last checkpoint written, which ``resume`` continues.
+    (``benchmarks/bench_rl.py`` uses this to alternate a3cs's updates with another library's
+    in one process.)
+    """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
@@ -283,6 +305,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             if last % config.checkpoint_every == 0 or last == num_updates or (
                     stop_after_updates is not None and last >= stop_after_updates):
                 _write_outputs(run, out, last)
+            yield row
             if stop_after_updates is not None and last >= stop_after_updates:
                 break
         if last == run.start_update:  # nothing left to do (resumed a finished run)
