@@ -193,3 +193,19 @@ def test_ppo_gradient_is_the_clipped_surrogate_gradient(ent_coef: float) -> None
     assert float(loss.total.detach()) == pytest.approx(float(total.detach()), rel=1e-6)
     for got, want in zip(grads, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_an_update_uses_the_clip_range_it_is_given() -> None:
+    """update(clip_range=c) trains exactly as a config whose clip_range is c."""
+    def trained(config: TrainConfig, **kwargs: float) -> list[torch.Tensor]:
+        _, model, _, _, batch = _rollout()
+        update(model, make_optimizer(model, config), batch, config,
+               torch.Generator().manual_seed(5), **kwargs)
+        return [p.detach() for p in model.parameters()]
+
+    config = _rollout()[0].model_copy(update={"n_epochs": 8, "learning_rate": 3e-3})
+    tight = trained(config.model_copy(update={"clip_range": 0.01}))
+    given = trained(config, clip_range=0.01)
+    loose = trained(config)
+    assert all(torch.equal(a, b) for a, b in zip(tight, given, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(tight, loose, strict=True))

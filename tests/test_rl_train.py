@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -99,6 +100,33 @@ def test_training_checks_its_input_at_the_first_step(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()  # nothing happens before the first next()
     with pytest.raises(ConfigError, match="Breakot"):
         next(loop)
+
+
+def test_clip_range_anneals_linearly_when_asked(tmp_path: Path) -> None:
+    rows = {}
+    for schedule in ("constant", "linear"):
+        config = small_config(total_steps=4 * 64, clip_range=0.2, clip_schedule=schedule)
+        train(config, tmp_path / schedule, progress=False)
+        with open(tmp_path / schedule / "metrics.csv") as handle:
+            rows[schedule] = [float(row["clip_range"]) for row in csv.DictReader(handle)]
+    assert rows["constant"] == [0.2] * 4
+    assert rows["linear"] == pytest.approx([0.2, 0.15, 0.1, 0.05])
+
+
+def test_resuming_a_run_whose_metrics_lack_newer_columns(tmp_path: Path) -> None:
+    """A checkpoint of an older version has metrics rows without the columns added since;
+    the resumed run writes them empty there instead of failing."""
+    config = small_config(total_steps=4 * 64, checkpoint_every=2)
+    run = tmp_path / "run"
+    train(config, run, progress=False, stop_after_updates=2)
+    checkpoint = read_checkpoint(run / "checkpoint.pt")
+    for row in checkpoint["metrics"]:
+        del row["clip_range"]
+    torch.save(checkpoint, run / "checkpoint.pt")
+    train(config, run, resume=True, progress=False)
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["clip_range"] for row in rows] == ["", "", "0.2", "0.2"]
 
 
 def test_cli_train_evaluate_simulate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

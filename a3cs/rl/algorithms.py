@@ -419,7 +419,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutBatch,
            config: TrainConfig, generator: torch.Generator, *,
-           distill_coefs: tuple[float, float] | None = None) -> UpdateStats:
+           distill_coefs: tuple[float, float] | None = None,
+           clip_range: float | None = None) -> UpdateStats:
     """Epochs of shuffled minibatch steps on one rollout (advantages computed).
 
     Args:
@@ -430,6 +431,8 @@ def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutB
         config: the loss and minibatch hyperparameters.
         generator: RNG of the minibatch order.
         distill_coefs: ``(actor_coef, critic_coef)`` at this point of training, or None.
+        clip_range: PPO's ratio clip at this point of training (default
+            ``config.clip_range``).
     """
     data = flatten(batch)
     size = data.advantages.shape[0]
@@ -438,6 +441,7 @@ def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutB
     stats: list[torch.Tensor] = []
     steps = 0
     params = [p for p in model.parameters() if p.requires_grad]
+    clip = config.clip_range if clip_range is None else clip_range
     for _epoch in range(config.n_epochs or 1):
         # One gather per epoch; minibatches are then contiguous slices (views).
         shuffled = data.take(torch.randperm(size, generator=generator).to(data.obs.device))
@@ -445,7 +449,7 @@ def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutB
         for start in range(0, size, batch_size):
             mb = shuffled.take(slice(start, start + batch_size))
             if config.algo == "ppo":
-                loss = ppo_loss(model, mb, kind=model.kind, clip_range=config.clip_range,
+                loss = ppo_loss(model, mb, kind=model.kind, clip_range=clip,
                                 ent_coef=config.ent_coef, vf_coef=config.vf_coef,
                                 normalize_advantage=bool(config.normalize_advantage),
                                 clip_range_vf=config.clip_range_vf)

@@ -47,6 +47,9 @@ class TrainConfig(FrozenModel):
     gamma: float = Field(default=0.99, gt=0.0, le=1.0, description="discount")
     gae_lambda: float | None = Field(default=None, ge=0.0, le=1.0)
     clip_range: PositiveFloat = Field(default=0.2, description="PPO ratio clip")
+    clip_schedule: Literal["constant", "linear"] = Field(
+        default="constant", description="linear: anneal the PPO ratio clip to 0 over "
+        "training, as the learning rate (rl-zoo's Atari PPO: clip_range lin_0.1)")
     clip_range_vf: PositiveFloat | None = Field(default=None, description="PPO value clip")
     ent_coef: float = Field(default=0.0, ge=0.0, description="entropy bonus weight")
     vf_coef: float = Field(default=0.5, ge=0.0, description="value loss weight")

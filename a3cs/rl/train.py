@@ -180,7 +180,10 @@ def _write_outputs(run: _Run, out: Path, update_idx: int) -> Path:
     atomic_write_text(out / "workload.yaml", dump_yaml(workload.to_dict()))
     if run.metrics:
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(run.metrics[0]))
+        # every column of every row: a run resumed from an older version's checkpoint has
+        # rows without the columns added since (left empty)
+        columns = list(dict.fromkeys(key for row in run.metrics for key in row))
+        writer = csv.DictWriter(text, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(run.metrics)
         atomic_write_text(out / "metrics.csv", text.getvalue())
@@ -267,6 +270,8 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             started = time.perf_counter()
             progress_frac = update_idx / num_updates
             lr = lr0 * (1.0 - progress_frac) if config.lr_schedule == "linear" else lr0
+            clip_range = config.clip_range * (
+                1.0 - progress_frac if config.clip_schedule == "linear" else 1.0)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             if has_one_by_n:
@@ -284,7 +289,7 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                 scale = distill_scale(progress_frac)
                 coefs = (config.distill.actor_coef * scale, config.distill.critic_coef * scale)
             stats = update(model, run.optimizer, batch, config, run.generator,
-                           distill_coefs=coefs)
+                           distill_coefs=coefs, clip_range=clip_range)
             if model.obs_norm is not None:
                 model.obs_norm.update(batch.obs.reshape(batch.size, *batch.obs.shape[2:]))
 
@@ -294,6 +299,7 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                    "wall_time_s": run.wall_time_s, "steps_per_s": batch.size / elapsed,
                    "recent_return": collector.recent_mean_return(),
                    "episodes": collector.episodes, "learning_rate": lr,
+                   "clip_range": clip_range,
                    **vars(stats)}
             run.metrics.append(row)
             for key, value in row.items():
