@@ -208,7 +208,7 @@ def worker(args: argparse.Namespace) -> None:
     Path(args.json).write_text(json.dumps(results))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500_000, help="env steps per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -222,13 +222,27 @@ def main() -> None:
     parser.add_argument("--worker", choices=("a3cs", "sb3", "paired"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker:
         worker(args)
-        return
+        return 0
+    from hw_sim.errors import ConfigError
 
-    if args.threads < 1:
-        parser.error(f"--threads: {args.threads} is not allowed; give an integer >= 1")
+    try:
+        for flag, value in (("--steps", args.steps), ("--episodes", args.episodes),
+                            ("--threads", args.threads)):
+            if value < 1:
+                raise ConfigError(flag, value, "an integer >= 1")
+        if len(set(args.seeds)) != len(args.seeds):
+            raise ConfigError("--seeds", " ".join(map(str, args.seeds)), "distinct seeds")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run(args)
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     runs: list[dict[str, Any]] = []
@@ -285,4 +299,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

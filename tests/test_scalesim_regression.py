@@ -236,6 +236,10 @@ def _script(repo: Path, relative: str):
     ("benchmarks/bench_hw_sim.py", ["--repeats", "0"], "--repeats"),
     ("benchmarks/bench_hw_sim.py", ["--agent-repeats", "0"], "--agent-repeats"),
     ("benchmarks/bench_hw_sim.py", ["--bandwidth", "-3"], "--bandwidth"),
+    ("benchmarks/bench_rl.py", ["--threads", "0"], "--threads"),
+    ("benchmarks/bench_rl.py", ["--steps", "-5"], "--steps"),
+    ("benchmarks/bench_rl.py", ["--episodes", "0"], "--episodes"),
+    ("benchmarks/bench_rl.py", ["--seeds", "1", "1"], "--seeds"),
 ])
 def test_scripts_reject_bad_arguments(repo, capsys, script, argv, flag):
     assert _script(repo, script).main(argv) == 2
