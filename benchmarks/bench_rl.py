@@ -238,11 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run(args)
+    compare(args)
     return 0
 
 
-def run(args: argparse.Namespace) -> None:
+def compare(args: argparse.Namespace) -> None:
+    """Run every seed's workers (see ``--mode``), print each result and the medians."""
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     runs: list[dict[str, Any]] = []

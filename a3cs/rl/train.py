@@ -204,6 +204,12 @@ def _write_outputs(run: _Run, out: Path, update_idx: int) -> Path:
     })
 
 
+def _annealed(value: float, schedule: str, progress: float) -> float:
+    """``value`` at training progress ``progress`` in [0, 1): as is (``constant``) or falling
+    linearly to 0 at the end (``linear``)."""
+    return value * (1.0 - progress) if schedule == "linear" else value
+
+
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
           progress: bool = True, stop_after_updates: int | None = None) -> TrainResult:
     """Train an agent (PPO or A2C, with A2D distillation when a teacher is configured).
@@ -269,9 +275,8 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         for update_idx in range(run.start_update, num_updates):
             started = time.perf_counter()
             progress_frac = update_idx / num_updates
-            lr = lr0 * (1.0 - progress_frac) if config.lr_schedule == "linear" else lr0
-            clip_range = config.clip_range * (
-                1.0 - progress_frac if config.clip_schedule == "linear" else 1.0)
+            lr = _annealed(lr0, config.lr_schedule, progress_frac)
+            clip_range = _annealed(config.clip_range, config.clip_schedule, progress_frac)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             if has_one_by_n:
