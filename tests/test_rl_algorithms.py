@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from a3cs.rl.algorithms import (
     compute_gae,
     flatten,
     make_optimizer,
+    optimizer_step,
     ppo_loss,
     update,
 )
@@ -209,3 +211,53 @@ def test_an_update_uses_the_clip_range_it_is_given() -> None:
     loose = trained(config)
     assert all(torch.equal(a, b) for a, b in zip(tight, given, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(tight, loose, strict=True))
+
+
+def _stepped(step: Callable[[torch.optim.Optimizer], None], optimizer_cls: type, steps: int = 5,
+             **kwargs: float | bool) -> tuple[list[torch.Tensor], dict]:
+    """Parameters and optimizer state after `steps` steps on fixed random gradients."""
+    generator = torch.Generator().manual_seed(2)
+    shapes = [(16, 4, 3, 3), (16,), (128, 64), (3,)]
+    params = [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in shapes]
+    optimizer = optimizer_cls(params, lr=1e-2, eps=1e-5, **kwargs)
+    for _ in range(steps):
+        for param in params:
+            param.grad = torch.randn(param.shape, generator=generator)
+        step(optimizer)
+    return [p.detach() for p in params], optimizer.state_dict()
+
+
+def test_optimizer_step_is_fused_adams_step_bitwise() -> None:
+    expected_params, expected_state = _stepped(lambda o: o.step(), torch.optim.Adam, fused=True)
+    params, state = _stepped(optimizer_step, torch.optim.Adam, fused=True)
+    assert all(torch.equal(a, b) for a, b in zip(params, expected_params, strict=True))
+    for index, want in expected_state["state"].items():
+        assert set(state["state"][index]) == set(want)
+        assert all(torch.equal(state["state"][index][key], value) for key, value in want.items())
+    # other optimizers, and Adam without the fused kernel, take their own step
+    for cls, kwargs in [(torch.optim.RMSprop, {}), (torch.optim.Adam, {"foreach": False})]:
+        want_params, _ = _stepped(lambda o: o.step(), cls, **kwargs)
+        got_params, _ = _stepped(optimizer_step, cls, **kwargs)
+        assert all(torch.equal(a, b) for a, b in zip(got_params, want_params, strict=True))
+
+
+def test_optimizer_step_runs_registered_step_hooks() -> None:
+    calls = []
+    params = [torch.nn.Parameter(torch.ones(3))]
+    optimizer = torch.optim.Adam(params, lr=0.1, fused=True)
+    optimizer.register_step_post_hook(lambda *_: calls.append(1))
+    for _ in range(3):
+        params[0].grad = torch.ones(3)
+        optimizer_step(optimizer)
+    assert len(calls) == 3 and int(optimizer.state[params[0]]["step"]) == 3
+
+
+def test_minibatch_gather_keeps_channels_last_rows() -> None:
+    obs = torch.randn(6, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    data = Minibatch(obs=obs, actions=torch.arange(6), logprobs=torch.zeros(6),
+                     values=torch.zeros(6), advantages=torch.zeros(6), returns=torch.zeros(6))
+    index = torch.tensor([4, 0, 5, 2])
+    taken = data.take(index)
+    assert taken.obs.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(taken.obs, obs[index]) and torch.equal(taken.actions, index)
+    assert taken.take(slice(1, 3)).obs.is_contiguous(memory_format=torch.channels_last)

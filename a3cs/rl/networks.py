@@ -247,10 +247,16 @@ class ActorCritic(nn.Module):
         if self.log_std is not None:
             self.log_std.zero_()
 
+    @property
+    def trains_channels_last(self) -> bool:
+        """Whether the training forward runs its convolutions on channels-last maps (it
+        converts its input; observations already channels-last skip that copy)."""
+        return self.feature_order == "hwc" and self._conv_input
+
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The head's activations ``[B, head.width]`` for observations ``[B, *obs_shape]``."""
         return self._trunk(obs, self.layers, self.head, self._flattens[self.feature_order],
-                           channels_last=self.feature_order == "hwc" and self._conv_input)
+                           channels_last=self.trains_channels_last)
 
     def _trunk(self, obs: torch.Tensor,
                layer_calls: Iterable[Callable[[torch.Tensor], torch.Tensor]],
