@@ -16,6 +16,7 @@ from a3cs.rl.algorithms import (
     clip_grad_norm,
     collect_rollout,
     compute_gae,
+    denormals_flushed,
     flatten,
     make_optimizer,
     optimizer_step,
@@ -261,3 +262,21 @@ def test_minibatch_gather_keeps_channels_last_rows() -> None:
     assert taken.obs.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(taken.obs, obs[index]) and torch.equal(taken.actions, index)
     assert taken.take(slice(1, 3)).obs.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("flushing_before", [False, True])
+def test_denormals_flushed_inside_and_mode_restored(flushing_before: bool) -> None:
+    def flushing() -> bool:
+        return bool((torch.tensor([1e-30]) * 1e-10 == 0).item())
+
+    torch.set_flush_denormal(flushing_before)
+    try:
+        assert flushing() == flushing_before
+        with denormals_flushed():
+            assert flushing()
+        assert flushing() == flushing_before
+        config, model, _, generator, batch = _rollout()
+        update(model, make_optimizer(model, config), batch, config, generator)
+        assert flushing() == flushing_before
+    finally:
+        torch.set_flush_denormal(False)

@@ -14,7 +14,9 @@ between architecture steps.  Randomness comes only from the ``torch.Generator`` 
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -460,6 +462,26 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(model.parameters(), lr=lr, eps=config.optimizer_eps, fused=True)
 
 
+@contextlib.contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """Flush denormal floats to zero on this thread inside (``torch.set_flush_denormal``);
+    the previous mode is restored on exit.
+
+    Adam's first moments of units whose gradient has become zero (dead ReLUs) decay through
+    the denormal range (below 1.2e-38), where each CPU float operation costs up to ~100x:
+    after ~100 PPO updates of the MinAtar network ~10 % of the FC layer's moments are
+    denormal.  Flushed to zero they change no weight (an Adam step of that size is below the
+    weight's last bit; a 200k-step run ends with bitwise the same weights), and an update
+    runs 3-5 % faster.  TensorFlow flushes by default on x86.
+    """
+    was_flushing = torch.tensor(1e-39).item() == 0.0  # a denormal survives unless flushed
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_flushing)
+
+
 def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutBatch,
            config: TrainConfig, generator: torch.Generator, *,
            distill_coefs: tuple[float, float] | None = None,
@@ -476,7 +498,18 @@ def update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutB
         distill_coefs: ``(actor_coef, critic_coef)`` at this point of training, or None.
         clip_range: PPO's ratio clip at this point of training (default
             ``config.clip_range``).
+
+    Runs with denormals flushed to zero (:func:`denormals_flushed`).
     """
+    with denormals_flushed():
+        return _epochs(model, optimizer, batch, config, generator, distill_coefs=distill_coefs,
+                       clip_range=clip_range)
+
+
+def _epochs(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutBatch,
+            config: TrainConfig, generator: torch.Generator, *,
+            distill_coefs: tuple[float, float] | None,
+            clip_range: float | None) -> UpdateStats:
     data = flatten(batch)
     if isinstance(model, ActorCritic) and model.trains_channels_last:
         # once a rollout rather than in each minibatch's forward (16 copies a PPO update)
