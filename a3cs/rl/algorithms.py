@@ -423,12 +423,13 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     generic machinery (the profiler label, state checks, grouping tensors by device):
     ~140 of the ~300 us a step of the MinAtar network costs on one CPU thread, paid 16
     times a PPO update.  Anything else (another optimizer, several parameter groups, weight
-    decay, AMSGrad, maximize, step hooks, a parameter without state yet) goes through
-    ``optimizer.step()``.
+    decay, AMSGrad, maximize, a tensor learning rate, step hooks, a parameter without state
+    yet) goes through ``optimizer.step()``.
     """
     group = optimizer.param_groups[0]
     if not (type(optimizer) is torch.optim.Adam and group["fused"]
             and len(optimizer.param_groups) == 1 and not group["weight_decay"]
+            and not isinstance(group["lr"], torch.Tensor)
             and not group["amsgrad"] and not group["maximize"]
             and not optimizer._optimizer_step_pre_hooks
             and not optimizer._optimizer_step_post_hooks
