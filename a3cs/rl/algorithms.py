@@ -470,10 +470,10 @@ def denormals_flushed() -> Iterator[None]:
 
     Adam's first moments of units whose gradient has become zero (dead ReLUs) decay through
     the denormal range (below 1.2e-38), where each CPU float operation costs up to ~100x:
-    after ~100 PPO updates of the MinAtar network ~10 % of the FC layer's moments are
+    after 150 PPO updates of the MinAtar network ~10 % of the FC layer's moments are
     denormal.  Flushed to zero they change no weight (an Adam step of that size is below the
     weight's last bit; a 200k-step run ends with bitwise the same weights), and an update
-    runs 3-5 % faster.  TensorFlow flushes by default on x86.
+    runs 2-5 % faster.  TensorFlow flushes by default on x86.
     """
     was_flushing = torch.tensor(1e-39).item() == 0.0  # a denormal survives unless flushed
     torch.set_flush_denormal(True)
