@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 from a3cs.rl.algorithms import (
     CollectorState,
     Minibatch,
+    a2c_loss,
     add_advantages,
     clip_grad_norm,
     collect_rollout,
@@ -19,8 +21,10 @@ from a3cs.rl.algorithms import (
     denormals_flushed,
     flatten,
     make_optimizer,
+    normalized_per_minibatch,
     optimizer_step,
     ppo_loss,
+    ratio_stats,
     update,
 )
 from a3cs.rl.config import TrainConfig
@@ -150,6 +154,64 @@ def test_update_changes_weights_and_reports_statistics() -> None:
     assert stats.gradient_steps == 2 * 64 // 32
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert np.isfinite([stats.policy_loss, stats.value_loss, stats.entropy]).all()
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_update_statistics_are_the_minibatch_losses(algo: str) -> None:
+    """With one minibatch (the whole rollout) and one epoch, an update reports exactly what
+    the loss reports on that rollout before the step; its ratios are moved off 1 so that
+    some are clipped."""
+    config, model, _, generator, batch = _rollout()
+    config = config.model_copy(update={"algo": algo, "n_epochs": 1, "batch_size": 64})
+    shifted = torch.randn(batch.logprobs.shape, generator=torch.Generator().manual_seed(0))
+    batch = replace(batch, logprobs=batch.logprobs + 0.3 * shifted)
+    data = flatten(batch)
+    if algo == "ppo":
+        loss = ppo_loss(model, data, kind="categorical", clip_range=0.2, ent_coef=0.0,
+                        vf_coef=0.5)
+        assert 0.0 < float(loss.clip_fraction) < 1.0
+    else:
+        loss = a2c_loss(model, data, kind="categorical", ent_coef=0.0, vf_coef=0.5,
+                        normalize_advantage=bool(config.normalize_advantage))
+        assert float(loss.clip_fraction) == 0.0
+    stats = update(model, make_optimizer(model, config), batch, config, generator)
+    assert stats.gradient_steps == 1
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
+        assert getattr(stats, name) == pytest.approx(float(getattr(loss, name)), rel=1e-5,
+                                                     abs=1e-7), name
+
+
+def test_ratio_statistics_of_equal_slices_are_each_slices_statistics() -> None:
+    log_ratio = 0.3 * torch.randn(96, generator=torch.Generator().manual_seed(3))
+    grouped = ratio_stats(log_ratio, 0.2, groups=3)
+    assert grouped.shape == (2, 3)
+    for k, part in enumerate(log_ratio.split(32)):
+        torch.testing.assert_close(grouped[:, k], ratio_stats(part, 0.2))
+        ratio = part.exp()
+        assert float(grouped[1, k]) == float(((ratio - 1).abs() > 0.2).float().mean())
+    assert float(ratio_stats(log_ratio, None)[1]) == 0.0
+
+
+@pytest.mark.parametrize(("size", "batch_size"), [(1024, 256), (64, 48), (100, 32), (5, 1),
+                                                (7, 16)])
+def test_advantages_normalised_per_minibatch_as_each_minibatch_alone(size: int,
+                                                                     batch_size: int) -> None:
+    """A whole epoch normalised at once has the bits of each minibatch normalised alone."""
+    advantages = 3.0 * torch.randn(size, generator=torch.Generator().manual_seed(size)) + 1.0
+    together = normalized_per_minibatch(advantages, batch_size)
+    for start in range(0, size, batch_size):
+        part = advantages[start:start + batch_size]
+        alone = (part - part.mean()) / (part.std() + 1e-8) if part.numel() > 1 else part
+        assert torch.equal(together[start:start + batch_size], alone)
+
+
+def test_update_with_a_short_last_minibatch() -> None:
+    """64 samples in minibatches of 48: each epoch steps on 48 and 16 samples."""
+    config, model, _, generator, batch = _rollout()
+    config = config.model_copy(update={"batch_size": 48, "n_epochs": 3})
+    stats = update(model, make_optimizer(model, config), batch, config, generator)
+    assert stats.gradient_steps == 6
+    assert np.isfinite([stats.policy_loss, stats.approx_kl, stats.clip_fraction]).all()
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 100.0])

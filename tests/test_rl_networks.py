@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from a3cs.rl.envs import make_env
-from a3cs.rl.networks import action_noise, build_agent, log_prob_entropy, sample_action
+from a3cs.rl.networks import (
+    action_noise,
+    build_agent,
+    log_prob_entropy,
+    sample_action,
+    sampled_log_prob,
+)
 from hw_sim.errors import ConfigError
 from hw_sim.schema import validate
 from hw_sim.workload import Conv2d, Linear
@@ -119,8 +125,13 @@ def test_sampled_log_prob_matches_evaluated_log_prob(kind: str) -> None:
     params = torch.randn(64, 6)
     dim = 6 if kind == "categorical" else 3
     noise = action_noise((64,), kind, dim, generator)  # type: ignore[arg-type]
-    action, logp = sample_action(params.numpy(), kind, noise.numpy())  # type: ignore[arg-type]
+    action = sample_action(params.numpy(), kind, noise.numpy())  # type: ignore[arg-type]
+    logp = sampled_log_prob(params.numpy(), kind, noise.numpy(), action)  # type: ignore
     assert logp.dtype == np.float32 and logp.shape == (64,)
+    # a rollout's steps at once: the bits of each step alone
+    steps = sampled_log_prob(params.numpy().reshape(8, 8, 6), kind,  # type: ignore[arg-type]
+                             noise.numpy().reshape(8, 8, -1), action.reshape(8, 8, *action.shape[1:]))
+    assert np.array_equal(steps.reshape(64), logp)
     again, entropy = log_prob_entropy(params, kind, torch.from_numpy(action))  # type: ignore
     torch.testing.assert_close(torch.from_numpy(logp), again, rtol=1e-5, atol=1e-5)
     assert (entropy > -10).all()
@@ -130,7 +141,7 @@ def test_categorical_sampling_follows_the_policy() -> None:
     generator = torch.Generator().manual_seed(1)
     logits = np.log(np.array([[0.2, 0.5, 0.3]], dtype=np.float32)).repeat(20000, axis=0)
     noise = action_noise((20000,), "categorical", 3, generator).numpy()
-    action, _ = sample_action(logits, "categorical", noise)
+    action = sample_action(logits, "categorical", noise)
     freq = np.bincount(action, minlength=3) / 20000
     np.testing.assert_allclose(freq, [0.2, 0.5, 0.3], atol=0.015, rtol=0)
 

@@ -257,3 +257,21 @@ def test_ppo_solves_cartpole(tmp_path: Path) -> None:
         if evaluation.mean_return >= 475:
             break
     assert returns[-1][1] >= 475, returns
+
+
+def test_tensorboard_holds_every_metrics_column_at_each_update(tmp_path: Path) -> None:
+    """What TensorBoard reads back from ``tb/`` is metrics.csv's rows, keyed by global step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(small_config(total_steps=3 * 64), tmp_path / "r", progress=False)
+    with open(tmp_path / "r" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    events = EventAccumulator(str(tmp_path / "r" / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert tags == {f"train/{key}" for key in rows[0] if key not in ("update", "global_step")}
+    for tag in tags:
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [int(row["global_step"]) for row in rows]
+        expected = [float(row[tag.removeprefix("train/")]) for row in rows]
+        assert [s.value for s in scalars] == pytest.approx(expected, rel=1e-6, nan_ok=True)

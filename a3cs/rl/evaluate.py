@@ -64,7 +64,7 @@ def model_policy(model: nn.Module, *, deterministic: bool = False,
             if deterministic:
                 return greedy_action(dist, kind).cpu().numpy()
             noise = action_noise(dist.shape[:-1], kind, action_dim, generator)
-            return sample_action(dist.cpu().numpy(), kind, noise.numpy())[0]
+            return sample_action(dist.cpu().numpy(), kind, noise.numpy())
 
     return act
 

@@ -210,6 +210,20 @@ def _annealed(value: float, schedule: str, progress: float) -> float:
     return value * (1.0 - progress) if schedule == "linear" else value
 
 
+def _log_scalars(writer: Any, row: dict[str, float], step: int) -> None:
+    """``row``'s values (but its step counters) as TensorBoard scalars ``train/<key>`` at
+    ``step``, in one event.
+
+    The same scalars ``SummaryWriter.add_scalar`` writes (``simple_value``), but one event
+    for the row instead of one per key: 0.24 instead of 1.0 ms an update of 16 keys.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    values = [Summary.Value(tag=f"train/{key}", simple_value=float(value))
+              for key, value in row.items() if key not in ("update", "global_step")]
+    writer.file_writer.add_summary(Summary(value=values), step)
+
+
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
           progress: bool = True, stop_after_updates: int | None = None) -> TrainResult:
     """Train an agent (PPO or A2C, with A2D distillation when a teacher is configured).
@@ -307,9 +321,7 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                    "clip_range": clip_range,
                    **vars(stats)}
             run.metrics.append(row)
-            for key, value in row.items():
-                if key not in ("update", "global_step"):
-                    writer.add_scalar(f"train/{key}", value, collector.global_step)
+            _log_scalars(writer, row, collector.global_step)
             bar.update(batch.size)
             bar.set_postfix(ret=f"{row['recent_return']:.2f}", refresh=False)
             last = update_idx + 1
