@@ -187,8 +187,10 @@ def test_inference_forward_equals_the_module_forward(case: str) -> None:
         expected = model(obs)
     with torch.inference_mode():
         got = model.inference()(obs)
+        packed = model.inference_packed()(obs)
     torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-6)
+    assert torch.equal(packed, torch.cat([got[0], got[1][:, None]], dim=1))
 
 
 def test_weights_saved_without_a_feature_order_load_as_chw_and_compute_the_same_network(

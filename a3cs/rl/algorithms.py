@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -160,8 +160,8 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
     act_shape = (n_steps, num_envs) if model.kind == "categorical" else (
         n_steps, num_envs, model.action_dim)
     act_buf = np.empty(act_shape, dtype=np.int64 if model.kind == "categorical" else np.float32)
-    policy_buf = np.empty((n_steps, num_envs, dist_params_width(model.kind, model.action_dim)),
-                          dtype=np.float32)
+    width = dist_params_width(model.kind, model.action_dim)
+    policy_buf = np.empty((n_steps, num_envs, width), dtype=np.float32)
     val_buf = np.empty((n_steps, num_envs), dtype=np.float32)
     start_buf = np.empty((n_steps, num_envs), dtype=np.float32)
     rewards = np.empty((n_steps, num_envs), dtype=np.float32)
@@ -170,18 +170,19 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
     finished: list[float] = []
     noise = action_noise((n_steps, num_envs), model.kind, model.action_dim, generator).numpy()
     kind = model.kind
-    # The policy's weights are fixed during a rollout.
-    policy = model.inference() if isinstance(model, ActorCritic) else model
+    # The policy's weights are fixed during a rollout.  Its outputs come packed, [B, P + 1]:
+    # one conversion to numpy a step.
+    policy = model.inference_packed() if isinstance(model, ActorCritic) else _packed(model)
     # Inference mode around the whole loop (not per step): entering it costs microseconds,
     # and nothing made inside it leaves the loop but numpy arrays.
     with acting_kernels(device), torch.inference_mode():
         for t in range(n_steps):
             obs_buf[t] = obs_np
             start_buf[t] = starts
-            dist, value = policy(torch.as_tensor(obs_np, device=device))
-            policy_buf[t] = dist_np = dist.cpu().numpy()
+            out = policy(torch.as_tensor(obs_np, device=device)).cpu().numpy()
+            policy_buf[t] = dist_np = out[:, :width]
             act_buf[t] = action = sample_action(dist_np, kind, noise[t])
-            val_buf[t] = value.cpu().numpy()
+            val_buf[t] = out[:, width]
             obs_np, reward, terminated, truncated, info = envs.step(action)
             state.episode_returns += reward
             state.episode_lengths += 1
@@ -191,7 +192,7 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
                 cut = np.flatnonzero(truncated & ~terminated)
                 if cut.size:
                     final = torch.as_tensor(info["final_obs"][cut], device=device)
-                    rewards[t, cut] += gamma * policy(final)[1].cpu().numpy()
+                    rewards[t, cut] += gamma * policy(final)[:, width].cpu().numpy()
                 for i in np.flatnonzero(done):
                     finished.append(float(state.episode_returns[i]))
                     state.episode_returns[i] = 0.0
@@ -200,7 +201,7 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
     state.obs = torch.as_tensor(obs_np, device=device)
     state.episode_starts = torch.as_tensor(starts, device=device)
     with acting_kernels(device), torch.inference_mode():
-        last_value = policy(state.obs)[1]
+        last_value = policy(state.obs)[:, width]
     logprobs = sampled_log_prob(policy_buf, kind, noise, act_buf)
     state.global_step += n_steps * num_envs
     state.episodes += len(finished)
@@ -213,6 +214,16 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
                         values=tensor(val_buf), rewards=tensor(rewards),
                         episode_starts=tensor(start_buf), last_value=last_value,
                         last_episode_start=state.episode_starts, episode_returns=finished)
+
+
+def _packed(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model``'s ``(dist_params, value)`` packed as :meth:`ActorCritic.inference_packed`
+    packs them."""
+    def forward(obs: torch.Tensor) -> torch.Tensor:
+        dist, value = model(obs)
+        return torch.cat([dist, value[:, None]], dim=-1)
+
+    return forward
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, episode_starts: torch.Tensor,

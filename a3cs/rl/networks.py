@@ -315,14 +315,28 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def inference(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """This network's forward as a plain function of its *current* weights, for acting.
+        """This network's forward as a plain function of its *current* weights, for acting:
+        :meth:`inference_packed`'s output split into ``(dist_params, value)``."""
+        packed = self.inference_packed()
+        width = dist_params_width(self.kind, self.action_dim)
 
-        ``self.inference()(obs)`` equals ``self(obs)`` up to float rounding (the policy and
+        def forward(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = packed(obs)
+            return out[:, :width], out[:, width]
+
+        return forward
+
+    def inference_packed(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """This network's forward as a plain function of its *current* weights, for acting,
+        with the outputs packed in one ``[B, P + 1]`` tensor: ``dist_params`` then the value.
+
+        Split, ``self.inference_packed()(obs)`` equals ``self(obs)`` up to float rounding (the policy and
         value heads run as one matrix product) and builds no autograd graph.  Plain
         convolutions and linear layers are called as functions, not modules: acting calls
         the network once per environment step at batch ``num_envs``, where module dispatch
         and the separate heads cost about a third of the forward (MinAtar reference net at
-        batch 8: 193 -> ~120 us).  The function is valid while the weights do not change (it
+        batch 8: 193 -> ~120 us); one output tensor is one conversion to numpy a step.  The
+        function is valid while the weights do not change (it
         holds copies of some of them): the trainer builds one per rollout.
         """
         # Acting runs the convolutions on contiguous (NCHW) maps, where PyTorch's small-batch
@@ -344,14 +358,14 @@ class ActorCritic(nn.Module):
         n_policy = self.policy.out_features
         log_std = None if self.log_std is None else self.log_std.detach()
 
-        def forward(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(obs: torch.Tensor) -> torch.Tensor:
             features = self._trunk(obs, layer_calls, head_call, flatten_calls,
                                    channels_last=False)
-            out = torch.addmm(head_bias, features, head_weight_t)
-            dist, value = out[:, :n_policy], out[:, n_policy]
-            if log_std is not None:
-                dist = torch.cat([dist, log_std.expand_as(dist)], dim=-1)
-            return dist, value
+            out = torch.addmm(head_bias, features, head_weight_t)  # [B, policy outputs + 1]
+            if log_std is None:
+                return out
+            return torch.cat([out[:, :n_policy], log_std.expand(len(out), -1),
+                              out[:, n_policy:]], dim=-1)
 
         return forward
 
