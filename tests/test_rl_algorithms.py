@@ -89,6 +89,27 @@ def test_pickled_envs_continue_identically() -> None:
         np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_pickles_of_envs_without_their_unwrapped_steppers_still_step() -> None:
+    """Checkpoints from before SyncEnvs stepped OrderEnforcing-wrapped envs unwrapped."""
+    envs = make_env("MinAtar/Breakout-v1", 2, seed=5)
+    as_older = pickle.loads(pickle.dumps(envs))
+    del as_older._steppers  # what an older version pickled
+    older = pickle.loads(pickle.dumps(as_older))
+    for _ in range(20):
+        np.testing.assert_array_equal(older.step(np.array([0, 1]))[0],
+                                      envs.step(np.array([0, 1]))[0])
+
+
+def test_time_limits_still_truncate() -> None:
+    """Only OrderEnforcing is stepped around: MountainCar's 200-step TimeLimit still ends the
+    episode (random actions do not reach the flag)."""
+    envs = make_env("MountainCar-v0", 1, seed=0)
+    for step in range(1, 201):
+        _, _, terminated, truncated, _ = envs.step(np.array([step % 3]))
+        assert not terminated[0]
+        assert truncated[0] == (step == 200)
+
+
 def test_gae_matches_a_direct_computation() -> None:
     rng = np.random.default_rng(0)
     steps, envs, gamma, lam = 7, 3, 0.9, 0.8
