@@ -313,7 +313,6 @@ class ActorCritic(nn.Module):
             out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
         return out, self.value(h).squeeze(-1)
 
-    @torch.no_grad()
     def inference(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """This network's forward as a plain function of its *current* weights, for acting:
         :meth:`inference_packed`'s output split into ``(dist_params, value)``."""
@@ -326,18 +325,19 @@ class ActorCritic(nn.Module):
 
         return forward
 
+    @torch.no_grad()
     def inference_packed(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """This network's forward as a plain function of its *current* weights, for acting,
         with the outputs packed in one ``[B, P + 1]`` tensor: ``dist_params`` then the value.
 
-        Split, ``self.inference_packed()(obs)`` equals ``self(obs)`` up to float rounding (the policy and
-        value heads run as one matrix product) and builds no autograd graph.  Plain
-        convolutions and linear layers are called as functions, not modules: acting calls
-        the network once per environment step at batch ``num_envs``, where module dispatch
-        and the separate heads cost about a third of the forward (MinAtar reference net at
-        batch 8: 193 -> ~120 us); one output tensor is one conversion to numpy a step.  The
-        function is valid while the weights do not change (it
-        holds copies of some of them): the trainer builds one per rollout.
+        Split, its output equals ``self(obs)`` up to float rounding (the policy and value
+        heads run as one matrix product); it builds no autograd graph.  Plain convolutions
+        and linear layers are called as functions, not modules: acting calls the network
+        once per environment step at batch ``num_envs``, where module dispatch and the
+        separate heads cost about a third of the forward (MinAtar reference net at batch 8:
+        193 -> ~120 us); one output tensor is one conversion to numpy a step.  The function
+        is valid while the weights do not change (it holds copies of some of them): the
+        trainer builds one per rollout.
         """
         # Acting runs the convolutions on contiguous (NCHW) maps, where PyTorch's small-batch
         # convolution is fastest (channels-last: +55 us a step at batch 8).  A plain linear
