@@ -41,6 +41,8 @@ class RunResult:
         hw_path: the derived hardware YAML (``None`` on a CPU target).
         wall_time_s: wall time of the whole run.
         env_steps: environment steps spent (search + retraining).
+        device: where the agent was trained and evaluated (``cpu``, ``cuda``; None in results
+            written before this was recorded).
     """
 
     method: str
@@ -61,6 +63,7 @@ class RunResult:
     hw_path: str | None = None
     wall_time_s: float = 0.0
     env_steps: int = 0
+    device: str | None = None
 
     def metric(self, name: str) -> float:
         """The efficiency metric ``name`` (``fps``, ``latency``, ``energy``)."""

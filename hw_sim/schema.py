@@ -21,9 +21,11 @@ _MISSING_VALUE = "<missing>"
 
 
 class FrozenModel(BaseModel):
-    """Base of every description: immutable, unknown keys rejected."""
+    """Base of every description: immutable, unknown keys and non-finite numbers (inf, nan,
+    1e400) rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True,
+                              allow_inf_nan=False)
 
 
 def format_loc(loc: tuple[int | str, ...]) -> str:

@@ -123,7 +123,7 @@ class ArchLogits(nn.Module):
         indices = {}
         for label in self.labels:
             uniform = torch.rand(self.sizes[label], generator=generator).clamp_(1e-10, 1.0)
-            noise[label] = -torch.log(-torch.log(uniform))
+            noise[label] = (-torch.log(-torch.log(uniform))).to(self[label].device)
             indices[label] = int(torch.argmax(self[label].detach() + noise[label]))
         return Path(indices, noise, self.gates(indices, noise, tau))
 
@@ -313,6 +313,12 @@ class SuperNet(nn.Module):
         nn.init.orthogonal_(self.value.weight, VALUE_GAIN, generator=generator)
         self.policy.bias.zero_()
         self.value.bias.zero_()
+
+    @property
+    def obs_norm(self) -> nn.Module | None:
+        """The observation transform when it is a running normaliser (it has ``update(obs)``,
+        which the training loop calls after each update), else None."""
+        return self.obs_transform if hasattr(self.obs_transform, "update") else None
 
     # -- parameters ----------------------------------------------------------------------
 

@@ -120,7 +120,7 @@ def test_alternative_layers_are_priced_on_chip_one_by_one(tmp_path, repo):
     # Candidate layers of a search space are alternatives: the sum of their weights says
     # nothing about whether one path's weights fit, so each is priced streamed and on chip.
     space = _space(tmp_path, repo, "  pe_shape: [[2, 2], [16, 16]]\n",
-                   base="zc706_cosearch.yaml")
+                   base="../../a3cs/data/zc706_cosearch.yaml")
     assert space.base.keep_weights_on_chip
     layers = [SMALL, LARGE, HEAD]
     probs = [torch.tensor([0.5, 0.5])]

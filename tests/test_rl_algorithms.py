@@ -171,7 +171,7 @@ def test_rollout_shapes_and_bookkeeping() -> None:
 def test_update_changes_weights_and_reports_statistics() -> None:
     config, model, _, generator, batch = _rollout()
     before = [p.detach().clone() for p in model.parameters()]
-    stats = update(model, make_optimizer(model, config), batch, config, generator)
+    stats = update(model, make_optimizer(list(model.parameters()), config), batch, config, generator)
     assert stats.gradient_steps == 2 * 64 // 32
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert np.isfinite([stats.policy_loss, stats.value_loss, stats.entropy]).all()
@@ -195,7 +195,7 @@ def test_update_statistics_are_the_minibatch_losses(algo: str) -> None:
         loss = a2c_loss(model, data, kind="categorical", ent_coef=0.0, vf_coef=0.5,
                         normalize_advantage=bool(config.normalize_advantage))
         assert float(loss.clip_fraction) == 0.0
-    stats = update(model, make_optimizer(model, config), batch, config, generator)
+    stats = update(model, make_optimizer(list(model.parameters()), config), batch, config, generator)
     assert stats.gradient_steps == 1
     for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
         assert getattr(stats, name) == pytest.approx(float(getattr(loss, name)), rel=1e-5,
@@ -230,7 +230,7 @@ def test_update_with_a_short_last_minibatch() -> None:
     """64 samples in minibatches of 48: each epoch steps on 48 and 16 samples."""
     config, model, _, generator, batch = _rollout()
     config = config.model_copy(update={"batch_size": 48, "n_epochs": 3})
-    stats = update(model, make_optimizer(model, config), batch, config, generator)
+    stats = update(model, make_optimizer(list(model.parameters()), config), batch, config, generator)
     assert stats.gradient_steps == 6
     assert np.isfinite([stats.policy_loss, stats.approx_kl, stats.clip_fraction]).all()
 
@@ -285,7 +285,7 @@ def test_an_update_uses_the_clip_range_it_is_given() -> None:
     """update(clip_range=c) trains exactly as a config whose clip_range is c."""
     def trained(config: TrainConfig, **kwargs: float) -> list[torch.Tensor]:
         _, model, _, _, batch = _rollout()
-        update(model, make_optimizer(model, config), batch, config,
+        update(model, make_optimizer(list(model.parameters()), config), batch, config,
                torch.Generator().manual_seed(5), **kwargs)
         return [p.detach() for p in model.parameters()]
 
@@ -359,7 +359,7 @@ def test_denormals_flushed_inside_and_mode_restored(flushing_before: bool) -> No
             assert flushing()
         assert flushing() == flushing_before
         config, model, _, generator, batch = _rollout()
-        update(model, make_optimizer(model, config), batch, config, generator)
+        update(model, make_optimizer(list(model.parameters()), config), batch, config, generator)
         assert flushing() == flushing_before
     finally:
         torch.set_flush_denormal(False)

@@ -17,7 +17,7 @@ from a3cs.cli import main
 from a3cs.results import read_results
 
 REPO = Path(__file__).resolve().parents[1]
-SPACE = REPO / "experiments/hw/zc706_cosearch_space.yaml"
+SPACE = REPO / "a3cs/data/zc706_cosearch_space.yaml"
 TINY_RL = {"num_envs": 4, "n_steps": 64, "batch_size": 128, "n_epochs": 2}
 TINY_BUDGET = {"warmup_steps": 512, "search_steps": 1024, "proxy_steps": 512,
                "retrain_steps": 1024, "eval_episodes": 2, "teacher_steps": 1024}

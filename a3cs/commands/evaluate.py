@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="take the most likely action instead of sampling")
     parser.add_argument("--gif", metavar="FILE.gif", help="also render one episode to a GIF")
     parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where the agent acts (default auto: CUDA when present)")
     parser.set_defaults(run=run)
 
 
@@ -29,11 +31,13 @@ def run(args: argparse.Namespace) -> int:
 
     from a3cs.rl.checkpoint import load_agent
     from a3cs.rl.evaluate import evaluate_policy, model_policy, render_gif
+    from a3cs.rl.loop import deterministic_kernels, pick_device
     from hw_sim.errors import ConfigError
 
     if args.episodes < 1:
         raise ConfigError("--episodes", args.episodes, "an integer >= 1")
-    agent = load_agent(args.checkpoint)
+    device = pick_device(args.device)
+    agent = load_agent(args.checkpoint, device=device)
     env_id = agent.config.env_id
     if args.gif is not None:
         from a3cs.rl.envs import env_family
@@ -42,12 +46,15 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--gif", args.gif, f"a MinAtar or ALE agent (this one plays "
                               f"{env_id})")
     policy = model_policy(agent.model, deterministic=args.deterministic, seed=args.seed)
-    result = evaluate_policy(policy, env_id, args.episodes, seed=args.seed)
+    with deterministic_kernels(device):
+        result = evaluate_policy(policy, env_id, args.episodes, seed=args.seed)
     if args.format == "json":
         print(json.dumps({"env_id": env_id, "checkpoint": args.checkpoint,
-                          "trained_steps": agent.global_step, **result.to_dict()}))
+                          "trained_steps": agent.global_step, "device": str(device),
+                          **result.to_dict()}))
     else:
-        print(f"{env_id}  checkpoint {args.checkpoint} ({agent.global_step} steps)")
+        print(f"{env_id}  checkpoint {args.checkpoint} ({agent.global_step} steps, "
+              f"acting on {device})")
         print(f"episodes {result.episodes}  mean {result.mean_return:.3f}  "
               f"std {result.std_return:.3f}  min {result.min_return:.3f}  "
               f"max {result.max_return:.3f}  mean length {result.mean_length_steps:.1f}")

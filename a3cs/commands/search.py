@@ -12,6 +12,7 @@ _OVERRIDES = {
     "warmup_steps": "budget.warmup_steps", "search_steps": "budget.search_steps",
     "retrain_steps": "budget.retrain_steps", "eval_episodes": "budget.eval_episodes",
     "proxy_steps": "budget.proxy_steps", "teacher_steps": "budget.teacher_steps",
+    "device": "device",
 }
 
 
@@ -43,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                  "proxy_steps", "teacher_steps"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name,
                             help=f"budget.{name}")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where every stage "
+                        "trains and evaluates (default auto: CUDA when present)")
     parser.add_argument("--out", metavar="RUN_DIR",
                         help="run directory (default: runs/<method>_seed<seed>_<time>)")
     parser.add_argument("--resume", action="store_true",

@@ -19,14 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--arch", metavar="ARCH.yaml", help="network architecture (default: "
                         "the reference network for the observation type)")
     parser.add_argument("--steps", type=int, metavar="N", help="environment steps "
-                        "(default 1000000)")
+                        "(default: the environment's entry in a3cs/data/env_defaults.yaml)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     parser.add_argument("--teacher", metavar="CKPT", help="distill from this trained agent "
                         "(checkpoint or run directory)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in RUN_DIR exactly where its checkpoint stopped")
     parser.add_argument("--config", metavar="TRAIN.yaml",
-                        help="training config (any TrainConfig field); flags override it")
+                        help="training config (any TrainConfig field); it overrides the "
+                        "environment's defaults field by field, and flags override it")
     parser.add_argument("--algo", choices=("ppo", "a2c"), help="algorithm (default ppo)")
     parser.add_argument("--seed", type=int, help="seed (default 0)")
     parser.add_argument("--num-envs", type=int, metavar="N", help="parallel environments")
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from a3cs.rl.checkpoint import CHECKPOINT_NAME, read_checkpoint
     from a3cs.rl.config import TrainConfig
+    from a3cs.rl.defaults import with_env_defaults
     from a3cs.rl.train import train
     from hw_sim.errors import ConfigError
     from hw_sim.io import load_mapping
@@ -71,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
     if values.get("teacher") is not None and not Path(values["teacher"]).exists():
         raise ConfigError("--teacher", values["teacher"], "an existing checkpoint or run "
                           "directory")
+    if not args.resume:  # a checkpoint's config is complete: the table is not consulted
+        values, entry = with_env_defaults(values)
+        print(entry.describe())
     config = validate(TrainConfig, values, source=args.config)
     result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
-    print(f"run directory: {result.run_dir}")
+    print(f"run directory: {result.run_dir}  (device {result.device})")
     print(f"steps: {result.global_step}  updates: {result.updates}  episodes: {result.episodes}"
           f"  recent return: {result.recent_return_mean:.3f}"
           f"  steps/s: {result.steps_per_s:.0f}")

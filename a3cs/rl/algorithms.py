@@ -518,14 +518,14 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
                            beta2=beta2, weight_decay=0.0, eps=group["eps"], maximize=False)
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (PPO) or RMSprop (A2C, alpha 0.99) with the configured learning rate and eps."""
+def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (PPO) or RMSprop (A2C, alpha 0.99) of ``params`` with the configured learning
+    rate and eps."""
     lr = config.learning_rate or 0.0
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.99,
-                                   eps=config.optimizer_eps)
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=config.optimizer_eps)
     # The fused CPU kernel is ~2.5x faster than the for-each one on these small networks.
-    return torch.optim.Adam(model.parameters(), lr=lr, eps=config.optimizer_eps, fused=True)
+    return torch.optim.Adam(params, lr=lr, eps=config.optimizer_eps, fused=True)
 
 
 @contextlib.contextmanager

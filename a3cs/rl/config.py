@@ -14,7 +14,6 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from distill.schedules import DistillConfig
 from hw_sim.errors import ConfigError
-from hw_sim.io import load_mapping
 from hw_sim.schema import FrozenModel, validate
 from nas.arch import Arch
 
@@ -125,18 +124,6 @@ def resolve_family_defaults(config: TrainConfig, family: str) -> TrainConfig:
     if config.normalize_obs is None:
         updates["normalize_obs"] = family == "mujoco"
     return config.model_copy(update=updates) if updates else config
-
-
-def load_config(path: str, overrides: dict[str, Any] | None = None,
-                *, field: str = "--config") -> TrainConfig:
-    """A :class:`TrainConfig` from a YAML file, with ``overrides`` (CLI flags) on top.
-
-    Raises:
-        ConfigError: the file or a field is invalid.
-    """
-    data = load_mapping(path, field=field)
-    data.update(overrides or {})
-    return validate(TrainConfig, data, source=str(path))
 
 
 def make_config(values: dict[str, Any], *, source: str | None = None) -> TrainConfig:

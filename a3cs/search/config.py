@@ -31,6 +31,8 @@ Method = Literal["a3cs", "a3cs_no_distill", "hand_designed", "sequential", "rand
 METHODS: tuple[str, ...] = ("a3cs", "a3cs_no_distill", "hand_designed", "sequential", "random",
                             "evolution")
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: ``teacher: train``: train a teacher in the run even when the package ships one.
+TRAIN_TEACHER = "train"
 
 
 class Budget(FrozenModel):
@@ -104,8 +106,10 @@ class SearchConfig(FrozenModel):
                         "cpu:PROFILE (a preset name or a calibrated profile file)")
     space: str | None = Field(default=None, description="agent search space YAML; none: the "
                               "default space of the observation type")
-    teacher: str | None = Field(default=None, description="teacher checkpoint; none: train the "
-                                "reference network for budget.teacher_steps first")
+    teacher: str | None = Field(default=None, description="teacher checkpoint; none: the "
+                                "package's teacher of env_id (a3cs/data/teachers/manifest.yaml), "
+                                "or, for a game without one, the reference network trained for "
+                                "budget.teacher_steps first; 'train': always train one")
     budget: Budget = Field(default_factory=Budget)
     supernet: SupernetSettings = Field(default_factory=SupernetSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
@@ -113,6 +117,9 @@ class SearchConfig(FrozenModel):
                                "fields) for every training in the run")
     distill: DistillConfig = Field(default_factory=DistillConfig)
     torch_threads: PositiveInt = 1
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="where every stage trains and evaluates (auto: CUDA when "
+        "present); the hardware models run on the CPU")
     checkpoint_every: PositiveInt = Field(default=20, description="search updates between "
                                           "checkpoints")
 
@@ -122,7 +129,7 @@ class SearchConfig(FrozenModel):
         if kind not in ("accelerator", "cpu") or not rest:
             raise ConfigError("target", self.target, "accelerator:SPACE.yaml or cpu:PROFILE")
         forbidden = {"env_id", "seed", "total_steps", "teacher", "distill", "arch",
-                     "torch_threads"} & set(self.rl)
+                     "torch_threads", "device"} & set(self.rl)
         if forbidden:
             key = sorted(forbidden)[0]
             raise ConfigError(f"rl.{key}", self.rl[key], "set at the top level of the search "
@@ -153,12 +160,12 @@ class SearchConfig(FrozenModel):
 
 
 def resolve_path(value: str, base: Path | None) -> str:
-    """A relative path from a config file, made relative to that file (then the packaged
-    data folder); absolute paths unchanged."""
+    """A relative path from a config file, made relative to that file (then the working
+    directory, then the packaged data folder); absolute paths unchanged."""
     path = Path(value)
     if path.is_absolute():
         return value
-    for root in (base, Path.cwd(), DATA_DIR, DATA_DIR.parent.parent / "experiments" / "hw"):
+    for root in (base, Path.cwd(), DATA_DIR):
         if root is not None and (root / path).exists():
             return str((root / path).resolve())
     return value
@@ -190,6 +197,6 @@ def load_search_config(path: str | None, overrides: dict[str, Any] | None = None
     updates: dict[str, Any] = {"target": f"{kind}:{resolve_path(value, base)}"}
     if config.space:
         updates["space"] = resolve_path(config.space, base)
-    if config.teacher:
+    if config.teacher and config.teacher != TRAIN_TEACHER:
         updates["teacher"] = resolve_path(config.teacher, base)
     return config.model_copy(update=updates)

@@ -19,51 +19,41 @@ One search update:
    hand-designed network): multiplied by ``exp(+-lam_rate)`` each step, up while the
    expected latency is above the target and down while below.
 
-The first ``warmup_steps`` only train the weights, on uniformly sampled paths.  A checkpoint
-every ``checkpoint_every`` updates holds everything (supernet, logits, optimizers, target,
+Steps 1-2 are the training loop of ``a3cs train`` (:func:`a3cs.rl.loop.run_loop`: the same
+rollout, update, schedules, device, metrics and checkpoint); the path sampling, the
+distillation-only steps and steps 3-5 plug into it as :class:`SearchHooks`.  The first
+``warmup_steps`` only train the weights, on uniformly sampled paths.  A checkpoint every
+``checkpoint_every`` updates holds everything (supernet, logits, optimizers, target,
 environments, RNG), so a killed search resumes exactly.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from a3cs.rl.algorithms import (
-    CollectorState,
     Minibatch,
-    add_advantages,
+    RolloutBatch,
     clip_grad_norm,
-    collect_rollout,
     flatten,
     grads_of,
     ppo_loss,
-    update,
 )
-from a3cs.rl.checkpoint import (
-    pickle_envs,
-    read_checkpoint,
-    restore_rng_states,
-    rng_states,
-    save_checkpoint,
-    unpickle_envs,
-)
+from a3cs.rl.checkpoint import read_checkpoint
 from a3cs.rl.config import TrainConfig
-from a3cs.rl.envs import make_env
+from a3cs.rl.envs import SyncEnvs
+from a3cs.rl.loop import LoopHooks, LoopState, build_state, run_loop
 from a3cs.rl.networks import RunningNorm, action_dim, policy_kind
 from a3cs.search.config import SearchConfig
 from a3cs.search.targets import Target
 from distill.losses import distill_loss
-from distill.schedules import weight_schedule
-from distill.teacher import Teacher
 from hw_sim.io import atomic_write_text, dump_yaml
 from nas.arch import Arch, reference_arch
 from nas.expected_cost import CandidateTable
@@ -84,6 +74,7 @@ class SearchOutcome:
     lam: float
     env_steps: int
     wall_time_s: float
+    device: str
 
 
 def architecture_task_loss(supernet: SuperNet, mb: Minibatch,
@@ -133,227 +124,224 @@ def temperature(progress: float, start: float, end: float) -> float:
     return start * (end / start) ** min(max(progress, 0.0), 1.0)
 
 
+class SearchHooks(LoopHooks):
+    """The co-search's part of the training loop (steps 1 and 3-5 of the module docstring)."""
+
+    def __init__(self, config: SearchConfig, rl: TrainConfig, supernet: SuperNet,
+                 target: Target, *, lam: float, search_hardware: bool,
+                 warmup_updates: int, total_updates: int) -> None:
+        self.config, self.rl, self.supernet, self.target = config, rl, supernet, target
+        self.lam = lam
+        self.warmup_updates, self.total_updates = warmup_updates, total_updates
+        # The logits are trained only by the architecture step; frozen elsewhere, so the
+        # loop's weight update neither computes nor steps their gradients.
+        for param in supernet.arch_parameters():
+            param.requires_grad_(False)
+        self.arch_opt = torch.optim.Adam(supernet.arch_parameters(),
+                                         lr=config.supernet.arch_lr, betas=(0.5, 0.999))
+        accel_params = target.parameters() if search_hardware else []
+        self.accel_opt = (torch.optim.Adam(accel_params, lr=config.supernet.accel_lr)
+                          if accel_params else None)
+        obs_shape = supernet.obs_shape
+        self.reference_workload = reference_arch(obs_shape).workload(obs_shape,
+                                                                     supernet.action_dim)
+        self.tau = config.supernet.tau_start
+
+    def reference_latency(self) -> float:
+        """Latency of the hand-designed network on the target's current hardware."""
+        return self.target.workload_latency(self.reference_workload)
+
+    def _warming(self, state: LoopState) -> bool:
+        return state.update < self.warmup_updates
+
+    def before_rollout(self, state: LoopState, progress: float) -> None:
+        update_idx = state.update
+        search_progress = 0.0 if self._warming(state) else (
+            (update_idx - self.warmup_updates) / max(1, self.total_updates - self.warmup_updates))
+        settings = self.config.supernet
+        self.tau = temperature(search_progress, settings.tau_start, settings.tau_end)
+        with torch.no_grad():  # 1. the path the rollout acts with (uniform while warming up)
+            self.supernet.sample_path(self.tau, state.generator)
+
+    def after_update(self, state: LoopState, batch: RolloutBatch,
+                     distill_coefs: tuple[float, float] | None,
+                     progress: float) -> dict[str, float]:
+        row: dict[str, float] = {"tau": self.tau,
+                                 "paths_actor_kl": self._distill_paths(state, batch,
+                                                                       distill_coefs)}
+        if not self._warming(state):
+            row.update(self._architecture_step(state, batch, distill_coefs))
+        return row
+
+    def _distill_paths(self, state: LoopState, batch: RolloutBatch,
+                       coefs: tuple[float, float] | None) -> float:
+        """Distillation-only minibatch steps of the weights, each on a fresh path; the mean
+        actor KL (NaN without a teacher)."""
+        settings, supernet, rl = self.config.supernet, self.supernet, self.rl
+        if coefs is None or not settings.distill_paths:
+            return float("nan")
+        data = flatten(batch)
+        groups = state.optimizer.param_groups
+        scheduled = [group["lr"] for group in groups]
+        for group in groups:
+            group["lr"] = settings.distill_lr
+        kls = []
+        weights = supernet.weight_parameters()
+        for _ in range(settings.distill_paths):
+            with torch.no_grad():
+                supernet.sample_path(self.tau, state.generator)
+            index = torch.randperm(data.obs.shape[0], generator=state.generator)[
+                : rl.batch_size or data.obs.shape[0]]
+            mb = data.take(index.to(data.obs.device))
+            assert mb.teacher_dist is not None and mb.teacher_value is not None
+            extra = distill_loss(supernet, mb.obs, mb.teacher_dist, mb.teacher_value,
+                                 kind=supernet.kind, actor_coef=coefs[0], critic_coef=coefs[1])
+            kls.append(float(extra.actor_kl))
+            state.optimizer.zero_grad(set_to_none=True)
+            extra.total.backward()
+            clip_grad_norm(grads_of(weights), rl.max_grad_norm)
+            state.optimizer.step()
+        for group, lr in zip(groups, scheduled, strict=True):
+            group["lr"] = lr
+        return sum(kls) / len(kls)
+
+    def _architecture_step(self, state: LoopState, batch: RolloutBatch,
+                           coefs: tuple[float, float] | None) -> dict[str, float]:
+        """Steps 3-5: architecture logits, accelerator logits, lambda."""
+        config, supernet, target = self.config, self.supernet, self.target
+        arch_params = supernet.arch_parameters()
+        for param in arch_params:
+            param.requires_grad_(True)
+        try:
+            data = flatten(batch)
+            index = torch.randperm(data.obs.shape[0], generator=state.generator)[
+                : config.supernet.arch_batch]
+            task_loss = functools.partial(architecture_task_loss, supernet,
+                                          data.take(index.to(data.obs.device)), coefs,
+                                          self.rl)
+            losses = []
+            for _ in range(config.supernet.arch_paths):
+                path = supernet.sample_path(self.tau, state.generator)
+                if config.supernet.arch_gradient == "local_expectation":
+                    losses.append(local_expectation(supernet, path.indices, task_loss))
+                else:
+                    losses.append(task_loss())  # gates of the sampled path carry gradients
+            task = torch.stack(losses).mean()
+            # The hardware models run on the CPU; .cpu() keeps the gradient path.
+            latency = target.expected_latency(
+                {k: v.cpu() for k, v in supernet.probabilities().items()})
+            latency_ref = self.reference_latency()
+            arch_loss = task + self.lam * latency.to(task.device) / latency_ref
+            self.arch_opt.zero_grad(set_to_none=True)
+            if self.accel_opt is not None:
+                self.accel_opt.zero_grad(set_to_none=True)
+            arch_loss.backward()
+            self.arch_opt.step()
+        finally:
+            for param in arch_params:
+                param.requires_grad_(False)
+
+        if self.accel_opt is not None:  # 4. the accelerator, for the current distribution
+            self.accel_opt.zero_grad(set_to_none=True)
+            detached = {k: v.detach().cpu() for k, v in supernet.probabilities().items()}
+            hardware_loss = target.hardware_loss(detached)
+            if hardware_loss is not None:
+                hardware_loss.backward()
+                self.accel_opt.step()
+
+        # 5. lam towards the latency target
+        expected_latency = latency.item()
+        target_latency = (1.0 / config.cost.target_fps if config.cost.target_fps
+                          else latency_ref / config.cost.target_speedup
+                          if config.cost.target_speedup else None)
+        if target_latency is not None:
+            self.lam *= math.exp(config.cost.lam_rate * math.copysign(
+                1.0, expected_latency - target_latency))
+        return {"expected_latency_s": expected_latency, "reference_latency_s": latency_ref,
+                "expected_fps": 1.0 / expected_latency, "lam": self.lam,
+                "task_loss": task.item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"arch_opt": self.arch_opt.state_dict(),
+                "accel_opt": self.accel_opt.state_dict() if self.accel_opt is not None
+                else None,
+                "target": self.target.state_dict(), "lam": self.lam}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.arch_opt.load_state_dict(saved["arch_opt"])
+        if self.accel_opt is not None:
+            self.accel_opt.load_state_dict(saved["accel_opt"])
+        self.target.load_state_dict(saved["target"])
+        self.lam = float(saved["lam"])
+
+    def postfix(self, row: dict[str, float]) -> dict[str, str]:
+        return {"fps": f"{row.get('expected_fps', float('nan')):.0f}"}
+
+
 def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpace,
-                        target: Target, teacher: Teacher | None, out: Path, *,
-                        lam: float, search_hardware: bool, resume: bool,
-                        progress: bool = True) -> SearchOutcome:
+                        target: Target, out: Path, *, lam: float, search_hardware: bool,
+                        resume: bool, progress: bool = True) -> SearchOutcome:
     """Search an architecture (and, with ``search_hardware``, the target's hardware).
 
     Args:
         config: the run's settings (budget, supernet, cost, seed).
-        rl: PPO settings (num_envs, n_steps, minibatches, learning rate...).
+        rl: the training loop's settings (num_envs, n_steps, minibatches, learning rate and
+            its schedule, optimizer, device; ``rl.teacher``: the A2D teacher's checkpoint, or
+            None for no distillation).
         space: the agent search space.
         target: prices candidate layers; its logits are searched when ``search_hardware``.
-        teacher: A2D teacher, or None (no distillation).
-        out: folder of this stage (checkpoint, metrics.csv).
+        out: folder of this stage (checkpoint, metrics.csv, tb/).
         lam: weight of the relative expected latency (0: hardware-agnostic NAS).
         search_hardware: update the target's logits too (co-search).
         resume: continue from ``out/search_checkpoint.pt``.
         progress: show a progress bar.
+
+    Raises:
+        ConfigError: ``cuda`` without CUDA, or a checkpoint of another version.
     """
-    from tqdm import tqdm
-
     out.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(config.seed)
-    envs = make_env(config.env_id, rl.num_envs, config.seed)
-    obs_space, action_space = envs.single_observation_space, envs.single_action_space
-    obs_shape = tuple(int(d) for d in obs_space.shape)
-    kind = policy_kind(action_space)
-    normalizer = RunningNorm(obs_shape) if rl.normalize_obs else None
-    supernet = SuperNet(space, obs_shape, action_dim(action_space),
-                        gaussian=kind == "gaussian",
-                        obs_scale=1.0 / 255.0 if obs_space.dtype.name == "uint8" else 1.0,
-                        obs_transform=normalizer, generator=generator)
-    table = CandidateTable(space, obs_shape, action_dim(action_space))
-    target.prepare(table)
-    reference = reference_arch(obs_shape)
+    rl = rl.model_copy(update={"checkpoint_every": config.checkpoint_every,
+                               "distill": config.distill})
+    tables: dict[str, CandidateTable] = {}
 
-    weight_opt = torch.optim.Adam(supernet.weight_parameters(), lr=rl.learning_rate or 2.5e-4,
-                                  eps=rl.optimizer_eps)
-    arch_opt = torch.optim.Adam(supernet.arch_parameters(), lr=config.supernet.arch_lr,
-                                betas=(0.5, 0.999))
-    accel_params = target.parameters() if search_hardware else []
-    accel_opt = torch.optim.Adam(accel_params, lr=config.supernet.accel_lr) \
-        if accel_params else None
-    collector = CollectorState.start(envs, torch.device("cpu"), rl.recent_episodes)
+    def make_supernet(envs: SyncEnvs) -> SuperNet:
+        obs_space, action_space = envs.single_observation_space, envs.single_action_space
+        obs_shape = tuple(int(d) for d in obs_space.shape)
+        supernet = SuperNet(space, obs_shape, action_dim(action_space),
+                            gaussian=policy_kind(action_space) == "gaussian",
+                            obs_scale=1.0 / 255.0 if obs_space.dtype.name == "uint8" else 1.0,
+                            obs_transform=RunningNorm(obs_shape) if rl.normalize_obs else None,
+                            generator=torch.Generator().manual_seed(config.seed))
+        tables["candidates"] = CandidateTable(space, obs_shape, action_dim(action_space))
+        return supernet
+
+    state = build_state(rl, make_supernet, parameters=lambda net: net.weight_parameters())
+    supernet = state.model
+    assert isinstance(supernet, SuperNet)
+    target.prepare(tables["candidates"])
     rollout = rl.rollout_steps
     warmup_updates = -(-config.budget.warmup_steps // rollout)
     total_updates = warmup_updates + -(-config.budget.search_steps // rollout)
-    distill_scale = weight_schedule(config.distill)
-    metrics: list[dict[str, float]] = []
-    start_update, wall = 0, 0.0
-
+    hooks = SearchHooks(config, rl, supernet, target, lam=lam, search_hardware=search_hardware,
+                        warmup_updates=warmup_updates, total_updates=total_updates)
     ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.is_file():
         saved = read_checkpoint(ckpt_path, field="--resume")
-        supernet.load_state_dict(saved["supernet"])
-        weight_opt.load_state_dict(saved["weight_opt"])
-        arch_opt.load_state_dict(saved["arch_opt"])
-        if accel_opt is not None:
-            accel_opt.load_state_dict(saved["accel_opt"])
-        target.load_state_dict(saved["target"])
-        envs.close()
-        envs = unpickle_envs(saved["envs"])
-        collector = CollectorState.from_state_dict(saved["collector"], torch.device("cpu"))
-        restore_rng_states(saved["rng"], generator)
-        start_update, lam = int(saved["update"]), float(saved["lam"])
-        metrics, wall = list(saved["metrics"]), float(saved["wall_time_s"])
-
-    reference_workload = reference.workload(obs_shape, action_dim(action_space))
-
-    def reference_latency() -> float:
-        """Latency of the hand-designed network on the target's current hardware."""
-        return target.workload_latency(reference_workload)
-
-    def save(update_idx: int) -> None:
-        save_checkpoint(ckpt_path, {
-            "supernet": supernet.state_dict(), "weight_opt": weight_opt.state_dict(),
-            "arch_opt": arch_opt.state_dict(),
-            "accel_opt": accel_opt.state_dict() if accel_opt is not None else None,
-            "target": target.state_dict(), "envs": pickle_envs(envs),
-            "collector": collector.state_dict(), "rng": rng_states(generator),
-            "update": update_idx, "lam": lam, "metrics": metrics, "wall_time_s": wall})
-        if metrics:
-            text = io.StringIO()
-            writer = csv.DictWriter(text, fieldnames=list(metrics[-1]))
-            writer.writeheader()
-            writer.writerows(metrics)
-            atomic_write_text(out / "metrics.csv", text.getvalue())
-
-    bar = tqdm(total=total_updates * rollout, initial=collector.global_step, unit="step",
-               unit_scale=True, dynamic_ncols=True, disable=not progress,
-               desc=f"search {config.method}")
-    try:
-        for update_idx in range(start_update, total_updates):
-            started = time.perf_counter()
-            warming = update_idx < warmup_updates
-            search_progress = 0.0 if warming else (update_idx - warmup_updates) / max(
-                1, total_updates - warmup_updates)
-            tau = temperature(search_progress, config.supernet.tau_start,
-                              config.supernet.tau_end)
-
-            # 1. a path and a rollout on it
-            with torch.no_grad():
-                if warming:  # uniform paths: the logits have not moved yet
-                    supernet.arch_logits.zero_grad(set_to_none=True)
-                supernet.sample_path(tau, generator)
-            batch = collect_rollout(supernet, envs, collector, rl.n_steps or 1, generator,
-                                    gamma=rl.gamma, clip_reward=bool(rl.clip_reward))
-            batch = add_advantages(batch, gamma=rl.gamma, gae_lambda=rl.gae_lambda or 0.0)
-            coefs = None
-            if teacher is not None:
-                flat_obs = batch.obs.reshape(batch.size, *batch.obs.shape[2:])
-                t_dist, t_value = teacher.outputs(flat_obs)
-                batch = replace(batch, teacher_dist=t_dist, teacher_value=t_value)
-                scale = distill_scale(update_idx / total_updates)
-                coefs = (config.distill.actor_coef * scale, config.distill.critic_coef * scale)
-
-            # 2. weights, on the sampled path
-            for param in supernet.arch_parameters():
-                param.requires_grad_(False)
-            stats = update(supernet, weight_opt, batch, rl, generator, distill_coefs=coefs)
-            for param in supernet.arch_parameters():
-                param.requires_grad_(True)
-            paths_kl = float("nan")
-            if coefs is not None and config.supernet.distill_paths:
-                kls = []
-                data = flatten(batch)
-                for param in supernet.arch_parameters():
-                    param.requires_grad_(False)
-                for group in weight_opt.param_groups:
-                    group["lr"] = config.supernet.distill_lr
-                for _ in range(config.supernet.distill_paths):
-                    with torch.no_grad():
-                        supernet.sample_path(tau, generator)
-                    index = torch.randperm(data.obs.shape[0], generator=generator)[
-                        : rl.batch_size or data.obs.shape[0]]
-                    mb = data.take(index)
-                    assert mb.teacher_dist is not None and mb.teacher_value is not None
-                    extra = distill_loss(supernet, mb.obs, mb.teacher_dist, mb.teacher_value,
-                                         kind=supernet.kind, actor_coef=coefs[0],
-                                         critic_coef=coefs[1])
-                    kls.append(float(extra.actor_kl))
-                    weight_opt.zero_grad(set_to_none=True)
-                    extra.total.backward()
-                    clip_grad_norm(grads_of(supernet.weight_parameters()), rl.max_grad_norm)
-                    weight_opt.step()
-                for group in weight_opt.param_groups:
-                    group["lr"] = rl.learning_rate or 2.5e-4
-                for param in supernet.arch_parameters():
-                    param.requires_grad_(True)
-                paths_kl = sum(kls) / len(kls)
-            if normalizer is not None:
-                normalizer.update(batch.obs.reshape(batch.size, *batch.obs.shape[2:]))
-
-            row: dict[str, float] = {"update": update_idx + 1,
-                                     "global_step": collector.global_step, "tau": tau,
-                                     "recent_return": collector.recent_mean_return(),
-                                     "policy_loss": stats.policy_loss,
-                                     "distill_actor_kl": stats.distill_actor_kl,
-                                     "paths_actor_kl": paths_kl}
-            if not warming:
-                # 3. architecture: task loss through the paths' gates + relative latency
-                data = flatten(batch)
-                index = torch.randperm(data.obs.shape[0], generator=generator)[
-                    : config.supernet.arch_batch]
-                task_loss = functools.partial(architecture_task_loss, supernet,
-                                              data.take(index), coefs, rl)
-                losses = []
-                for _ in range(config.supernet.arch_paths):
-                    path = supernet.sample_path(tau, generator)
-                    if config.supernet.arch_gradient == "local_expectation":
-                        losses.append(local_expectation(supernet, path.indices, task_loss))
-                    else:
-                        losses.append(task_loss())  # gates of the sampled path carry gradients
-                task = torch.stack(losses).mean()
-                probabilities = supernet.probabilities()
-                latency = target.expected_latency(probabilities)
-                latency_ref = reference_latency()
-                arch_loss = task + lam * latency / latency_ref
-                arch_opt.zero_grad(set_to_none=True)
-                if accel_opt is not None:
-                    accel_opt.zero_grad(set_to_none=True)
-                arch_loss.backward()
-                arch_opt.step()
-
-                # 4. accelerator: its own loss for the current architecture distribution
-                if accel_opt is not None:
-                    accel_opt.zero_grad(set_to_none=True)
-                    detached = {k: v.detach() for k, v in supernet.probabilities().items()}
-                    hardware_loss = target.hardware_loss(detached)
-                    if hardware_loss is not None:
-                        hardware_loss.backward()
-                        accel_opt.step()
-
-                # 5. lam towards the latency target
-                expected_fps = 1.0 / latency.item()
-                target_latency = (1.0 / config.cost.target_fps if config.cost.target_fps
-                                  else latency_ref / config.cost.target_speedup
-                                  if config.cost.target_speedup else None)
-                if target_latency is not None:
-                    lam *= math.exp(config.cost.lam_rate * math.copysign(
-                        1.0, latency.item() - target_latency))
-                row.update(expected_latency_s=latency.item(), reference_latency_s=latency_ref,
-                           expected_fps=expected_fps, lam=lam, task_loss=task.item())
-            wall += time.perf_counter() - started
-            row["wall_time_s"] = wall
-            metrics.append(row)
-            bar.update(batch.size)
-            bar.set_postfix(ret=f"{row['recent_return']:.2f}",
-                            fps=f"{row.get('expected_fps', float('nan')):.0f}", refresh=False)
-            done = update_idx + 1
-            if done % config.checkpoint_every == 0 or done == total_updates:
-                save(done)
-    finally:
-        bar.close()
-        envs.close()
+        state.load_state_dict(saved, source=str(ckpt_path))
+        hooks.load_state_dict(saved["hooks"])
+    for _row in run_loop(state, hooks, out, num_updates=total_updates,
+                         checkpoint_name=CHECKPOINT, progress=progress,
+                         desc=f"search {config.method}"):
+        pass
 
     arch = supernet.derive(name=f"{config.method}_seed{config.seed}")
-    probabilities = {label: [round(float(p), 6) for p in probs.detach()]
+    probabilities = {label: [round(float(p), 6) for p in probs.detach().cpu()]
                      for label, probs in supernet.probabilities().items()}
     atomic_write_text(out / "probabilities.yaml", dump_yaml(probabilities))
     with torch.no_grad():
-        expected = float(target.expected_latency(supernet.probabilities()))
+        expected = float(target.expected_latency(
+            {k: v.cpu() for k, v in supernet.probabilities().items()}))
     return SearchOutcome(arch=arch, probabilities=probabilities, expected_latency_s=expected,
-                         reference_latency_s=reference_latency(), lam=lam,
-                         env_steps=collector.global_step, wall_time_s=wall)
+                         reference_latency_s=hooks.reference_latency(), lam=hooks.lam,
+                         env_steps=state.collector.global_step, wall_time_s=state.wall_time_s,
+                         device=str(state.device))

@@ -31,12 +31,15 @@ import torch
 
 from a3cs.results import RunResult, write_results
 from a3cs.rl.checkpoint import load_agent, load_teacher
-from a3cs.rl.config import TrainConfig, make_config
+from a3cs.rl.config import TrainConfig, make_config, resolve_family_defaults
+from a3cs.rl.defaults import DefaultsEntry, with_env_defaults
 from a3cs.rl.envs import env_family, make_env
 from a3cs.rl.evaluate import evaluate_policy, model_policy
+from a3cs.rl.loop import deterministic_kernels, pick_device
 from a3cs.rl.networks import describe_action_space
+from a3cs.rl.teachers import shipped_teacher
 from a3cs.rl.train import train
-from a3cs.search.config import SearchConfig
+from a3cs.search.config import TRAIN_TEACHER, SearchConfig
 from a3cs.search.targets import HardwareChoice, Target, make_target
 from distill.teacher import Teacher
 from hw_sim.errors import ConfigError
@@ -82,6 +85,9 @@ class _Prepared:
     obs_shape: tuple[int, ...]
     action_space: str
     action_dim: int
+    device: torch.device
+    defaults: DefaultsEntry
+    teacher_path: str | None  # None: train one in the teacher stage
 
 
 def prepare(config: SearchConfig) -> _Prepared:
@@ -92,11 +98,10 @@ def prepare(config: SearchConfig) -> _Prepared:
             the environment, or PPO settings that are invalid.
     """
     env_family(config.env_id)  # unknown env id -> ConfigError
-    rl = make_config({**config.rl, "env_id": config.env_id, "seed": config.seed,
-                      "torch_threads": config.torch_threads}, source="rl")
-    from a3cs.rl.config import resolve_family_defaults
-
-    rl = resolve_family_defaults(rl, env_family(config.env_id))
+    values, defaults = with_env_defaults({**config.rl, "env_id": config.env_id, "seed": config.seed,
+                                   "torch_threads": config.torch_threads,
+                                   "device": config.device})
+    rl = resolve_family_defaults(make_config(values, source="rl"), env_family(config.env_id))
     probe = make_env(config.env_id, 1, config.seed)
     try:
         obs_shape = tuple(int(d) for d in probe.single_observation_space.shape)
@@ -108,11 +113,18 @@ def prepare(config: SearchConfig) -> _Prepared:
         probe.close()
     space = load_space(config.space, field="space") if config.space else default_space(obs_shape)
     space.check_fits(obs_shape)
-    if config.teacher is not None:
-        load_teacher(config.teacher, field="teacher").check_compatible(
+    teacher_path = config.teacher
+    if teacher_path is None:  # the package's teacher of this game, if it ships one
+        shipped = shipped_teacher(config.env_id)
+        teacher_path = str(shipped.path) if shipped is not None else None
+    elif teacher_path == TRAIN_TEACHER:
+        teacher_path = None
+    if teacher_path is not None and config.distills:
+        load_teacher(teacher_path, field="teacher").check_compatible(
             obs_shape, action_space, field="teacher")
     target = make_target(config.target_kind, config.target_value, config.seed)
-    return _Prepared(config, rl, space, target, obs_shape, action_space, n_actions)
+    return _Prepared(config, rl, space, target, obs_shape, action_space, n_actions,
+                     pick_device(config.device), defaults, teacher_path)
 
 
 def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
@@ -145,7 +157,8 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     if not resume:
         atomic_write_text(out / "config.yaml", dump_yaml(config.model_dump(mode="json")))
         log(f"run {out}: method {config.method}, seed {config.seed}, env {config.env_id}, "
-            f"target {config.target}")
+            f"target {config.target}, device {prep.device}")
+        log(prep.defaults.describe())
     else:
         log(f"resuming {out}: done {', '.join(s for s in STAGES if s in state) or 'nothing'}")
 
@@ -156,7 +169,7 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
 
     # teacher ----------------------------------------------------------------------------
     if "teacher" not in state:
-        teacher_path = config.teacher
+        teacher_path = prep.teacher_path
         if teacher_path is None and config.distills:
             log(f"training the teacher ({config.budget.teacher_steps:,} steps, reference "
                 "network)")
@@ -168,6 +181,8 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
             teacher_path = str(result.checkpoint)
             finish("teacher", path=teacher_path, wall_time_s=time.perf_counter() - started)
         else:
+            if teacher_path is not None and config.distills:
+                log(f"teacher: {teacher_path}")
             finish("teacher", path=teacher_path, wall_time_s=0.0)
     teacher_path = state["teacher"]["path"]
     teacher: Teacher | None = None
@@ -212,13 +227,18 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
                        resume=(out / "retrain" / "checkpoint.pt").is_file(), progress=progress)
         finish("retrain", checkpoint=str(result.checkpoint), env_steps=result.global_step,
                wall_time_s=time.perf_counter() - started)
+    # on the CPU: the workload export and the hardware models
     agent = load_agent(state["retrain"]["checkpoint"], field="retrain checkpoint")
 
     # evaluate ---------------------------------------------------------------------------
     if "evaluate" not in state:
         started = time.perf_counter()
-        score = evaluate_policy(model_policy(agent.model, seed=config.seed), config.env_id,
-                                config.budget.eval_episodes, seed=10_000 + config.seed)
+        acting = load_agent(state["retrain"]["checkpoint"], field="retrain checkpoint",
+                            device=prep.device)
+        with deterministic_kernels(prep.device):
+            score = evaluate_policy(model_policy(acting.model, seed=config.seed),
+                                    config.env_id, config.budget.eval_episodes,
+                                    seed=10_000 + config.seed)
         atomic_write_text(out / "eval.json", json.dumps(score.to_dict(), indent=2) + "\n")
         log(f"test score {score.mean_return:.2f} +- {score.std_return:.2f} over "
             f"{score.episodes} episodes")
@@ -249,7 +269,8 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
         fps=measure["fps"], latency_s=measure["latency_s"], energy_pj=measure["energy_pj"],
         flops=trained_workload.flops, params=trained_workload.stored_weight_words,
         resources=measure["resources"], arch_path="arch.yaml", hw_path="hardware.yaml",
-        wall_time_s=sum(float(v["wall_time_s"]) for v in state.values()), env_steps=env_steps)
+        wall_time_s=sum(float(v["wall_time_s"]) for v in state.values()), env_steps=env_steps,
+        device=str(prep.device))
     json_path, csv_path = write_results(out, [row])
     from a3cs.plotting import plot_pareto
 
@@ -295,7 +316,8 @@ def _search_stage(prep: _Prepared, teacher: Teacher | None, out: Path, *, resume
         log(f"{'co-search' if co else 'hardware-agnostic NAS'}: "
             f"{config.budget.warmup_steps:,} warm-up + {config.budget.search_steps:,} search "
             f"steps, lambda {lam:g}{', distillation' if teacher is not None else ''}")
-        outcome = run_supernet_search(config, prep.rl, prep.space, prep.target, teacher, stage,
+        rl = prep.rl.model_copy(update={"teacher": teacher.source if teacher else None})
+        outcome = run_supernet_search(config, rl, prep.space, prep.target, stage,
                                       lam=lam, search_hardware=co, resume=resume,
                                       progress=progress)
         arch = outcome.arch
