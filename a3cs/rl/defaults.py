@@ -23,6 +23,7 @@ from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import env_family
 from hw_sim.errors import ConfigError
 from hw_sim.io import load_mapping
+from hw_sim.schema import validate
 
 TABLE_PATH = Path(__file__).resolve().parent.parent / "data" / "env_defaults.yaml"
 ALGORITHMS = ("ppo", "a2c")
@@ -81,7 +82,7 @@ def load_table(path: Path = TABLE_PATH) -> dict[str, Any]:
                 if unknown:
                     raise ConfigError(f"{where}.{algo}.{unknown[0]}", values[unknown[0]],
                                       "a TrainConfig field")
-                TrainConfig.model_validate({**values, "algo": algo})
+                validate(TrainConfig, {**values, "algo": algo}, source=f"{where}.{algo}")
     return data
 
 

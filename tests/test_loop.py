@@ -1,0 +1,125 @@
+"""The one training loop and its two users (``a3cs train`` and the co-search's supernet
+training): determinism, the algorithm's optimizer and schedules in the search, devices, and
+the shipped teachers the search picks."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from a3cs.cli import main
+from a3cs.rl.checkpoint import load_agent, read_checkpoint
+from a3cs.rl.envs import make_env
+from a3cs.rl.networks import describe_action_space
+from a3cs.rl.teachers import manifest, shipped_teacher
+from a3cs.search.config import load_search_config
+from a3cs.search.cosearch import CHECKPOINT, run_supernet_search
+from a3cs.search.run import prepare
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = REPO / "a3cs/data/zc706_cosearch_space.yaml"
+TINY_RL = {"num_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 2}
+TINY_BUDGET = {"warmup_steps": 128, "search_steps": 256, "retrain_steps": 256,
+               "eval_episodes": 1, "teacher_steps": 256}
+BREAKOUT_TEACHER = str(REPO / "a3cs/data/teachers/minatar_breakout.pt")
+
+
+def _search_config(tmp_path: Path, **fields: object):
+    data = {"env_id": "MinAtar/Breakout-v1", "seed": 1, "target": f"accelerator:{SPACE}",
+            "rl": TINY_RL, "budget": TINY_BUDGET, "checkpoint_every": 2,
+            "supernet": {"distill_paths": 2, "arch_batch": 32, "arch_paths": 1}, **fields}
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_search_config(str(path))
+
+
+def _supernet_search(tmp_path: Path, name: str, **fields: object):
+    config = _search_config(tmp_path, **fields)
+    prep = prepare(config)
+    rl = prep.rl.model_copy(update={"teacher": prep.teacher_path})
+    return run_supernet_search(config, rl, prep.space, prep.target, tmp_path / name, lam=0.1,
+                               search_hardware=True, resume=False, progress=False)
+
+
+@pytest.mark.slow
+def test_supernet_search_same_seed_same_numbers(tmp_path: Path) -> None:
+    a = _supernet_search(tmp_path, "a", teacher=BREAKOUT_TEACHER)
+    b = _supernet_search(tmp_path, "b", teacher=BREAKOUT_TEACHER)
+    assert a.arch == b.arch and a.probabilities == b.probabilities and a.lam == b.lam
+    saved_a = read_checkpoint(tmp_path / "a" / CHECKPOINT)
+    saved_b = read_checkpoint(tmp_path / "b" / CHECKPOINT)
+    for key, tensor in saved_a["model"].items():
+        assert torch.equal(tensor, saved_b["model"][key]), key
+    strip = [{k: v for k, v in row.items() if k not in ("wall_time_s", "steps_per_s")}
+             for row in saved_a["metrics"]]
+    assert strip == [{k: v for k, v in row.items() if k not in ("wall_time_s", "steps_per_s")}
+                     for row in saved_b["metrics"]]
+    assert a.device == "cpu" or torch.cuda.is_available()
+
+
+def test_the_search_trains_with_the_configured_algorithm_and_schedules(tmp_path: Path) -> None:
+    """The drift the shared loop removed: A2C's RMSprop, the learning-rate and clip schedules
+    and the metrics of every update (warm-up rows lack the architecture columns)."""
+    rl = {**TINY_RL, "algo": "a2c", "n_steps": 8, "batch_size": None, "n_epochs": 1,
+          "lr_schedule": "linear", "learning_rate": 0.001}
+    _supernet_search(tmp_path, "a2c", teacher=BREAKOUT_TEACHER, rl=rl,
+                     budget={**TINY_BUDGET, "warmup_steps": 64, "search_steps": 96})
+    saved = read_checkpoint(tmp_path / "a2c" / CHECKPOINT)
+    states = saved["optimizer"]["state"].values()
+    assert states and all("square_avg" in state for state in states)  # RMSprop's moments
+    with open(tmp_path / "a2c" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    updates = len(rows)
+    assert [float(row["learning_rate"]) for row in rows] == pytest.approx(
+        [0.001 * (1 - i / updates) for i in range(updates)])
+    assert rows[0]["lam"] == "" and float(rows[-1]["lam"]) > 0
+    assert (tmp_path / "a2c" / "tb").is_dir()
+
+
+def test_each_shipped_teacher_loads_and_fits_its_game() -> None:
+    assert manifest().teachers, "the package ships at least one teacher"
+    for env_id, entry in manifest().teachers.items():
+        agent = load_agent(entry.path)
+        assert agent.config.env_id == env_id
+        assert agent.global_step >= entry.steps
+        assert agent.config.seed == entry.seed
+        envs = make_env(env_id, 1, 0)
+        try:
+            assert tuple(agent.obs_space.shape) == tuple(envs.single_observation_space.shape)
+            assert describe_action_space(agent.action_space) == describe_action_space(
+                envs.single_action_space)
+        finally:
+            envs.close()
+        assert entry.score_std >= 0 and entry.episodes >= 100 and "a3cs train" in entry.command
+
+
+def test_the_search_distills_the_teacher_of_its_game_by_default(tmp_path: Path) -> None:
+    shipped = shipped_teacher("MinAtar/Breakout-v1")
+    assert shipped is not None
+    assert prepare(load_search_config(None)).teacher_path == str(shipped.path)
+    assert prepare(_search_config(tmp_path, teacher="train")).teacher_path is None
+    path = str(tmp_path / "mine.pt")
+    assert load_search_config(None, {"teacher": path}).teacher == path
+    games_without = [env for env in ("MinAtar/Freeway-v1", "MinAtar/Seaquest-v1")
+                     if shipped_teacher(env) is None]
+    for env_id in games_without:  # trained in the run's teacher stage
+        assert prepare(_search_config(tmp_path, env_id=env_id)).teacher_path is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("argv", [
+    ["train", "--env", "CartPole-v1", "--steps", "64", "--device", "cuda", "--out", "{out}"],
+    ["search", "--device", "cuda", "--out", "{out}", "--quiet"],
+    ["evaluate", BREAKOUT_TEACHER, "--device", "cuda"],
+])
+def test_cuda_without_cuda_is_a_one_line_error(tmp_path: Path, argv: list[str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main([arg.format(out=out) for arg in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "device: got 'cuda'" in err, err
+    assert not out.exists()
