@@ -1,0 +1,229 @@
+"""Scores of ``a3cs train`` with its per-environment defaults, against the field's anchors.
+
+Trains every (environment, seed) with nothing but ``a3cs train --env E --seed S`` (so the table
+in a3cs/data/env_defaults.yaml is what is measured), resuming runs a previous session left
+unfinished, then evaluates each final checkpoint over 100 episodes and writes the table and
+the learning curves with the anchors drawn in::
+
+    python experiments/rl_scores.py run --out experiments/results/rl_scores --jobs 2
+    python experiments/rl_scores.py report --out experiments/results/rl_scores
+
+``run`` can be stopped at any time (a 10 M-step MinAtar run is ~20-25 min on one core here) and
+started again: finished runs are skipped, unfinished ones continue exactly (``--resume``).
+``report`` writes ``scores.csv``, ``scores.md`` and ``curves.png/.svg``, and next to each run
+``agent.pt`` (the final agent without optimizer or environments, small enough to commit:
+``a3cs evaluate RUN/agent.pt --episodes 100`` re-measures it) and ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+GAMES = ("Breakout", "SpaceInvaders", "Asterix", "Freeway", "Seaquest")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """What the field publishes for an environment."""
+
+    target: float | None  # the score the defaults must reach (median of seeds), or None
+    steps: int  # where the target applies
+    published: tuple[tuple[str, float], ...]  # (source, return), drawn as lines
+
+
+ANCHORS: dict[str, Anchor] = {
+    "CartPole-v1": Anchor(475.0, 100_000, (("rl-zoo PPO, 100 k steps", 500.0),)),
+    "MinAtar/Breakout-v1": Anchor(28.0, 10_000_000, (
+        ("gymnax-blines PPO, 10 M (no sticky actions)", 28.0),
+        ("MinAtar paper AC(lambda), 5 M", 17.5), ("PGX PPO, 20 M", 50.0))),
+    "MinAtar/SpaceInvaders-v1": Anchor(131.0, 10_000_000, (
+        ("gymnax-blines PPO, 10 M (no sticky actions)", 131.6),
+        ("MinAtar paper AC(lambda), 5 M", 185.0))),
+    "MinAtar/Asterix-v1": Anchor(15.0, 10_000_000, (
+        ("gymnax-blines PPO, 10 M (no sticky actions)", 15.0),
+        ("MinAtar paper AC(lambda), 5 M", 19.0))),
+    "MinAtar/Freeway-v1": Anchor(None, 10_000_000, (
+        ("gymnax-blines PPO, 10 M (no sticky actions)", 58.8),
+        ("MinAtar paper AC(lambda), 5 M", 47.0))),
+    "MinAtar/Seaquest-v1": Anchor(None, 10_000_000, (
+        ("MinAtar paper AC(lambda), 5 M", 16.0), ("MinAtar paper DQN, 5 M", 20.0))),
+}
+
+
+def slug(env_id: str) -> str:
+    """``MinAtar/Breakout-v1`` -> ``breakout``, ``CartPole-v1`` -> ``cartpole``."""
+    return env_id.split("/")[-1].split("-")[0].lower()
+
+
+def run_dir(out: Path, env_id: str, seed: int) -> Path:
+    return out / f"{slug(env_id)}_s{seed}"
+
+
+def _a3cs(*args: str) -> list[str]:
+    return [sys.executable, "-m", "a3cs", *args]
+
+
+def _finished(directory: Path) -> bool:
+    import yaml
+
+    config = directory / "config.yaml"
+    metrics = directory / "metrics.csv"
+    if not (config.is_file() and metrics.is_file() and (directory / "checkpoint.pt").is_file()):
+        return False
+    settings = yaml.safe_load(config.read_text())
+    rollout = int(settings["num_envs"]) * int(settings["n_steps"])
+    updates = -(-int(settings["total_steps"]) // rollout)
+    with metrics.open() as handle:
+        rows = list(csv.DictReader(handle))
+    return bool(rows) and int(rows[-1]["update"]) >= updates
+
+
+def train_one(out: Path, env_id: str, seed: int, threads: int) -> str:
+    """Train (or continue) one run with the environment's defaults; returns a status line."""
+    directory = run_dir(out, env_id, seed)
+    if _finished(directory):
+        return f"{directory}: done before"
+    command = _a3cs("train", "--env", env_id, "--seed", str(seed), "--out", str(directory),
+                    "--threads", str(threads), "--no-progress")
+    if (directory / "checkpoint.pt").is_file():
+        command.append("--resume")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with (out / f"{directory.name}.log").open("a") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    return f"{directory}: {'finished' if code == 0 else f'exit {code}'}"
+
+
+def evaluate_run(directory: Path, episodes: int) -> dict[str, float]:
+    """Export ``agent.pt`` and evaluate it (cached in ``eval.json`` per trained step)."""
+    from a3cs.rl.checkpoint import load_agent, read_checkpoint, save_checkpoint
+
+    agent_path = directory / "agent.pt"
+    data = read_checkpoint(directory / "checkpoint.pt")
+    if not agent_path.is_file() or load_agent(agent_path).global_step != data["global_step"]:
+        save_checkpoint(agent_path, {key: data[key] for key in
+                                     ("config", "arch", "spaces", "model", "global_step")})
+    cache = directory / "eval.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("trained_steps") == data["global_step"] and cached["episodes"] == episodes:
+            return cached
+    printed = subprocess.run(_a3cs("evaluate", str(agent_path), "--episodes", str(episodes),
+                                   "--format", "json", "--device", "cpu"),
+                             check=True, capture_output=True, text=True).stdout
+    result = json.loads(printed.strip().splitlines()[-1])
+    result["wall_time_s"] = float(data["wall_time_s"])
+    from hw_sim.io import atomic_write_text
+
+    atomic_write_text(cache, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def report(out: Path, envs: list[str], seeds: list[int], episodes: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hw_sim.io import atomic_write_text
+
+    rows = []
+    present = [env for env in envs if any(run_dir(out, env, s).is_dir() for s in seeds)]
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False)
+    for ax, env_id in zip(axes[0], present, strict=True):
+        anchor = ANCHORS[env_id]
+        scores = []
+        for seed in seeds:
+            directory = run_dir(out, env_id, seed)
+            if not (directory / "checkpoint.pt").is_file():
+                continue
+            with (directory / "metrics.csv").open() as handle:
+                curve = [(int(r["global_step"]), float(r["recent_return"]))
+                         for r in csv.DictReader(handle) if r["recent_return"] != "nan"]
+            ax.plot([s / 1e6 for s, _ in curve], [r for _, r in curve], lw=1,
+                    label=f"seed {seed} (training return)")
+            result = evaluate_run(directory, episodes)
+            scores.append(result["mean_return"])
+            rows.append({"env_id": env_id, "seed": seed, "steps": result["trained_steps"],
+                         "score_mean": round(result["mean_return"], 3),
+                         "score_std": round(result["std_return"], 3),
+                         "episodes": result["episodes"],
+                         "wall_time_s": round(result["wall_time_s"], 1),
+                         "finished": _finished(directory),
+                         "agent": str(directory / "agent.pt")})
+            ax.scatter([result["trained_steps"] / 1e6], [result["mean_return"]], marker="*",
+                       s=80, zorder=3)
+        for (source, value), style in zip(anchor.published, ("--", ":", "-."), strict=False):
+            ax.axhline(value, color="gray", ls=style, lw=1, label=source)
+        if anchor.target is not None:
+            ax.axhline(anchor.target, color="red", lw=1, label=f"target {anchor.target:g}")
+        ax.set_title(f"{env_id}: median {statistics.median(scores):.1f}" if scores else env_id,
+                     fontsize=9)
+        ax.set_xlabel("environment steps (M)")
+        ax.set_ylabel("return")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    for suffix in ("png", "svg"):
+        fig.savefig(out / f"curves.{suffix}", dpi=130)
+    plt.close(fig)
+
+    columns = list(rows[0]) if rows else []
+    with (out / "scores.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| environment | steps | seeds: mean ± std (100 episodes) | median | target | "
+             "met |", "|---|---:|---|---:|---:|---|"]
+    for env_id in present:
+        mine = [r for r in rows if r["env_id"] == env_id]
+        if not mine:
+            continue
+        median = statistics.median(r["score_mean"] for r in mine)
+        target = ANCHORS[env_id].target
+        met = "" if target is None else ("yes" if median >= target and all(
+            r["finished"] for r in mine) and len(mine) >= 3 else "no")
+        if env_id == "CartPole-v1" and target is not None:  # every seed, not the median
+            met = "yes" if all(r["score_mean"] >= target for r in mine) else "no"
+        per_seed = ", ".join(f"s{r['seed']} {r['score_mean']:.1f} ± {r['score_std']:.1f}"
+                             + ("" if r["finished"] else f" (at {r['steps'] / 1e6:.1f} M)")
+                             for r in mine)
+        lines.append(f"| {env_id} | {ANCHORS[env_id].steps:,} | {per_seed} | {median:.1f} | "
+                     f"{'report' if target is None else f'{target:g}'} | {met} |")
+    atomic_write_text(out / "scores.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"table: {out / 'scores.md'}  curves: {out / 'curves.png'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/rl_scores"))
+    parser.add_argument("--envs", nargs="+", default=["CartPole-v1",
+                        *(f"MinAtar/{g}-v1" for g in GAMES)], choices=sorted(ANCHORS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
+    parser.add_argument("--episodes", type=int, default=100)
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.episodes < 1:
+        print("error: --jobs and --episodes: got a value < 1; allowed: integers >= 1",
+              file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.action == "run":
+        jobs = [(env, seed) for env in args.envs for seed in args.seeds]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for line in pool.map(lambda job: train_one(args.out, *job, threads=1), jobs):
+                print(line, flush=True)
+    report(args.out, args.envs, args.seeds, args.episodes)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
