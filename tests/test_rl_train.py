@@ -12,6 +12,7 @@ import torch
 from a3cs.cli import main
 from a3cs.rl.checkpoint import load_agent, read_checkpoint
 from a3cs.rl.config import TrainConfig
+from a3cs.rl.defaults import with_env_defaults
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.train import train, training
 from hw_sim.errors import ConfigError
@@ -234,29 +235,17 @@ def test_checkpoint_of_another_architecture_is_rejected(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ppo_solves_cartpole(tmp_path: Path) -> None:
-    """PPO (rl-zoo's CartPole settings) reaches >= 475 within 100 k steps (~35 s here).
-
-    The run is stopped and resumed (exactly) every ~10 k steps from 50 k on and its policy
-    evaluated there: a policy at 500 can still dip in a later update (measured over seeds
-    0-3: all at 500 by 60 k steps, three of them below 475 at the last update), so the
-    budget bounds when the return is *reached*, as the issue states it.
-    """
-    config = TrainConfig(env_id="CartPole-v1", total_steps=100_000, seed=0, num_envs=8,
-                         n_steps=32, batch_size=256, n_epochs=20, learning_rate=1e-3,
-                         lr_schedule="linear", gamma=0.98, gae_lambda=0.8)
-    stops = [-(-steps // config.rollout_steps) for steps in range(50_000, 100_000, 10_000)]
-    returns = []
-    for k, updates in enumerate([*stops, config.num_updates]):
-        result = train(config, tmp_path / "cartpole", progress=False, resume=k > 0,
-                       stop_after_updates=updates)
-        assert result.global_step == updates * config.rollout_steps  # stopped where asked
-        agent = load_agent(result.checkpoint)
-        evaluation = evaluate_policy(model_policy(agent.model, seed=1), "CartPole-v1", 20)
-        returns.append((result.global_step, evaluation.mean_return))
-        if evaluation.mean_return >= 475:
-            break
-    assert returns[-1][1] >= 475, returns
+def test_ppo_solves_cartpole_with_its_defaults(tmp_path: Path) -> None:
+    """``a3cs train --env CartPole-v1`` with nothing else (the table's rl-zoo entry: 100 k
+    steps, learning rate and clip annealed to 0) ends with a policy at >= 475 (~35 s here;
+    seeds 0-2 all evaluate at 500 over 100 episodes, experiments/results/rl_scores)."""
+    values, entry = with_env_defaults({"env_id": "CartPole-v1", "seed": 0})
+    config = TrainConfig.model_validate(values)
+    assert entry.name == "CartPole-v1" and config.total_steps == 100_000
+    result = train(config, tmp_path / "cartpole", progress=False)
+    agent = load_agent(result.checkpoint)
+    evaluation = evaluate_policy(model_policy(agent.model, seed=1), "CartPole-v1", 20)
+    assert evaluation.mean_return >= 475, evaluation
 
 
 def test_tensorboard_holds_every_metrics_column_at_each_update(tmp_path: Path) -> None:
