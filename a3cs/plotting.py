@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,25 +32,38 @@ class ParetoFigure:
     methods: dict[str, MethodStats]
 
 
-def collect_runs(paths: list[Path]) -> list[RunResult]:
+def collect_runs(paths: list[Path], *,
+                 on_bad: Callable[[ConfigError], None] | None = None) -> list[RunResult]:
     """Result rows from run directories, or from folders whose subfolders are run directories.
 
+    Args:
+        paths: run directories, or folders of run directories.
+        on_bad: called with the error of a run whose results.json is damaged, which is then
+            skipped; None: the error is raised.
+
     Raises:
-        ConfigError: a path is not a folder, or holds no results.json at all.
+        ConfigError: a path is not a folder or holds no results.json at all; a damaged
+            results.json (without ``on_bad``); no rows left.
     """
     rows: list[RunResult] = []
     for path in paths:
         if not path.is_dir():
             raise ConfigError("RUN_DIR", str(path), "an existing run directory")
-        if (path / "results.json").is_file():
-            rows.extend(read_results(path))
-            continue
-        found = sorted(p.parent for p in path.glob("*/results.json"))
-        if not found:
+        run_dirs = [path] if (path / "results.json").is_file() else sorted(
+            p.parent for p in path.glob("*/results.json"))
+        if not run_dirs:
             raise ConfigError("RUN_DIR", str(path), "a run directory containing results.json, "
                               "or a folder of such run directories")
-        for run_dir in found:
-            rows.extend(read_results(run_dir))
+        for run_dir in run_dirs:
+            try:
+                rows.extend(read_results(run_dir))
+            except ConfigError as error:
+                if on_bad is None:
+                    raise
+                on_bad(error)
+    if not rows:
+        raise ConfigError("RUN_DIR", " ".join(map(str, paths)), "at least one run with a "
+                          "readable results.json")
     return rows
 
 

@@ -11,10 +11,13 @@ import io
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text
+from hw_sim.io import atomic_write_text, read_text
+from hw_sim.schema import allowed_from_error, format_loc
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,11 @@ class RunResult:
     env_id: str
     target: str
     score_mean: float
-    score_std: float
-    episodes: int
-    fps: float
-    latency_s: float
-    energy_pj: float | None
+    score_std: Annotated[float, Field(ge=0)]
+    episodes: Annotated[int, Field(ge=1)]
+    fps: Annotated[float, Field(gt=0)]
+    latency_s: Annotated[float, Field(gt=0)]
+    energy_pj: Annotated[float, Field(gt=0)] | None
     flops: int
     params: int
     resources: dict[str, float] = field(default_factory=dict)
@@ -106,9 +109,34 @@ def read_results(run_dir: str | Path) -> list[RunResult]:
     if not path.is_file():
         raise ConfigError("RUN_DIR", str(run_dir), "a run directory containing results.json "
                           "(written by a3cs search when a run completes)")
+    text = read_text(path, field="RUN_DIR", expected="a results.json written by a3cs search")
     try:
-        data: Any = json.loads(path.read_text())
-        return [RunResult(**row) for row in data]
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ConfigError(str(path), type(exc).__name__,
-                          f"a list of result rows with the fields {', '.join(_COLUMNS)}") from None
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("results.json", str(path), f"valid JSON (parse error at line "
+                          f"{exc.lineno})") from None
+    if not isinstance(data, list) or not data:
+        raise ConfigError("results.json", short_type(data), "a non-empty list of result rows",
+                          source=str(path))
+    try:
+        return _ROWS.validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = format_loc(tuple(err["loc"]))
+        if err["type"] == "unexpected_keyword_argument":
+            raise ConfigError(field, err.get("input"), "no such field (a row's fields: "
+                              f"{', '.join(_COLUMNS)})", source=str(path)) from None
+        if err["type"] == "missing":
+            raise ConfigError(field, "<missing>", "a value is required",
+                              source=str(path)) from None
+        raise ConfigError(field, err.get("input"), allowed_from_error(err),
+                          source=str(path)) from None
+
+
+def short_type(data: Any) -> str:
+    """``data``'s kind, for messages about a file's top level."""
+    return "an empty list" if data == [] else f"a {type(data).__name__}"
+
+
+# Rows read back from files: field types, finite numbers and positive figures checked.
+_ROWS = TypeAdapter(list[RunResult], config=ConfigDict(allow_inf_nan=False, extra="forbid"))

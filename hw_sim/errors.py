@@ -8,13 +8,16 @@ what is allowed, so the CLI can print it and exit with status 2 without a traceb
 from __future__ import annotations
 
 _MAX_VALUE_CHARS = 60
+_MAX_STRING_CHARS = 240  # file paths are named whole
 
 
 def short_repr(value: object) -> str:
-    """``repr(value)`` on one line, shortened to at most 60 characters."""
+    """``repr(value)`` on one line, shortened to at most 60 characters (strings, such as file
+    paths: 240)."""
     text = repr(value).replace("\n", " ")
-    if len(text) > _MAX_VALUE_CHARS:
-        text = text[: _MAX_VALUE_CHARS - 3] + "..."
+    limit = _MAX_STRING_CHARS if isinstance(value, str) else _MAX_VALUE_CHARS
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
     return text
 
 

@@ -17,6 +17,64 @@ import yaml
 from hw_sim.errors import ConfigError
 
 
+def read_text(path: str | os.PathLike[str], *, field: str = "file",
+              expected: str = "a UTF-8 text file") -> str:
+    """The text of a file a user named, or a one-line :class:`ConfigError`.
+
+    Every input file of the project is read through here, so a missing file, a directory, an
+    unreadable file and bytes that are not UTF-8 text (binary garbage, another encoding) all
+    end the same way.
+
+    Args:
+        path: the file.
+        field: how the CLI refers to this input (e.g. ``"--hw"``).
+        expected: what the file should be, for the message.
+
+    Raises:
+        ConfigError: the file is missing, not a regular file, unreadable, or not UTF-8 text.
+    """
+    file = Path(path)
+    if not file.is_file():
+        what = "a directory" if file.is_dir() else "missing"
+        raise ConfigError(field, str(path), f"{expected} (this path is {what})")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(field, str(path), f"{expected} that can be read "
+                          f"({exc.strerror or type(exc).__name__})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(field, str(path), f"{expected} (byte {exc.start} is not UTF-8: "
+                          "binary data or another encoding)") from None
+
+
+def check_output_path(path: str | os.PathLike[str], *, field: str,
+                      kind: str = "file") -> Path:
+    """Check, before any work starts, that ``path`` can be written as a ``kind`` (``file`` or
+    ``directory``): it is not the other kind, and its folders exist or can be created.
+
+    Raises:
+        ConfigError: ``path`` is a directory where a file goes (or the reverse), one of its
+            parents is a file, or the deepest existing parent is not writable.
+    """
+    target = Path(path)
+    if target.exists() and kind == "file" and target.is_dir():
+        raise ConfigError(field, str(path), "a file path (this is a directory)")
+    if target.exists() and kind == "directory" and not target.is_dir():
+        raise ConfigError(field, str(path), "a directory path (this is a file)")
+    parent = target if kind == "directory" and target.is_dir() else target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(field, str(path), f"a path whose folders can be created ({parent} "
+                          "is a file)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(field, str(path), f"a path in a folder you can write ({parent} is "
+                          "not writable)")
+    return target
+
+
 def load_mapping(path: str | os.PathLike[str], *, field: str = "file") -> dict[str, Any]:
     """Load a YAML or JSON file whose top level is a mapping.
 
@@ -28,9 +86,7 @@ def load_mapping(path: str | os.PathLike[str], *, field: str = "file") -> dict[s
         ConfigError: the file is missing, unreadable, not valid YAML/JSON, or not a mapping.
     """
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(field, str(path), "a path to an existing YAML or JSON file")
-    text = file.read_text()
+    text = read_text(path, field=field, expected="a path to an existing YAML or JSON file")
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from hw_sim.errors import ConfigError
 from hw_sim.hardware import Hardware
-from hw_sim.io import atomic_write_text
+from hw_sim.io import atomic_write_text, read_text
 from hw_sim.schema import validate
 from hw_sim.workload import Conv2d, Dense, Linear, Workload
 
@@ -67,11 +67,9 @@ def load_topology_csv(path: str | Path, *, field: str = "--workload") -> Workloa
     Raises:
         ConfigError: the file is missing, empty, or a row is malformed.
     """
-    file = Path(path)
     source = str(path)
-    if not file.is_file():
-        raise ConfigError(field, source, "a path to an existing topology CSV")
-    lines = [line.strip() for line in file.read_text().splitlines()]
+    text = read_text(path, field=field, expected="a path to an existing topology CSV")
+    lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
     if len(lines) < 2:
         raise ConfigError(field, source, "a CSV with a header row and at least one layer row")
@@ -102,7 +100,7 @@ def load_topology_csv(path: str | Path, *, field: str = "--workload") -> Workloa
         except Exception as exc:  # pydantic wraps our ConfigError
             raise ConfigError(f"line {number}", line, f"a valid layer ({exc})".replace("\n", " "),
                               source=source) from None
-    return Workload(name=file.stem, layers=tuple(layers))
+    return Workload(name=Path(path).stem, layers=tuple(layers))
 
 
 def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
@@ -113,13 +111,11 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
         ConfigError: the file is missing, a required key is absent or invalid, or it asks for
             SCALE-Sim features that change timing and are not modelled (sparsity).
     """
-    file = Path(path)
     source = str(path)
-    if not file.is_file():
-        raise ConfigError(field, source, "a path to an existing SCALE-Sim .cfg file")
+    text = read_text(path, field=field, expected="a path to an existing SCALE-Sim .cfg file")
     parser = configparser.ConfigParser()
     try:
-        parser.read_string(file.read_text())
+        parser.read_string(text)
     except configparser.Error as exc:
         raise ConfigError(field, source, f"a valid .cfg file ({type(exc).__name__})") from None
 
@@ -142,7 +138,7 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
         raise ConfigError("sparsity.SparsitySupport", "true",
                           "false (use a one_by_n engine and weight_format instead)", source=source)
     data = {
-        "name": get("general", "run_name", file.stem),
+        "name": get("general", "run_name", Path(path).stem),
         "clock_mhz": clock_mhz,
         "word_bits": 8,
         "pe_array": {"rows": get(arch, "ArrayHeight"), "cols": get(arch, "ArrayWidth"),

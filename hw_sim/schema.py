@@ -114,7 +114,9 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     return names
 
 
-def _allowed_from_error(err: dict[str, Any]) -> str:
+def allowed_from_error(err: dict[str, Any]) -> str:
+    """What a pydantic error (one of ``ValidationError.errors()``) says is allowed, phrased
+    for the user."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
     simple = {
@@ -127,6 +129,7 @@ def _allowed_from_error(err: dict[str, Any]) -> str:
         "int_from_float": "an integer",
         "float_parsing": "a number",
         "float_type": "a number",
+        "finite_number": "a finite number",
         "bool_parsing": "true or false",
         "bool_type": "true or false",
         "string_type": "a string",
@@ -181,7 +184,7 @@ def config_error_from_pydantic(
         return ConfigError(field, ctx.get("tag", _MISSING_VALUE), allowed + extra, source=source)
     if err["type"] == "missing":
         return ConfigError(base, _MISSING_VALUE, "a value is required" + extra, source=source)
-    return ConfigError(base, err.get("input"), _allowed_from_error(err) + extra, source=source)
+    return ConfigError(base, err.get("input"), allowed_from_error(err) + extra, source=source)
 
 
 def validate(

@@ -71,4 +71,4 @@ def test_plot_bad_input(tmp_path, capsys):
     bad.mkdir()
     (bad / "results.json").write_text("{not json")
     assert main(["plot", str(bad)]) == 2
-    assert "JSONDecodeError" in capsys.readouterr().err
+    assert "valid JSON (parse error at line 1)" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from a3cs.commands.common import add_workload, load_cli_workload
+from a3cs.commands.common import add_workload, finite_float, load_cli_workload
 
 METHODS = ("differentiable", "random", "exhaustive", "all")
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "all three (random gets the differentiable search's evaluation count)")
     parser.add_argument("--steps", type=int, default=30,
                         help="differentiable: optimisation steps (default 30)")
-    parser.add_argument("--lr", type=float, default=0.5,
+    parser.add_argument("--lr", type=finite_float, default=0.5,
                         help="differentiable: Adam learning rate on the logits (default 0.5)")
     parser.add_argument("--samples", type=int, default=1000,
                         help="random: valid configurations to score (default 1000)")
@@ -64,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
         random_search,
     )
     from accelerator_model.space import AcceleratorSpace, assignment
-    from hw_sim.io import atomic_write_text, dump_yaml
+    from hw_sim.io import atomic_write_text, check_output_path, dump_yaml
     from hw_sim.workload import make_workload
 
     _check(args)
+    check_output_path(args.out, field="--out", kind="directory")
     workload = load_cli_workload(args.workload)
     space = AcceleratorSpace.from_yaml(args.space)
     space.check_budget_feasible()

@@ -46,9 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     import os
-    from pathlib import Path
 
     from hw_sim.errors import ConfigError
+    from hw_sim.io import check_output_path
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     limits = {"--per-family": (args.per_family, 20), "--held-out": (args.held_out, 1),
@@ -62,11 +62,7 @@ def _check(args: argparse.Namespace) -> None:
                           "machine's CPUs)")
     if not args.out.endswith(".json"):
         raise ConfigError("--out", args.out, "a path ending in .json")
-    try:
-        Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        raise ConfigError("--out", args.out, "a path in a folder that exists or can be "
-                          "made") from None
+    check_output_path(args.out, field="--out")
 
 
 def run(args: argparse.Namespace) -> int:

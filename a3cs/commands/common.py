@@ -4,7 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type`` of every float flag: a finite number (``inf``, ``nan`` and
+    ``1e400`` are refused while parsing, with a one-line message naming the flag)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a finite number")
+    return value
 
 
 def add_workload(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +40,18 @@ def add_report_output(parser: argparse.ArgumentParser) -> None:
                         help="output format (default: table)")
     parser.add_argument("--out", metavar="FILE",
                         help="also write the report (in --format) to this file, atomically")
+
+
+def check_report_output(args: argparse.Namespace) -> None:
+    """``--out`` (when given) is a file path that can be written, checked before any work.
+
+    Raises:
+        ConfigError: it is a directory, or under a file, or in a folder that cannot be written.
+    """
+    from hw_sim.io import check_output_path
+
+    if args.out:
+        check_output_path(args.out, field="--out")
 
 
 def load_cli_workload(path: str) -> Any:

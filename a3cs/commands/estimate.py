@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from a3cs.commands.common import add_hw_and_workload, add_report_output, load_cli_workload
+from a3cs.commands.common import (
+    add_hw_and_workload,
+    add_report_output,
+    check_report_output,
+    load_cli_workload,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from hw_sim.hardware import load_hardware
     from hw_sim.io import atomic_write_text
 
+    check_report_output(args)
     hw = load_hardware(args.hw)
     workload = load_cli_workload(args.workload)
     report = estimate(workload, hw)

@@ -33,9 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from a3cs.rl.evaluate import evaluate_policy, model_policy, render_gif
     from a3cs.rl.loop import deterministic_kernels, pick_device
     from hw_sim.errors import ConfigError
+    from hw_sim.io import check_output_path
 
     if args.episodes < 1:
         raise ConfigError("--episodes", args.episodes, "an integer >= 1")
+    if args.gif is not None:
+        check_output_path(args.gif, field="--gif")
     device = pick_device(args.device)
     agent = load_agent(args.checkpoint, device=device)
     env_id = agent.config.env_id

@@ -21,16 +21,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output file stem (default: pareto_<x> in the first RUN_DIR); "
                         ".png and .svg are written")
     parser.add_argument("--title", default=None, help="plot title")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip a run whose results.json is damaged, with a warning (default: "
+                        "stop with an error naming it)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from a3cs.plotting import collect_runs, plot_pareto
+    from hw_sim.errors import ConfigError
+    from hw_sim.io import check_output_path
 
-    rows = collect_runs([Path(p) for p in args.run_dirs])
     stem = Path(args.out) if args.out else Path(args.run_dirs[0]) / f"pareto_{args.x}"
+    if stem.is_dir():
+        raise ConfigError("--out", args.out, "a file stem, e.g. DIR/pareto (this is a "
+                          "directory)")
+    for suffix in (".png", ".svg"):
+        check_output_path(stem.with_suffix(suffix), field="--out")
+
+    def warn(error: ConfigError) -> None:
+        print(f"a3cs plot: warning: skipped: {error}", file=sys.stderr)
+
+    rows = collect_runs([Path(p) for p in args.run_dirs],
+                        on_bad=warn if args.skip_bad else None)
     figure = plot_pareto(rows, args.x, stem, title=args.title)
     print(f"{'method':<20} {'runs':>4} {'front':>5} {'hypervolume':>12}")
     for method, stats in figure.methods.items():

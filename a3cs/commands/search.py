@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from a3cs.commands.common import finite_float
+
 # CLI flag -> dotted config field
 _OVERRIDES = {
     "method": "method", "env": "env_id", "seed": "seed", "target": "target", "space": "space",
@@ -36,10 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", help="accelerator:SPACE.yaml or cpu:PROFILE")
     parser.add_argument("--space", metavar="SPACE.yaml", help="agent search space")
     parser.add_argument("--teacher", metavar="CKPT", help="A2D teacher checkpoint")
-    parser.add_argument("--lam", type=float, help="weight of the relative expected latency")
-    parser.add_argument("--target-fps", type=float, help="adapt lambda to reach this FPS")
-    parser.add_argument("--target-speedup", type=float, help="adapt lambda until the agent is "
-                        "this many times faster than the hand-designed one")
+    parser.add_argument("--lam", type=finite_float,
+                        help="weight of the relative expected latency")
+    parser.add_argument("--target-fps", type=finite_float, help="adapt lambda to reach this FPS "
+                        "(replaces the config's target_speedup)")
+    parser.add_argument("--target-speedup", type=finite_float, help="adapt lambda until the "
+                        "agent is this many times faster than the hand-designed one (replaces "
+                        "the config's target_fps)")
     for name in ("warmup_steps", "search_steps", "retrain_steps", "eval_episodes",
                  "proxy_steps", "teacher_steps"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name,
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from a3cs.search.config import load_search_config
     from a3cs.search.run import run_search
     from hw_sim.errors import ConfigError
+    from hw_sim.io import check_output_path
 
     if args.resume and not args.out:
         raise ConfigError("--resume", True, "together with --out RUN_DIR (the run to continue)")
@@ -74,9 +80,16 @@ def run(args: argparse.Namespace) -> int:
         for parent in parents:
             node = node.setdefault(parent, {})  # type: ignore[assignment]
         node[leaf] = value
+    cost = overrides.get("cost")
+    if isinstance(cost, dict):  # one latency target: a flag replaces the file's other one
+        if "target_fps" in cost and "target_speedup" not in cost:
+            cost["target_speedup"] = None
+        if "target_speedup" in cost and "target_fps" not in cost:
+            cost["target_fps"] = None
     config = load_search_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.method}_seed{config.seed}_{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    check_output_path(out, field="--out", kind="directory")
     paths = run_search(config, out, resume=args.resume, progress=not args.quiet)
     print(f"results: {paths.results_json}")
     print(f"results: {paths.results_csv}")

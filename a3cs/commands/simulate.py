@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from a3cs.commands.common import add_hw_and_workload, add_report_output, load_cli_workload
+from a3cs.commands.common import (
+    add_hw_and_workload,
+    add_report_output,
+    check_report_output,
+    load_cli_workload,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,13 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from hw_sim.errors import ConfigError
     from hw_sim.hardware import load_hardware
-    from hw_sim.io import atomic_write_text
+    from hw_sim.io import atomic_write_text, check_output_path
     from hw_sim.simulate import simulate, write_trace
 
     if (args.trace_layer is None) != (args.trace is None):
         given = "--trace-layer" if args.trace is None else "--trace"
         missing = "--trace" if args.trace is None else "--trace-layer"
         raise ConfigError(given, args.trace_layer or args.trace, f"only together with {missing}")
+    check_report_output(args)
+    if args.trace is not None:
+        check_output_path(args.trace, field="--trace")
     hw = load_hardware(args.hw)
     workload = load_cli_workload(args.workload)
     if args.trace_layer is not None:

@@ -53,20 +53,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from a3cs.rl.checkpoint import CHECKPOINT_NAME, read_checkpoint
+    from a3cs.rl.checkpoint import AGENT_KEYS, CHECKPOINT_NAME, read_checkpoint, require_keys
     from a3cs.rl.config import TrainConfig
     from a3cs.rl.defaults import with_env_defaults
     from a3cs.rl.train import train
     from hw_sim.errors import ConfigError
-    from hw_sim.io import load_mapping
+    from hw_sim.io import check_output_path, load_mapping
     from hw_sim.schema import validate
 
+    check_output_path(args.out, field="--out", kind="directory")
     base: dict[str, Any] = {}
     if args.resume:
         ckpt = Path(args.out) / CHECKPOINT_NAME
         if not ckpt.is_file():
             raise ConfigError("--resume", args.out, f"a run directory holding {CHECKPOINT_NAME}")
-        base = dict(read_checkpoint(ckpt, field="--resume")["config"])
+        saved = read_checkpoint(ckpt, field="--resume")
+        require_keys(saved, AGENT_KEYS, ckpt, field="--resume")
+        if not isinstance(saved["config"], dict):
+            raise ConfigError("--resume", str(ckpt), "a checkpoint whose config is a mapping")
+        base = dict(saved["config"])
     if args.config is not None:
         base.update(load_mapping(args.config, field="--config"))
     values = {**base, **_overrides(args)}

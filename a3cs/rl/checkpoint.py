@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from hw_sim.schema import validate
 from nas.arch import Arch
 
 FORMAT = "a3cs-agent/1"
+#: What every agent checkpoint holds (a training checkpoint holds more: a3cs.rl.loop).
+AGENT_KEYS = ("config", "arch", "spaces", "model", "global_step")
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -104,13 +107,24 @@ def read_checkpoint(path: str | Path, *, field: str = "CHECKPOINT") -> dict[str,
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = textwrap.shorten(first, 80, placeholder=" ...")
         raise ConfigError(field, str(path), f"a checkpoint written by a3cs train "
                           f"(cannot read it: {reason})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(field, str(path), f"a checkpoint written by a3cs train (format "
                           f"{FORMAT})")
     return data
+
+
+def require_keys(data: dict[str, Any], keys: tuple[str, ...], path: str | Path, *,
+                 field: str = "CHECKPOINT") -> None:
+    """Raise a one-line :class:`ConfigError` naming the entries of ``keys`` that ``data`` (a
+    checkpoint read by :func:`read_checkpoint`) lacks."""
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise ConfigError(field, str(path), f"a checkpoint written by a3cs train (this one "
+                          f"lacks {', '.join(missing)})")
 
 
 @dataclass
@@ -133,9 +147,17 @@ def agent_from_checkpoint(data: dict[str, Any], path: str, *, field: str = "CHEC
     Raises:
         ConfigError: the stored architecture or weights do not fit together.
     """
+    require_keys(data, AGENT_KEYS, path, field=field)
     config = validate(TrainConfig, data["config"], source=path)
     arch = validate(Arch, data["arch"], source=path)
-    obs_space, action_space = spaces_from_record(data["spaces"])
+    try:
+        obs_space, action_space = spaces_from_record(data["spaces"])
+        global_step = int(data["global_step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(field, path, "an a3cs agent checkpoint (its spaces or step count "
+                          f"are damaged: {type(exc).__name__})") from None
+    if not isinstance(data["model"], dict):
+        raise ConfigError(field, path, "an a3cs agent checkpoint (its weights are damaged)")
     model = build_agent(arch, obs_space, action_space, normalize_obs=bool(config.normalize_obs))
     try:
         model.load_state_dict(data["model"])
@@ -144,7 +166,7 @@ def agent_from_checkpoint(data: dict[str, Any], path: str, *, field: str = "CHEC
         raise ConfigError(field, path, f"weights of the stored architecture {arch.name!r} "
                           f"({first[:80]})") from None
     return LoadedAgent(model=model.to(device), config=config, arch=arch, obs_space=obs_space,
-                       action_space=action_space, global_step=int(data["global_step"]),
+                       action_space=action_space, global_step=global_step,
                        path=path)
 
 

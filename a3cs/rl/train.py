@@ -21,9 +21,11 @@ from typing import Any
 import torch
 
 from a3cs.rl.checkpoint import (
+    AGENT_KEYS,
     CHECKPOINT_NAME,
     agent_from_checkpoint,
     read_checkpoint,
+    require_keys,
     spaces_record,
 )
 from a3cs.rl.config import TrainConfig, resolve_family_defaults
@@ -32,6 +34,7 @@ from a3cs.rl.loop import LoopHooks, LoopState, build_state, pick_device, run_loo
 from a3cs.rl.networks import ActorCritic, build_agent
 from hw_sim.errors import ConfigError
 from hw_sim.io import atomic_write_text, dump_yaml
+from hw_sim.schema import validate
 from nas.arch import reference_arch
 from nas.layers import cubic_sparsity_schedule, one_by_n_layers, prune_to_schedule
 
@@ -113,7 +116,9 @@ def prepare(config: TrainConfig, run_dir: str | Path, *,
         if not ckpt_path.is_file():
             raise ConfigError("--resume", str(out), f"a run directory holding {CHECKPOINT_NAME}")
         saved = read_checkpoint(ckpt_path, field="--resume")
-        config = _check_resume(config, TrainConfig.model_validate(saved["config"]))
+        require_keys(saved, AGENT_KEYS, ckpt_path, field="--resume")
+        config = _check_resume(config, validate(TrainConfig, saved["config"],
+                                                 source=str(ckpt_path)))
     elif ckpt_path.exists():
         raise ConfigError("--out", str(out), f"a new run directory (this one holds "
                           f"{CHECKPOINT_NAME}: pass --resume to continue it)")

@@ -43,7 +43,8 @@ from a3cs.search.config import TRAIN_TEACHER, SearchConfig
 from a3cs.search.targets import HardwareChoice, Target, make_target
 from distill.teacher import Teacher
 from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, dump_yaml, load_mapping
+from hw_sim.io import atomic_write_text, dump_yaml, load_mapping, read_text
+from hw_sim.schema import validate
 from nas.arch import Arch, load_arch, reference_arch
 from nas.space import SearchSpace, default_space, load_space
 
@@ -140,7 +141,8 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     if resume:
         if not state_path.is_file():
             raise ConfigError("--resume", str(out), f"a run directory holding {STATE}")
-        saved = SearchConfig.model_validate(load_mapping(out / "config.yaml", field="--resume"))
+        saved = validate(SearchConfig, load_mapping(out / "config.yaml", field="--resume"),
+                         source=str(out / "config.yaml"))
         if saved != config:
             changed = sorted(k for k in config.model_fields
                              if getattr(saved, k) != getattr(config, k))
@@ -149,11 +151,11 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     elif state_path.exists():
         raise ConfigError("--out", str(out), "a new run directory (this one holds a run: pass "
                           "--resume to continue it)")
+    state: dict[str, Any] = _read_state(state_path) if resume else {}
     prep = prepare(config)
     torch.set_num_threads(config.torch_threads)
     out.mkdir(parents=True, exist_ok=True)
     log = _Log(out / "log.txt", echo=progress)
-    state: dict[str, Any] = json.loads(state_path.read_text()) if resume else {}
     if not resume:
         atomic_write_text(out / "config.yaml", dump_yaml(config.model_dump(mode="json")))
         log(f"run {out}: method {config.method}, seed {config.seed}, env {config.env_id}, "
@@ -281,6 +283,25 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     log(f"results: {json_path}")
     log(f"pareto plot: {figure.png}")
     return RunPaths(out, json_path, csv_path, figure.png, figure.svg)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """``state.json`` of a run being resumed (its completed stages).
+
+    Raises:
+        ConfigError: the file is damaged (not JSON, not a mapping of stages).
+    """
+    text = read_text(path, field="--resume", expected="a run directory's state.json")
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("--resume", str(path), f"a state.json that is valid JSON (parse "
+                          f"error at line {exc.lineno}): start a new run") from None
+    if not isinstance(state, dict) or not all(
+            stage in STAGES and isinstance(done, dict) for stage, done in state.items()):
+        raise ConfigError("--resume", str(path), "a state.json mapping stages "
+                          f"({', '.join(STAGES)}) to what they left: start a new run")
+    return state
 
 
 def _reference_rows(out: Path) -> list[RunResult]:
