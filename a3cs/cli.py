@@ -57,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"a3cs {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's, not the input's: disk full, permissions, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"a3cs {args.command}: error: {where}{exc.strerror or exc} (files written before "
+              "are intact: outputs are replaced atomically; a run continues with --resume)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"a3cs {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -531,8 +531,38 @@ def _measure_memory_bandwidth_gbs() -> float:
     return 2 * src.nbytes / best / 1e9
 
 
+def _check_state(data: dict, path: Path, field: str, kernels: int | None = None) -> None:
+    """A measurements file's rounds and call counts, checked before anything uses them: each
+    round one positive finite median and canary per kernel (``kernels`` when known)."""
+    def bad(what: str) -> ConfigError:
+        return ConfigError(field, str(path), f"a measurements file written by a3cs "
+                           f"calibrate-cpu (its {what} is damaged)")
+
+    rounds, calls = data.get("rounds"), data.get("calls")
+    if not isinstance(rounds, list):
+        raise bad("rounds list")
+    widths = set()
+    for entry in rounds:
+        if not isinstance(entry, dict):
+            raise bad("rounds list")
+        for key in ("median_s", "canary_s"):
+            values = entry.get(key)
+            if not isinstance(values, list) or not all(
+                    isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in values):
+                raise bad(f"rounds' {key}")
+            widths.add(len(values))
+    if calls is not None:
+        if not isinstance(calls, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in calls):
+            raise bad("calls list")
+        widths.add(len(calls))
+    if len(widths) > 1 or (kernels is not None and widths and widths != {kernels}):
+        raise bad("kernel count")
+
+
 def _load_state(path: Path, config: CalibrationConfig) -> dict:
     data = load_mapping(path, field="--resume")
+    _check_state(data, path, "--resume")
     # Whether residual trees are fitted does not change what is measured.
     saved = dict(data.get("config") or {}, residual=config.residual)
     if saved != config.model_dump():
@@ -576,6 +606,8 @@ def measure(config: CalibrationConfig, state_path: Path, *, resume: bool = False
                  "spec": spec.model_copy(update={"threads": config.threads}).model_dump(),
                  "load_average": list(os.getloadavg()), "calls": None, "rounds": []}
     kernels = len(layers) + len(held)
+    if resume:
+        _check_state(state, state_path, "--resume", kernels)
     method = config.timing()
     if len(state["rounds"]) < config.rounds:
         built = [make_kernel(layer, seed=config.seed) for layer in layers]
@@ -683,6 +715,7 @@ def refit(state_path: Path, *, residual: bool = True) -> CalibrationResult:
         ConfigError: the file is missing, unreadable, or its measurements are unfinished.
     """
     data = load_mapping(state_path, field="--refit")
+    _check_state(data, state_path, "--refit")
     try:
         config = CalibrationConfig.model_validate(data["config"])
         rounds_done = len(data["rounds"])

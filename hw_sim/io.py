@@ -126,6 +126,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return target
 
 
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write_bytes` left in ``folder`` when its
+    process was killed mid-write (``.NAME.XXXXXXXX.tmp``); returns them.
+
+    Call it where a run starts or resumes, when no other process writes into ``folder``.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    stale = [path for path in root.glob(".*.tmp") if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def save_figure(fig: Any, stem: str | os.PathLike[str], *, dpi: int = 150) -> list[Path]:
     """Save a matplotlib figure as ``stem.png`` and ``stem.svg`` atomically, then close it.
 

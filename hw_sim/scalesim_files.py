@@ -137,6 +137,9 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
     if get("sparsity", "SparsitySupport", "false").lower() == "true":
         raise ConfigError("sparsity.SparsitySupport", "true",
                           "false (use a one_by_n engine and weight_format instead)", source=source)
+    for key in ("ArrayHeight", "ArrayWidth", "IfmapSramSzkB", "FilterSramSzkB",
+                "OfmapSramSzkB"):  # named as the file names them, not as our schema does
+        _positive_int(get(arch, key), f"{arch}.{key}", source)
     data = {
         "name": get("general", "run_name", Path(path).stem),
         "clock_mhz": clock_mhz,

@@ -143,6 +143,12 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
                                             "--out", str(a_file / "report.txt")], "--out")
         add(f"{command}-out-a-directory", [command, "--hw", HW, "--workload", WORKLOAD,
                                            "--out", str(root)], "--out")
+    cfg = root / "non_numeric.cfg"
+    cfg.write_text("[general]\nrun_name = x\n[architecture_presets]\nArrayHeight = abc\n"
+                   "ArrayWidth = 8\nIfmapSramSzkB = 64\nFilterSramSzkB = 64\n"
+                   "OfmapSramSzkB = 64\nDataflow = ws\n")
+    add("simulate-cfg-non-numeric", ["simulate", "--hw", str(cfg), "--workload", WORKLOAD],
+        "architecture_presets.ArrayHeight")
     add("simulate-trace-under-a-file", ["simulate", "--hw", HW, "--workload", WORKLOAD,
                                         "--trace-layer", "conv", "--trace",
                                         str(a_file / "t.csv")], "--trace")
@@ -228,6 +234,9 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
             add(f"search{flag}={value}", ["search", flag, value, "--out", out],
                 f"{field}|{flag}")
     add("search-out-under-a-file", ["search", "--out", str(a_file / "run")], "--out")
+    # a flag's latency target replaces the default config's other one (not a conflict)
+    add("search-target-fps-with-the-default", ["search", "--target-fps", "1000", "--out",
+                                               str(a_file / "run")], "--out")
     damaged = root / "search_damaged"
     damaged.mkdir(exist_ok=True)
     (damaged / "state.json").write_bytes(GARBAGE)
@@ -261,6 +270,22 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
         shutil.copy(bad[f"{kind}.json"], profile.with_name("p_measurements.json"))
         add(f"calibrate-cpu-refit-{kind}", ["calibrate-cpu", "--refit", "--out", str(profile)],
             "measurements")
+    measured = json.loads((REPO / "experiments/results/cpu_host_profile_measurements.json")
+                          .read_text())
+    damages = {"rounds_strings": {"rounds": ["x"] * len(measured["rounds"])},
+               "median_strings": {"rounds": [{**r, "median_s": ["bad"] * len(r["median_s"])}
+                                             for r in measured["rounds"]]},
+               "negative_canary": {"rounds": [{**r, "canary_s": [-1.0] * len(r["canary_s"])}
+                                              for r in measured["rounds"]]},
+               "short_round": {"rounds": [{**r, "median_s": r["median_s"][:3]}
+                                          for r in measured["rounds"]]},
+               "calls_text": {"calls": "many"}}
+    for name, change in damages.items():
+        profile = root / f"cal_{name}" / "p.json"
+        profile.parent.mkdir(exist_ok=True)
+        profile.with_name("p_measurements.json").write_text(json.dumps({**measured, **change}))
+        add(f"calibrate-cpu-refit-{name}", ["calibrate-cpu", "--refit", "--out", str(profile)],
+            "--refit")
     for flag in ("--per-family", "--held-out", "--rounds", "--samples", "--threads"):
         add(f"calibrate-cpu{flag}=0", ["calibrate-cpu", flag, "0", "--out",
                                        str(root / "cal.json")], flag)

@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(checkpoint or run directory)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in RUN_DIR exactly where its checkpoint stopped")
+    parser.add_argument("--trust-run", action="store_true",
+                        help="with --resume: the run is yours, written before a3cs signed "
+                        "runs; resume it although its environment state is unsigned")
     parser.add_argument("--config", metavar="TRAIN.yaml",
                         help="training config (any TrainConfig field); it overrides the "
                         "environment's defaults field by field, and flags override it")
@@ -82,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         values, entry = with_env_defaults(values)
         print(entry.describe())
     config = validate(TrainConfig, values, source=args.config)
-    result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    if args.trust_run and not args.resume:
+        raise ConfigError("--trust-run", True, "together with --resume")
+    result = train(config, args.out, resume=args.resume, progress=not args.no_progress,
+                   trust_run=args.trust_run)
     print(f"run directory: {result.run_dir}  (device {result.device})")
     print(f"steps: {result.global_step}  updates: {result.updates}  episodes: {result.episodes}"
           f"  recent return: {result.recent_return_mean:.3f}"

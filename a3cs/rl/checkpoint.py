@@ -5,14 +5,19 @@ architecture, the spaces, the model and optimizer states, the collector's state 
 observations, running episodes), the RNG states (python, numpy, torch, the run's generator),
 the environments' exact state (pickled, so running episodes continue), the update count and
 the metrics so far.  Everything but the environments loads with ``torch.load(weights_only=
-True)``; the pickled environments are unpickled only when resuming one's own run.
+True)``; the pickled environments are unpickled only when resuming, and only when this user's
+key signed them (:func:`unpickle_envs`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import io
+import os
 import pickle
 import random
+import secrets
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,11 +198,57 @@ def load_teacher(path: str | Path, *, device: str | torch.device = "cpu",
                    action_space=describe_action_space(agent.action_space), source=str(path))
 
 
-def pickle_envs(envs: gym.vector.VectorEnv) -> bytes:
-    """The environments' exact state (running episodes, RNGs) as bytes."""
-    return pickle.dumps(envs)
+#: The environments' state in a checkpoint is a pickle (MinAtar, ALE and MuJoCo keep game
+#: state and RNGs in Python objects), and unpickling can run code.  So each checkpoint signs
+#: its pickle with a secret key of the user who wrote it (HMAC-SHA256), and resuming refuses a
+#: pickle that this key did not sign: a run directory from someone else (shared evidence, a
+#: colleague's run) can be evaluated, plotted and taught from, but not resumed.
+KEY_FILE_ENV = "A3CS_RUN_KEY_FILE"
 
 
-def unpickle_envs(blob: bytes) -> Any:
-    """Inverse of :func:`pickle_envs` (only for one's own run directory: it is a pickle)."""
+def run_key_path() -> Path:
+    """Where this user's signing key lives: ``$A3CS_RUN_KEY_FILE``, else
+    ``~/.config/a3cs/run_key``."""
+    override = os.environ.get(KEY_FILE_ENV)
+    return Path(override) if override else Path.home() / ".config" / "a3cs" / "run_key"
+
+
+def _run_key() -> bytes:
+    """This user's signing key, created (32 random bytes, mode 0600) on first use."""
+    path = run_key_path()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def pickle_envs(envs: gym.vector.VectorEnv) -> dict[str, Any]:
+    """The environments' exact state (running episodes, RNGs) as a signed pickle:
+    ``{"envs": bytes, "envs_hmac": hex digest}``, entries of a checkpoint."""
+    blob = pickle.dumps(envs)
+    return {"envs": blob, "envs_hmac": hmac.new(_run_key(), blob, "sha256").hexdigest()}
+
+
+def unpickle_envs(saved: dict[str, Any], *, source: str, field: str = "--resume",
+                  trust: bool = False) -> Any:
+    """Inverse of :func:`pickle_envs`, only after the signature checks out (or, with
+    ``trust``, when the user has said the run is theirs: runs written before signing).
+
+    Raises:
+        ConfigError: the checkpoint's environment state is unsigned, or signed by another
+            key (another user or machine): it is not unpickled.
+    """
+    blob, signature = saved.get("envs"), saved.get("envs_hmac")
+    if not isinstance(blob, bytes):
+        raise ConfigError(field, source, "a checkpoint holding its environments' state")
+    if not trust and (not isinstance(signature, str) or not hmac.compare_digest(
+            hmac.new(_run_key(), blob, "sha256").hexdigest(), signature)):
+        raise ConfigError(field, source, "a run written by you on this machine (its "
+                          "environment state is a pickle, which can run code, and this one is "
+                          f"not signed by your key {run_key_path()}): resume it where it was "
+                          "written, start a new run, or, for your own run written before "
+                          "runs were signed, add --trust-run")
     return pickle.loads(blob)

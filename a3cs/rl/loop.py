@@ -57,7 +57,7 @@ from a3cs.rl.networks import describe_action_space
 from distill.schedules import weight_schedule
 from distill.teacher import Teacher
 from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text
+from hw_sim.io import atomic_write_text, remove_stale_temporaries
 
 #: Keys every loop checkpoint holds (besides the hooks' and their extras).
 CHECKPOINT_KEYS = ("model", "optimizer", "collector", "rng", "envs", "update", "metrics",
@@ -136,24 +136,28 @@ class LoopState:
         """The checkpoint's core entries (:data:`CHECKPOINT_KEYS`)."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "collector": self.collector.state_dict(), "rng": rng_states(self.generator),
-                "envs": pickle_envs(self.envs), "update": self.update,
+                **pickle_envs(self.envs), "update": self.update,
                 "global_step": self.collector.global_step, "metrics": self.metrics,
                 "wall_time_s": self.wall_time_s}
 
-    def load_state_dict(self, saved: dict[str, Any], *, source: str) -> None:
-        """Continue from a checkpoint written by :meth:`state_dict`.
+    def load_state_dict(self, saved: dict[str, Any], *, source: str,
+                        trust: bool = False) -> None:
+        """Continue from a checkpoint written by :meth:`state_dict`; ``trust``: unpickle its
+        environments even unsigned (see :func:`~a3cs.rl.checkpoint.unpickle_envs`).
 
         Raises:
-            ConfigError: the checkpoint lacks an entry (written by another version).
+            ConfigError: the checkpoint lacks an entry (written by another version), or its
+                environment state is not signed by this user's key.
         """
         missing = [key for key in CHECKPOINT_KEYS if key not in saved]
         if missing:
             raise ConfigError("--resume", source, "a checkpoint of this version of a3cs (it "
                               f"lacks {', '.join(missing)}): start a new run")
+        envs = unpickle_envs(saved, source=source, trust=trust)  # first: nothing is loaded unless signed
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.envs.close()
-        self.envs = unpickle_envs(saved["envs"])
+        self.envs = envs
         self.collector = CollectorState.from_state_dict(saved["collector"], self.device)
         restore_rng_states(saved["rng"], self.generator)
         self.update = int(saved["update"])
@@ -288,6 +292,7 @@ def run_loop(state: LoopState, hooks: LoopHooks, out: Path, *, num_updates: int,
     from tqdm import tqdm
 
     config, model, collector = state.config, state.model, state.collector
+    remove_stale_temporaries(out)  # of a process killed while writing a checkpoint
     lr0 = config.learning_rate or 0.0
     distill_scale = weight_schedule(config.distill)
     writer = SummaryWriter(log_dir=str(out / "tb"), purge_step=collector.global_step or None)

@@ -97,8 +97,8 @@ class _TrainHooks(LoopHooks):
                                         state.envs.single_action_space)}
 
 
-def prepare(config: TrainConfig, run_dir: str | Path, *,
-            resume: bool = False) -> tuple[LoopState, _TrainHooks]:
+def prepare(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
+            trust_run: bool = False) -> tuple[LoopState, _TrainHooks]:
     """Validate every input, then build the run (environments, network, optimizer, teacher),
     loaded from its checkpoint with ``resume``.
 
@@ -137,12 +137,13 @@ def prepare(config: TrainConfig, run_dir: str | Path, *,
     if saved is not None:
         loaded = agent_from_checkpoint(saved, str(ckpt_path), field="--resume")
         saved = {**saved, "model": loaded.model.state_dict()}  # older checkpoints: upgraded
-        state.load_state_dict(saved, source=str(ckpt_path))
+        state.load_state_dict(saved, source=str(ckpt_path), trust=trust_run)
     return state, _TrainHooks(config, state.model)
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, stop_after_updates: int | None = None) -> TrainResult:
+          progress: bool = True, stop_after_updates: int | None = None,
+          trust_run: bool = False) -> TrainResult:
     """Train an agent (PPO or A2C, with A2D distillation when a teacher is configured).
 
     Args:
@@ -152,12 +153,14 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         progress: show a progress bar (steps/s, recent return).
         stop_after_updates: stop after this many updates in total, as if killed right after
             that update's checkpoint (tests of ``--resume``).
+        trust_run: resume a run whose environment state is not signed by this user's key
+            (one's own run written before runs were signed).
 
     Raises:
         ConfigError: any bad input (see :func:`prepare`), before training starts.
     """
     updates = training(config, run_dir, resume=resume, progress=progress,
-                       stop_after_updates=stop_after_updates)
+                       stop_after_updates=stop_after_updates, trust_run=trust_run)
     while True:
         try:
             next(updates)
@@ -166,8 +169,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
 
 
 def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
-             progress: bool = True, stop_after_updates: int | None = None
-             ) -> Generator[dict[str, float], None, TrainResult]:
+             progress: bool = True, stop_after_updates: int | None = None,
+             trust_run: bool = False) -> Generator[dict[str, float], None, TrainResult]:
     """:func:`train` one update at a time: a generator that yields each update's metrics row
     (the row written to ``metrics.csv``) and returns the :class:`TrainResult`.
 
@@ -181,7 +184,7 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     # Before anything is built: the initial weights (orthogonal init runs a QR) differ in
     # the last bits between thread counts.
     torch.set_num_threads(config.torch_threads)
-    state, hooks = prepare(config, out, resume=resume)
+    state, hooks = prepare(config, out, resume=resume, trust_run=trust_run)
     config = state.config
     torch.set_num_threads(config.torch_threads)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ folders (``teacher/``, ``search/``, ``retrain/``), ``arch.yaml``, ``hardware.yam
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -43,7 +44,14 @@ from a3cs.search.config import TRAIN_TEACHER, SearchConfig
 from a3cs.search.targets import HardwareChoice, Target, make_target
 from distill.teacher import Teacher
 from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, dump_yaml, load_mapping, read_text
+from hw_sim.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    dump_yaml,
+    load_mapping,
+    read_text,
+    remove_stale_temporaries,
+)
 from hw_sim.schema import validate
 from nas.arch import Arch, load_arch, reference_arch
 from nas.space import SearchSpace, default_space, load_space
@@ -144,7 +152,7 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
         saved = validate(SearchConfig, load_mapping(out / "config.yaml", field="--resume"),
                          source=str(out / "config.yaml"))
         if saved != config:
-            changed = sorted(k for k in config.model_fields
+            changed = sorted(k for k in SearchConfig.model_fields
                              if getattr(saved, k) != getattr(config, k))
             raise ConfigError("--resume", str(out), "the same settings as the run being resumed "
                               f"(these differ: {', '.join(changed)})")
@@ -153,6 +161,7 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
                           "--resume to continue it)")
     state: dict[str, Any] = _read_state(state_path) if resume else {}
     prep = prepare(config)
+    remove_stale_temporaries(out)
     torch.set_num_threads(config.torch_threads)
     out.mkdir(parents=True, exist_ok=True)
     log = _Log(out / "log.txt", echo=progress)
@@ -343,7 +352,9 @@ def _search_stage(prep: _Prepared, teacher: Teacher | None, out: Path, *, resume
                                       progress=progress)
         arch = outcome.arch
         if co:
-            torch.save(prep.target.state_dict(), stage / "target_state.pt")
+            buffer = io.BytesIO()
+            torch.save(prep.target.state_dict(), buffer)
+            atomic_write_bytes(stage / "target_state.pt", buffer.getvalue())
         info.update(env_steps=outcome.env_steps, expected_latency_s=outcome.expected_latency_s,
                     reference_latency_s=outcome.reference_latency_s, final_lambda=outcome.lam)
         log(f"derived {arch.name}: expected latency {outcome.expected_latency_s * 1e6:.2f} us "

@@ -1,0 +1,151 @@
+"""Nothing loaded that can run code, nothing lost when a write fails, one bad run does not
+break its neighbours."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from a3cs.cli import main
+from a3cs.plotting import collect_runs
+from a3cs.rl.checkpoint import read_checkpoint, run_key_path, save_checkpoint
+from a3cs.rl.config import TrainConfig
+from a3cs.rl.train import train
+from hw_sim.errors import ConfigError
+from hw_sim.io import atomic_write_bytes, remove_stale_temporaries
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"env_id": "CartPole-v1", "num_envs": 2, "n_steps": 16, "batch_size": 32,
+         "n_epochs": 1, "total_steps": 4 * 32, "checkpoint_every": 1}
+
+
+class _Planted:
+    """Unpickling this writes a file: the proof that a pickle ran code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (Path(self.marker), "code ran"))
+
+
+def _run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    train(TrainConfig.model_validate(SMALL), run, progress=False, stop_after_updates=2)
+    return run
+
+
+def test_resume_refuses_environment_state_it_did_not_sign(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    run = _run(tmp_path)
+    checkpoint = run / "checkpoint.pt"
+    marker = tmp_path / "pwned"
+    saved = read_checkpoint(checkpoint)
+    assert len(saved["envs_hmac"]) == 64
+    saved["envs"] = pickle.dumps(_Planted(str(marker)))  # a colleague's "run", say
+    save_checkpoint(checkpoint, {k: v for k, v in saved.items() if k != "format"})
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--resume" in err and "not signed by your key" in err
+    assert not marker.exists()  # nothing was unpickled
+    saved.pop("envs_hmac")  # unsigned, as runs written before signing were
+    save_checkpoint(checkpoint, {k: v for k, v in saved.items() if k != "format"})
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert "--trust-run" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_a_run_signed_by_another_key_is_refused_and_trust_run_resumes_ones_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path)
+    monkeypatch.setenv("A3CS_RUN_KEY_FILE", str(tmp_path / "other_user_key"))
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert "not signed by your key" in capsys.readouterr().err
+    assert run_key_path().stat().st_mode & 0o777 == 0o600
+    assert main(["train", "--out", str(run), "--resume", "--trust-run", "--no-progress"]) == 0
+    assert read_checkpoint(run / "checkpoint.pt")["update"] == 4
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0  # now signed
+    assert main(["train", "--out", str(run), "--trust-run"]) == 2
+    assert "--trust-run" in capsys.readouterr().err
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "checkpoint.pt"
+    atomic_write_bytes(target, b"previous")
+
+    def disk_full(fd: int) -> None:  # the data did not reach the disk
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_bytes(target, b"new" * 100_000)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_disk_full_during_training_ends_in_one_line_and_the_run_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path)
+    real_replace = os.replace
+
+    def full(src: str, dst: str) -> None:
+        if str(dst).endswith("checkpoint.pt"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "--resume" in err
+    monkeypatch.undo()
+    assert read_checkpoint(run / "checkpoint.pt")["update"] == 2  # the previous one, intact
+    assert not list(run.glob(".*.tmp"))
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert read_checkpoint(run / "checkpoint.pt")["update"] == 4
+
+
+def test_temporaries_of_a_killed_write_are_removed_when_the_run_resumes(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    stale = run / ".checkpoint.pt.k1ll3d.tmp"  # what kill -9 mid-write leaves
+    stale.write_bytes(b"\0" * 1000)
+    train(TrainConfig.model_validate(SMALL), run, resume=True, progress=False)
+    assert not stale.exists()
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_one_damaged_neighbour_is_skipped_when_asked_and_named_otherwise(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = REPO / "experiments/results/cosearch_breakout"
+    bad = tmp_path / "damaged"
+    bad.mkdir()
+    (bad / "results.json").write_text(json.dumps([{"method": "a3cs"}]))
+    with pytest.raises(ConfigError, match="damaged"):
+        collect_runs([good, bad])
+    skipped: list[ConfigError] = []
+    rows = collect_runs([good, bad], on_bad=skipped.append)
+    assert rows and len(skipped) == 1
+    out = tmp_path / "plot"
+    assert main(["plot", str(good), str(bad), "--out", str(out), "--skip-bad"]) == 0
+    assert "warning: skipped" in capsys.readouterr().err
+    assert out.with_suffix(".png").is_file()
+
+
+def test_torch_files_that_hold_code_are_not_loaded(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "agent.pt"
+    torch.save({"format": "a3cs-agent/1", "config": _Planted(str(marker))}, path)
+    assert main(["evaluate", str(path)]) == 2
+    assert "CHECKPOINT" in capsys.readouterr().err
+    assert not marker.exists()
