@@ -307,13 +307,15 @@ def _ids() -> list[str]:
 
 
 CASE_IDS = _ids()
+_BUILT: dict[Path, dict[str, tuple[list[str], str]]] = {}
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_every_bad_input_is_one_line_and_exit_2(case_id: str, fuzz_root: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    cases = {cid: (argv, needle) for cid, argv, needle in _cases(fuzz_root)}
-    argv, needle = cases[case_id]
+    if fuzz_root not in _BUILT:  # the files are made once per worker
+        _BUILT[fuzz_root] = {cid: (argv, needle) for cid, argv, needle in _cases(fuzz_root)}
+    argv, needle = _BUILT[fuzz_root][case_id]
     out = fuzz_root / f"out_{case_id}"
     argv = [arg.replace("{out}", str(out)) for arg in argv]
     code = main(argv)
