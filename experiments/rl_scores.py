@@ -7,12 +7,15 @@ the learning curves with the anchors drawn in::
 
     python experiments/rl_scores.py run --out experiments/results/rl_scores --jobs 2
     python experiments/rl_scores.py report --out experiments/results/rl_scores
+    python experiments/rl_scores.py teachers --out experiments/results/rl_scores
 
 ``run`` can be stopped at any time (a 10 M-step MinAtar run is ~20-25 min on one core here) and
 started again: finished runs are skipped, unfinished ones continue exactly (``--resume``).
 ``report`` writes ``scores.csv``, ``scores.md`` and ``curves.png/.svg``, and next to each run
 ``agent.pt`` (the final agent without optimizer or environments, small enough to commit:
 ``a3cs evaluate RUN/agent.pt --episodes 100`` re-measures it) and ``eval.json``.
+``teachers`` ships, for every MinAtar game whose three seeds finished, the best seed's agent
+as the package's teacher (``a3cs/data/teachers/minatar_<game>.pt``) with its manifest entry.
 """
 
 from __future__ import annotations
@@ -201,9 +204,44 @@ def report(out: Path, envs: list[str], seeds: list[int], episodes: int) -> None:
     print(f"table: {out / 'scores.md'}  curves: {out / 'curves.png'}")
 
 
+def ship_teachers(out: Path, seeds: list[int], episodes: int) -> None:
+    """Copy the best finished seed of each MinAtar game into the package, with its entry in
+    a3cs/data/teachers/manifest.yaml (score, std, steps, seed, the command)."""
+    import shutil
+
+    import yaml
+
+    from a3cs.rl.teachers import MANIFEST, TEACHERS_DIR
+    from hw_sim.io import atomic_write_text, dump_yaml
+
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    header = "".join(line for line in MANIFEST.read_text().splitlines(keepends=True)
+                     if line.startswith("#"))
+    for game in GAMES:
+        env_id = f"MinAtar/{game}-v1"
+        runs = [run_dir(out, env_id, seed) for seed in seeds]
+        if not all(_finished(run) for run in runs):
+            print(f"{env_id}: not every seed finished; no teacher shipped")
+            continue
+        scored = [(evaluate_run(run, episodes), seed, run) for seed, run in zip(seeds, runs,
+                                                                                strict=True)]
+        result, seed, run = max(scored, key=lambda item: item[0]["mean_return"])
+        name = f"minatar_{slug(env_id)}.pt"
+        shutil.copyfile(run / "agent.pt", TEACHERS_DIR / name)
+        manifest["teachers"][env_id] = {
+            "file": name, "score_mean": round(result["mean_return"], 2),
+            "score_std": round(result["std_return"], 2), "episodes": result["episodes"],
+            "steps": int(result["trained_steps"]), "seed": seed,
+            "command": f"a3cs train --env {env_id} --seed {seed} --out R (the defaults of "
+                       f"a3cs/data/env_defaults.yaml); the best of seeds "
+                       f"{', '.join(map(str, seeds))} in {out}/scores.md"}
+        print(f"{env_id}: seed {seed}, {result['mean_return']:.2f} -> {TEACHERS_DIR / name}")
+    atomic_write_text(MANIFEST, header + dump_yaml(manifest))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("action", choices=("run", "report", "teachers"))
     parser.add_argument("--out", type=Path, default=Path("experiments/results/rl_scores"))
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1",
                         *(f"MinAtar/{g}-v1" for g in GAMES)], choices=sorted(ANCHORS))
@@ -221,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(args.jobs) as pool:
             for line in pool.map(lambda job: train_one(args.out, *job, threads=1), jobs):
                 print(line, flush=True)
+    if args.action == "teachers":
+        ship_teachers(args.out, args.seeds, args.episodes)
+        return 0
     report(args.out, args.envs, args.seeds, args.episodes)
     return 0
 

@@ -337,12 +337,6 @@ class SuperNet(nn.Module):
         self.path = self.arch_logits.sample(tau, generator)
         return self.path
 
-    def refresh_gates(self, tau: float) -> None:
-        """Recompute the current path's gates under the current logits (same candidates), so
-        a loss on stored data sends gradients to the logits."""
-        assert self.path is not None, "sample_path() first"
-        self.path.gates = self.arch_logits.gates(self.path.indices, self.path.noise, tau)
-
     def use_architecture(self, indices: dict[str, int]) -> None:
         """Fix the path to given candidates (gates 1, no gradient), e.g. to evaluate one."""
         ones = {label: torch.ones(()) for label in self.choices}
@@ -354,10 +348,6 @@ class SuperNet(nn.Module):
     def derive(self, name: str = "derived") -> Arch:
         """The most likely architecture under the current logits."""
         return self.space.arch_from_indices(self.arch_logits.argmax(), self.obs_shape, name)
-
-    def current_arch(self, name: str = "path") -> Arch:
-        assert self.path is not None, "sample_path() first"
-        return self.space.arch_from_indices(self.path.indices, self.obs_shape, name)
 
     def _value(self, label: str) -> object:
         assert self.path is not None, "sample_path() first"

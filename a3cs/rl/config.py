@@ -1,8 +1,10 @@
 """The one typed configuration of a training run (every hyperparameter, validated up front).
 
-Fields left at ``None`` take the algorithm's default (PPO: stable-baselines3's Atari-style
-settings; A2C: stable-baselines3's A2C) and the environment family's (reward clipping on
-Atari, observation normalisation on MuJoCo); :func:`resolve` fills them in, so the
+``a3cs train`` lays a user's values over the environment's entry of the defaults table
+(:mod:`a3cs.rl.defaults`).  Fields still ``None`` then take the algorithm's default (PPO:
+stable-baselines3's Atari-style settings; A2C: stable-baselines3's A2C), filled in by
+:class:`TrainConfig`'s validator, and the environment family's (reward clipping on Atari,
+observation normalisation on MuJoCo), filled in by :func:`resolve_family_defaults`; so the
 ``config.yaml`` a run writes holds every value it used.
 """
 

@@ -181,19 +181,23 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     in one process.)
     """
     out = Path(run_dir)
-    # Before anything is built: the initial weights (orthogonal init runs a QR) differ in
-    # the last bits between thread counts.
-    torch.set_num_threads(config.torch_threads)
-    state, hooks = prepare(config, out, resume=resume, trust_run=trust_run)
-    config = state.config
-    torch.set_num_threads(config.torch_threads)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump_yaml(config.model_dump(mode="json")))
-    if config.arch is not None:
-        atomic_write_text(out / "arch.yaml", dump_yaml(config.arch.to_dict()))
-    yield from run_loop(state, hooks, out, num_updates=config.num_updates,
-                        checkpoint_name=CHECKPOINT_NAME, progress=progress,
-                        stop_after_updates=stop_after_updates)
+    previous_threads = torch.get_num_threads()  # restored when the run ends
+    try:
+        # Before anything is built: the initial weights (orthogonal init runs a QR) differ in
+        # the last bits between thread counts.
+        torch.set_num_threads(config.torch_threads)
+        state, hooks = prepare(config, out, resume=resume, trust_run=trust_run)
+        config = state.config
+        torch.set_num_threads(config.torch_threads)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", dump_yaml(config.model_dump(mode="json")))
+        if config.arch is not None:
+            atomic_write_text(out / "arch.yaml", dump_yaml(config.arch.to_dict()))
+        yield from run_loop(state, hooks, out, num_updates=config.num_updates,
+                            checkpoint_name=CHECKPOINT_NAME, progress=progress,
+                            stop_after_updates=stop_after_updates)
+    finally:
+        torch.set_num_threads(previous_threads)
     collector = state.collector
     return TrainResult(run_dir=out, checkpoint=out / CHECKPOINT_NAME,
                        global_step=collector.global_step, updates=state.update,

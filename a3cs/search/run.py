@@ -42,6 +42,7 @@ from a3cs.rl.teachers import shipped_teacher
 from a3cs.rl.train import train
 from a3cs.search.config import TRAIN_TEACHER, SearchConfig
 from a3cs.search.targets import HardwareChoice, Target, make_target
+from accelerator_model.threads import torch_threads
 from distill.teacher import Teacher
 from hw_sim.errors import ConfigError
 from hw_sim.io import (
@@ -138,7 +139,8 @@ def prepare(config: SearchConfig) -> _Prepared:
 
 def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
                progress: bool = True) -> RunPaths:
-    """Run every stage of one search (see the module docstring).
+    """Run every stage of one search (see the module docstring), on ``config.torch_threads``
+    threads (the previous count is restored at the end).
 
     Raises:
         ConfigError: any bad input, before work starts; a run directory that already holds a
@@ -162,7 +164,14 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     state: dict[str, Any] = _read_state(state_path) if resume else {}
     prep = prepare(config)
     remove_stale_temporaries(out)
-    torch.set_num_threads(config.torch_threads)
+    with torch_threads(config.torch_threads):
+        return _run_stages(config, prep, out, state, resume=resume, progress=progress)
+
+
+def _run_stages(config: SearchConfig, prep: _Prepared, out: Path, state: dict[str, Any], *,
+                resume: bool, progress: bool) -> RunPaths:
+    """The stages of :func:`run_search`, after its checks."""
+    state_path = out / STATE
     out.mkdir(parents=True, exist_ok=True)
     log = _Log(out / "log.txt", echo=progress)
     if not resume:
