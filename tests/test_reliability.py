@@ -149,3 +149,22 @@ def test_torch_files_that_hold_code_are_not_loaded(tmp_path: Path,
     assert main(["evaluate", str(path)]) == 2
     assert "CHECKPOINT" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_a_damaged_sibling_run_does_not_break_a_new_runs_plot(tmp_path: Path) -> None:
+    """A search plots itself beside the runs in the same folder at its end: a damaged
+    neighbour is left out instead of failing the new run's last stage on every --resume."""
+    from a3cs.search.run import _reference_rows
+
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "results.json").write_text(
+        (REPO / "experiments/results/cosearch_breakout/a3cs_s0/results.json").read_text())
+    for name, content in (("garbage", b"\xff\xfe\x00"), ("dict", b'{"fps": 1}'),
+                          ("nan", b'[{"fps": NaN}]')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_bytes(content)
+    new = tmp_path / "new"
+    new.mkdir()
+    rows = _reference_rows(new)
+    assert len(rows) == 1 and rows[0].method == "a3cs"
