@@ -38,7 +38,8 @@ from torch import Tensor
 from accelerator_model.encode import DATAFLOWS, DTYPE, ENERGY_FIELDS, HardwareBatch, hardware_row
 from accelerator_model.resources import BUDGET_REASONS, Resources, over_budget, resources
 from hw_sim.errors import ConfigError
-from hw_sim.hardware import Dataflow, Hardware, load_hardware
+from hw_sim.files import load_hardware
+from hw_sim.hardware import Dataflow, Hardware
 from hw_sim.io import load_mapping
 from hw_sim.schema import FrozenModel, validate
 from hw_sim.workload import Conv2d, Linear

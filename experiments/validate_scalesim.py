@@ -56,6 +56,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hw_sim.errors import ConfigError
+from hw_sim.files import load_workload
 from hw_sim.hardware import Hardware
 from hw_sim.io import atomic_write_text
 from hw_sim.report import LayerReport
@@ -67,7 +68,7 @@ from hw_sim.scalesim_files import (
 )
 from hw_sim.schema import validate
 from hw_sim.simulate import simulate
-from hw_sim.workload import Linear, Workload, load_workload
+from hw_sim.workload import Linear, Workload
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"

@@ -4,18 +4,11 @@ Workload and hardware descriptions live here and are imported by every other pac
 """
 
 from hw_sim.errors import ConfigError
-from hw_sim.hardware import Hardware, load_hardware
+from hw_sim.files import load_hardware, load_workload
+from hw_sim.hardware import Hardware
 from hw_sim.report import LayerReport, SimReport
 from hw_sim.simulate import simulate, simulate_layer
-from hw_sim.workload import (
-    BlockCirculant,
-    Conv2d,
-    Dense,
-    Linear,
-    OneByN,
-    Workload,
-    load_workload,
-)
+from hw_sim.workload import BlockCirculant, Conv2d, Dense, Linear, OneByN, Workload
 
 __all__ = [
     "BlockCirculant",

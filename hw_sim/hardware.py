@@ -2,7 +2,7 @@
 
 This is the one description of a hardware configuration in the project; the simulator, the
 analytical model and the accelerator search all take this object.  It is loaded from YAML
-(or from a SCALE-Sim ``.cfg`` file, see :mod:`hw_sim.scalesim_files`).
+(or from a SCALE-Sim ``.cfg`` file: :func:`hw_sim.files.load_hardware`).
 
 Units: sizes in KiB (1024 bytes) unless a name says words; a word is ``word_bits`` wide;
 bandwidth in words per cycle; clock in MHz; energy in pJ.
@@ -18,8 +18,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from hw_sim.errors import ConfigError
-from hw_sim.io import load_mapping
-from hw_sim.schema import FrozenModel, validate
+from hw_sim.schema import FrozenModel
 
 Dataflow = Literal["ws", "os", "is"]
 
@@ -183,21 +182,6 @@ class Hardware(FrozenModel):
     def energy_per_action(self) -> ActionEnergy:
         """The energy table resolved for this hardware's word width and buffer sizes."""
         return _resolve_energy(self)
-
-
-def load_hardware(path: str, *, field: str = "--hw") -> Hardware:
-    """Load a hardware description from YAML/JSON, or from a SCALE-Sim ``.cfg`` file.
-
-    Raises:
-        ConfigError: the file is missing or any field is invalid.
-    """
-    if str(path).lower().endswith(".cfg"):
-        from hw_sim.scalesim_files import load_scalesim_cfg
-
-        return load_scalesim_cfg(path, field=field)
-    data = load_mapping(path, field=field)
-    data.setdefault("name", str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0])
-    return validate(Hardware, data, source=str(path))
 
 
 # ------------------------------------------------------------------------------------------

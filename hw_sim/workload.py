@@ -31,8 +31,7 @@ import numpy as np
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from hw_sim.errors import ConfigError
-from hw_sim.io import load_mapping
-from hw_sim.schema import FrozenModel, validate
+from hw_sim.schema import FrozenModel
 
 # --------------------------------------------------------------------------------------------
 # Weight formats
@@ -471,18 +470,3 @@ class Workload(FrozenModel):
 def make_workload(name: str, layers: Iterable[Conv2d | Linear]) -> Workload:
     """Build a :class:`Workload` from layer objects (already validated)."""
     return Workload(name=name, layers=tuple(layers))
-
-
-def load_workload(path: str, *, field: str = "--workload") -> Workload:
-    """Load a workload from YAML/JSON, or from a SCALE-Sim topology CSV (conv or GEMM form).
-
-    Raises:
-        ConfigError: the file is missing or any field is invalid.
-    """
-    if str(path).lower().endswith(".csv"):
-        from hw_sim.scalesim_files import load_topology_csv
-
-        return load_topology_csv(path, field=field)
-    data = load_mapping(path, field=field)
-    data.setdefault("name", str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0])
-    return validate(Workload, data, source=str(path))

@@ -18,8 +18,9 @@ from accelerator_model.search import (
 )
 from accelerator_model.space import AcceleratorSpace
 from hw_sim.errors import ConfigError
+from hw_sim.files import load_workload
 from hw_sim.simulate import simulate
-from hw_sim.workload import Conv2d, Linear, load_workload, make_workload
+from hw_sim.workload import Conv2d, Linear, make_workload
 
 
 def _space(tmp_path: Path, repo: Path, parameters: str, base: str = "zc706_fpga.yaml",

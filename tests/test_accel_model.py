@@ -15,10 +15,11 @@ from accelerator_model.model import estimate, evaluate, evaluate_grid
 from accelerator_model.resources import budget_fit, hardware_resources, resources
 from accelerator_model.timeline import Algebra
 from hw_sim.errors import ConfigError
-from hw_sim.hardware import Hardware, load_hardware
+from hw_sim.files import load_hardware, load_workload
+from hw_sim.hardware import Hardware
 from hw_sim.schedule import StepRun, memory_timeline
 from hw_sim.simulate import simulate
-from hw_sim.workload import Linear, load_workload, make_workload
+from hw_sim.workload import Linear, make_workload
 
 HW = "experiments/hw"
 NETS = "experiments/workloads"

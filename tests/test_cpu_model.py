@@ -32,8 +32,9 @@ from accelerator_model.cpu import (
 )
 from accelerator_model.cpu_calibrate import export_trees
 from hw_sim.errors import ConfigError
+from hw_sim.files import load_workload
 from hw_sim.schema import validate
-from hw_sim.workload import Conv2d, Linear, load_workload
+from hw_sim.workload import Conv2d, Linear
 
 
 def _conv(**kw) -> Conv2d:

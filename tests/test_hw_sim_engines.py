@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from hw_sim.engines.block_circulant import STAGES, pipeline_cycles
 from hw_sim.engines.systolic import pairs_sum_at_most
 from hw_sim.errors import ConfigError
+from hw_sim.files import load_workload
 from hw_sim.hardware import Hardware
 from hw_sim.schedule import StepRun, memory_timeline
 from hw_sim.simulate import simulate, simulate_layer
-from hw_sim.workload import Conv2d, Linear, load_workload
+from hw_sim.workload import Conv2d, Linear
 from tests.hw_strategies import hardware, layer
 
 EXACT_FIELDS = (

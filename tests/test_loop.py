@@ -18,7 +18,7 @@ from a3cs.rl.networks import describe_action_space
 from a3cs.rl.teachers import manifest, shipped_teacher
 from a3cs.search.config import load_search_config
 from a3cs.search.cosearch import CHECKPOINT, run_supernet_search
-from a3cs.search.run import prepare
+from a3cs.search.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "a3cs/data/zc706_cosearch_space.yaml"

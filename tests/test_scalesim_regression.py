@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from hw_sim.errors import ConfigError
+from hw_sim.files import load_workload
 from hw_sim.hardware import Hardware
 from hw_sim.scalesim_files import (
     load_scalesim_cfg,
@@ -27,7 +28,7 @@ from hw_sim.scalesim_files import (
 )
 from hw_sim.schema import validate
 from hw_sim.simulate import simulate
-from hw_sim.workload import Conv2d, Linear, Workload, load_workload
+from hw_sim.workload import Conv2d, Linear, Workload
 
 DATA = Path(__file__).parent / "data" / "scalesim_compute_cycles.csv"
 HEADERS = {
@@ -187,7 +188,7 @@ def test_cfg_round_trip(repo, tmp_path, bandwidth):
 
 
 def test_cfg_shipped_hardware_round_trip(repo, tmp_path):
-    from hw_sim.hardware import load_hardware
+    from hw_sim.files import load_hardware
 
     hw = load_hardware(str(repo / "experiments/hw/ws_32x32.yaml"))
     back = load_scalesim_cfg(write_scalesim_cfg(hw, tmp_path / "ws.cfg"), clock_mhz=hw.clock_mhz)

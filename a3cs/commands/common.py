@@ -65,6 +65,6 @@ def load_cli_workload(path: str) -> Any:
         from a3cs.rl.checkpoint import load_agent
 
         return load_agent(path, field="--workload").model.workload(batch=1)
-    from hw_sim.workload import load_workload
+    from hw_sim.files import load_workload
 
     return load_workload(path)

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from accelerator_model.model import estimate
     from accelerator_model.resources import budget_fit, hardware_resources
-    from hw_sim.hardware import load_hardware
+    from hw_sim.files import load_hardware
     from hw_sim.io import atomic_write_text
 
     check_report_output(args)

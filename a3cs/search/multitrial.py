@@ -24,17 +24,15 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.train import train
+from a3cs.search.prepare import Prepared, RunLog
 from a3cs.search.targets import HardwareChoice
+from distill.teacher import Teacher
 from hw_sim.io import atomic_write_text
 from nas.arch import Arch, reference_arch
-
-if TYPE_CHECKING:
-    from a3cs.search.run import _Log, _Prepared
-    from distill.teacher import Teacher
 
 
 @dataclass(frozen=True)
@@ -76,8 +74,8 @@ def _joint_space(parts: dict[str, Any]) -> Any:
     return JointSpace(parts)
 
 
-def run_multitrial(prep: _Prepared, teacher: Teacher | None, stage: Path, *, progress: bool,
-                   log: _Log) -> MultiTrialOutcome:
+def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, progress: bool,
+                   log: RunLog) -> MultiTrialOutcome:
     """Run the method's nni strategy; return the best trial's architecture and hardware."""
     import nni
     from nni.nas.evaluator import FunctionalEvaluator
@@ -155,7 +153,7 @@ def run_multitrial(prep: _Prepared, teacher: Teacher | None, stage: Path, *, pro
                              best_reward=best.reward)
 
 
-def _run_trial(prep: _Prepared, teacher: Teacher | None, stage: Path, sample: dict[str, Any],
+def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dict[str, Any],
                index: int, reference: Any, scale: float) -> TrialRecord:
     config = prep.config
     arch = prep.space.arch(sample["arch"], prep.obs_shape, name=f"trial{index:03d}")

@@ -24,7 +24,6 @@ import io
 import json
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,12 @@ import torch
 
 from a3cs.results import RunResult, write_results
 from a3cs.rl.checkpoint import load_agent, load_teacher
-from a3cs.rl.config import TrainConfig, make_config, resolve_family_defaults
-from a3cs.rl.defaults import DefaultsEntry, with_env_defaults
-from a3cs.rl.envs import env_family, make_env
 from a3cs.rl.evaluate import evaluate_policy, model_policy
-from a3cs.rl.loop import deterministic_kernels, pick_device
-from a3cs.rl.networks import describe_action_space
-from a3cs.rl.teachers import shipped_teacher
+from a3cs.rl.loop import deterministic_kernels
 from a3cs.rl.train import train
-from a3cs.search.config import TRAIN_TEACHER, SearchConfig
-from a3cs.search.targets import HardwareChoice, Target, make_target
+from a3cs.search.config import SearchConfig
+from a3cs.search.prepare import Prepared, RunLog, prepare
+from a3cs.search.targets import HardwareChoice
 from accelerator_model.threads import torch_threads
 from distill.teacher import Teacher
 from hw_sim.errors import ConfigError
@@ -55,7 +50,6 @@ from hw_sim.io import (
 )
 from hw_sim.schema import validate
 from nas.arch import Arch, load_arch, reference_arch
-from nas.space import SearchSpace, default_space, load_space
 
 STAGES = ("teacher", "search", "hardware", "retrain", "evaluate", "measure", "results")
 STATE = "state.json"
@@ -70,71 +64,6 @@ class RunPaths:
     results_csv: Path
     plot_png: Path
     plot_svg: Path
-
-
-class _Log:
-    """Appends timestamped lines to ``log.txt`` and echoes them."""
-
-    def __init__(self, path: Path, echo: bool):
-        self.path, self.echo = path, echo
-
-    def __call__(self, message: str) -> None:
-        line = f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {message}"
-        with self.path.open("a") as handle:
-            handle.write(line + "\n")
-        if self.echo:
-            print(line, flush=True)
-
-
-@dataclass
-class _Prepared:
-    config: SearchConfig
-    rl: TrainConfig
-    space: SearchSpace
-    target: Target
-    obs_shape: tuple[int, ...]
-    action_space: str
-    action_dim: int
-    device: torch.device
-    defaults: DefaultsEntry
-    teacher_path: str | None  # None: train one in the teacher stage
-
-
-def prepare(config: SearchConfig) -> _Prepared:
-    """Validate every input before anything is trained.
-
-    Raises:
-        ConfigError: unknown env id, a target/space/teacher that does not exist or does not fit
-            the environment, or PPO settings that are invalid.
-    """
-    env_family(config.env_id)  # unknown env id -> ConfigError
-    values, defaults = with_env_defaults({**config.rl, "env_id": config.env_id, "seed": config.seed,
-                                   "torch_threads": config.torch_threads,
-                                   "device": config.device})
-    rl = resolve_family_defaults(make_config(values, source="rl"), env_family(config.env_id))
-    probe = make_env(config.env_id, 1, config.seed)
-    try:
-        obs_shape = tuple(int(d) for d in probe.single_observation_space.shape)
-        action_space = describe_action_space(probe.single_action_space)
-        from a3cs.rl.networks import action_dim as count_actions
-
-        n_actions = count_actions(probe.single_action_space)
-    finally:
-        probe.close()
-    space = load_space(config.space, field="space") if config.space else default_space(obs_shape)
-    space.check_fits(obs_shape)
-    teacher_path = config.teacher
-    if teacher_path is None:  # the package's teacher of this game, if it ships one
-        shipped = shipped_teacher(config.env_id)
-        teacher_path = str(shipped.path) if shipped is not None else None
-    elif teacher_path == TRAIN_TEACHER:
-        teacher_path = None
-    if teacher_path is not None and config.distills:
-        load_teacher(teacher_path, field="teacher").check_compatible(
-            obs_shape, action_space, field="teacher")
-    target = make_target(config.target_kind, config.target_value, config.seed)
-    return _Prepared(config, rl, space, target, obs_shape, action_space, n_actions,
-                     pick_device(config.device), defaults, teacher_path)
 
 
 def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
@@ -168,12 +97,12 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
         return _run_stages(config, prep, out, state, resume=resume, progress=progress)
 
 
-def _run_stages(config: SearchConfig, prep: _Prepared, out: Path, state: dict[str, Any], *,
+def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str, Any], *,
                 resume: bool, progress: bool) -> RunPaths:
     """The stages of :func:`run_search`, after its checks."""
     state_path = out / STATE
     out.mkdir(parents=True, exist_ok=True)
-    log = _Log(out / "log.txt", echo=progress)
+    log = RunLog(out / "log.txt", echo=progress)
     if not resume:
         atomic_write_text(out / "config.yaml", dump_yaml(config.model_dump(mode="json")))
         log(f"run {out}: method {config.method}, seed {config.seed}, env {config.env_id}, "
@@ -337,8 +266,8 @@ def _reference_rows(out: Path) -> list[RunResult]:
     return rows
 
 
-def _search_stage(prep: _Prepared, teacher: Teacher | None, out: Path, *, resume: bool,
-                  progress: bool, log: _Log) -> dict[str, Any]:
+def _search_stage(prep: Prepared, teacher: Teacher | None, out: Path, *, resume: bool,
+                  progress: bool, log: RunLog) -> dict[str, Any]:
     """Run the method's search and write ``arch.yaml``; return what ``state.json`` keeps."""
     config = prep.config
     stage = out / "search"

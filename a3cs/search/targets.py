@@ -180,16 +180,3 @@ class CpuTarget:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         del state
-
-
-def make_target(kind: str, value: str, seed: int = 0) -> Target:
-    """The target named by a config's ``target`` field.
-
-    Raises:
-        ConfigError: unknown kind, a missing file or an invalid profile/space.
-    """
-    if kind == "cpu":
-        return CpuTarget(value)
-    from a3cs.search.accelerator_target import AcceleratorTarget
-
-    return AcceleratorTarget(value, seed=seed)

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from hw_sim.errors import ConfigError
 from hw_sim.hardware import Hardware
 from hw_sim.schedule import OpCounts, StepRun
-from hw_sim.workload import BlockCirculant, Conv2d, Linear, OneByN
+from hw_sim.workload import Conv2d, Linear
 
 LayerT = Conv2d | Linear
 
@@ -40,37 +40,6 @@ class Engine(Protocol):
     def useful_ops(self, counts: OpCounts) -> int:
         """Useful operations among ``counts`` (MACs, or complex MACs)."""
         ...
-
-
-def engine_for(layer: LayerT, hw: Hardware) -> Engine:
-    """The engine that runs ``layer``'s weight format on ``hw``.
-
-    Raises:
-        ConfigError: the hardware has no engine for the layer's weight format.
-    """
-    fmt = layer.weight_format
-    if isinstance(fmt, BlockCirculant):
-        from hw_sim.engines.block_circulant import BLOCK_CIRCULANT
-
-        if hw.block_circulant is None:
-            raise ConfigError(
-                "block_circulant", None,
-                f"a block_circulant engine in hardware '{hw.name}' "
-                f"(layer '{layer.name}' is block_circulant)",
-            )
-        return BLOCK_CIRCULANT
-    if isinstance(fmt, OneByN):
-        from hw_sim.engines.one_by_n import ONE_BY_N
-
-        if hw.one_by_n is None:
-            raise ConfigError(
-                "one_by_n", None,
-                f"a one_by_n engine in hardware '{hw.name}' (layer '{layer.name}' is one_by_n)",
-            )
-        return ONE_BY_N
-    from hw_sim.engines.systolic import SYSTOLIC
-
-    return SYSTOLIC
 
 
 def too_small(operand: str, hw: Hardware, need_words: int, what: str) -> ConfigError:

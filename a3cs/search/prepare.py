@@ -1,0 +1,92 @@
+"""Everything a search run checks and builds before its first stage: the validated training
+settings, the agent search space, the target, the teacher to distill, the device; and the
+run's log.  Shared by :mod:`a3cs.search.run` and :mod:`a3cs.search.multitrial`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from a3cs.rl.checkpoint import load_teacher
+from a3cs.rl.config import TrainConfig, make_config, resolve_family_defaults
+from a3cs.rl.defaults import DefaultsEntry, with_env_defaults
+from a3cs.rl.envs import env_family, make_env
+from a3cs.rl.loop import pick_device
+from a3cs.rl.networks import action_dim, describe_action_space
+from a3cs.rl.teachers import shipped_teacher
+from a3cs.search.config import TRAIN_TEACHER, SearchConfig
+from a3cs.search.target_factory import make_target
+from a3cs.search.targets import Target
+from nas.space import SearchSpace, default_space, load_space
+
+
+class RunLog:
+    """Appends timestamped lines to ``log.txt`` and echoes them."""
+
+    def __init__(self, path: Path, echo: bool):
+        self.path, self.echo = path, echo
+
+    def __call__(self, message: str) -> None:
+        line = f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {message}"
+        with self.path.open("a") as handle:
+            handle.write(line + "\n")
+        if self.echo:
+            print(line, flush=True)
+
+
+@dataclass
+class Prepared:
+    """A search run's validated inputs (what :func:`prepare` builds)."""
+
+    config: SearchConfig
+    rl: TrainConfig
+    space: SearchSpace
+    target: Target
+    obs_shape: tuple[int, ...]
+    action_space: str
+    action_dim: int
+    device: torch.device
+    defaults: DefaultsEntry
+    teacher_path: str | None  # None: train one in the teacher stage
+
+
+def prepare(config: SearchConfig) -> Prepared:
+    """Validate every input before anything is trained.
+
+    Raises:
+        ConfigError: unknown env id, a target/space/teacher that does not exist or does not fit
+            the environment, or PPO settings that are invalid.
+    """
+    env_family(config.env_id)  # unknown env id -> ConfigError
+    values, defaults = with_env_defaults({**config.rl, "env_id": config.env_id,
+                                          "seed": config.seed,
+                                          "torch_threads": config.torch_threads,
+                                          "device": config.device})
+    rl = resolve_family_defaults(make_config(values, source="rl"), env_family(config.env_id))
+    probe = make_env(config.env_id, 1, config.seed)
+    try:
+        obs_shape = tuple(int(d) for d in probe.single_observation_space.shape)
+        action_space = describe_action_space(probe.single_action_space)
+        n_actions = action_dim(probe.single_action_space)
+    finally:
+        probe.close()
+    space = load_space(config.space, field="space") if config.space else default_space(obs_shape)
+    space.check_fits(obs_shape)
+    teacher_path = config.teacher
+    if teacher_path is None:  # the package's teacher of this game, if it ships one
+        shipped = shipped_teacher(config.env_id)
+        teacher_path = str(shipped.path) if shipped is not None else None
+    elif teacher_path == TRAIN_TEACHER:
+        teacher_path = None
+    if teacher_path is not None and config.distills:
+        load_teacher(teacher_path, field="teacher").check_compatible(
+            obs_shape, action_space, field="teacher")
+    target = make_target(config.target_kind, config.target_value, config.seed)
+    return Prepared(config, rl, space, target, obs_shape, action_space, n_actions,
+                     pick_device(config.device), defaults, teacher_path)
+
+

@@ -1,0 +1,40 @@
+"""Reading workload and hardware descriptions from files: YAML/JSON, or SCALE-Sim's own
+``.cfg`` and topology ``.csv`` (:mod:`hw_sim.scalesim_files`), chosen by extension.
+
+Above :mod:`hw_sim.hardware`, :mod:`hw_sim.workload` and :mod:`hw_sim.scalesim_files`, so
+none of them imports another to dispatch.
+"""
+
+from __future__ import annotations
+
+from hw_sim.hardware import Hardware
+from hw_sim.io import load_mapping
+from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv
+from hw_sim.schema import validate
+from hw_sim.workload import Workload
+
+
+def load_hardware(path: str, *, field: str = "--hw") -> Hardware:
+    """Load a hardware description from YAML/JSON, or from a SCALE-Sim ``.cfg`` file.
+
+    Raises:
+        ConfigError: the file is missing or any field is invalid.
+    """
+    if str(path).lower().endswith(".cfg"):
+        return load_scalesim_cfg(path, field=field)
+    data = load_mapping(path, field=field)
+    data.setdefault("name", str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    return validate(Hardware, data, source=str(path))
+
+
+def load_workload(path: str, *, field: str = "--workload") -> Workload:
+    """Load a workload from YAML/JSON, or from a SCALE-Sim topology CSV (conv or GEMM form).
+
+    Raises:
+        ConfigError: the file is missing or any field is invalid.
+    """
+    if str(path).lower().endswith(".csv"):
+        return load_topology_csv(path, field=field)
+    data = load_mapping(path, field=field)
+    data.setdefault("name", str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    return validate(Workload, data, source=str(path))
