@@ -10,7 +10,7 @@ from __future__ import annotations
 from hw_sim.hardware import Hardware
 from hw_sim.io import load_mapping
 from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv
-from hw_sim.schema import validate
+from hw_sim.schema import ModelT, validate
 from hw_sim.workload import Workload
 
 
@@ -22,9 +22,7 @@ def load_hardware(path: str, *, field: str = "--hw") -> Hardware:
     """
     if str(path).lower().endswith(".cfg"):
         return load_scalesim_cfg(path, field=field)
-    data = load_mapping(path, field=field)
-    data.setdefault("name", str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0])
-    return validate(Hardware, data, source=str(path))
+    return _load_description(Hardware, path, field)
 
 
 def load_workload(path: str, *, field: str = "--workload") -> Workload:
@@ -35,6 +33,11 @@ def load_workload(path: str, *, field: str = "--workload") -> Workload:
     """
     if str(path).lower().endswith(".csv"):
         return load_topology_csv(path, field=field)
+    return _load_description(Workload, path, field)
+
+
+def _load_description(model: type[ModelT], path: str, field: str) -> ModelT:
+    """A YAML/JSON description, named after its file unless it names itself."""
     data = load_mapping(path, field=field)
     data.setdefault("name", str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0])
-    return validate(Workload, data, source=str(path))
+    return validate(model, data, source=str(path))

@@ -237,24 +237,15 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
     # a flag's latency target replaces the default config's other one (not a conflict)
     add("search-target-fps-with-the-default", ["search", "--target-fps", "1000", "--out",
                                                str(a_file / "run")], "--out")
-    damaged = root / "search_damaged"
-    damaged.mkdir(exist_ok=True)
-    (damaged / "state.json").write_bytes(GARBAGE)
-    (damaged / "config.yaml").write_text("method: a3cs\n")
-    add("search-resume-state-garbage", ["search", "--out", str(damaged), "--resume"],
-        "--resume")
-    damaged_config = root / "search_damaged_config"
-    damaged_config.mkdir(exist_ok=True)
-    (damaged_config / "state.json").write_text("{}")
-    (damaged_config / "config.yaml").write_text("method: [1, 2\n")
-    add("search-resume-config-garbage", ["search", "--out", str(damaged_config), "--resume"],
-        "--resume")
-    wrong_config = root / "search_wrong_config"
-    wrong_config.mkdir(exist_ok=True)
-    (wrong_config / "state.json").write_text("[]")
-    (wrong_config / "config.yaml").write_text("method: nope\nbudget: 3\n")
-    add("search-resume-config-invalid", ["search", "--out", str(wrong_config), "--resume"],
-        "--resume")
+    damaged_runs = {"state-garbage": (GARBAGE, b"method: a3cs\n"),
+                    "config-garbage": (b"{}", b"method: [1, 2\n"),
+                    "config-invalid": (b"[]", b"method: nope\nbudget: 3\n")}
+    for name, (state, config) in damaged_runs.items():
+        damaged = root / f"search_{name}"
+        damaged.mkdir(exist_ok=True)
+        (damaged / "state.json").write_bytes(state)
+        (damaged / "config.yaml").write_bytes(config)
+        add(f"search-resume-{name}", ["search", "--out", str(damaged), "--resume"], "--resume")
 
     # plot
     for name, run in runs.items():
