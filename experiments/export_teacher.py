@@ -1,7 +1,7 @@
 """Export a trained checkpoint as a slim teacher (network, config and spaces only: no optimizer,
 environments or metrics), e.g. the one `a3cs search` ships for MinAtar Breakout:
 
-    python experiments/export_teacher.py experiments/results/teachers/breakout/checkpoint.pt \
+    python experiments/export_teacher.py experiments/results/rl_scores/breakout_s1/checkpoint.pt \
         a3cs/data/teachers/minatar_breakout.pt
 """
 
