@@ -123,13 +123,15 @@ def read_checkpoint(path: str | Path, *, field: str = "CHECKPOINT") -> dict[str,
 
 
 def require_keys(data: dict[str, Any], keys: tuple[str, ...], path: str | Path, *,
-                 field: str = "CHECKPOINT") -> None:
+                 field: str = "CHECKPOINT", expected: str = "a checkpoint written by a3cs train",
+                 advice: str = "") -> None:
     """Raise a one-line :class:`ConfigError` naming the entries of ``keys`` that ``data`` (a
-    checkpoint read by :func:`read_checkpoint`) lacks."""
+    checkpoint read by :func:`read_checkpoint`) lacks: ``expected (this one lacks ...)``
+    followed by ``advice``."""
     missing = [key for key in keys if key not in data]
     if missing:
-        raise ConfigError(field, str(path), f"a checkpoint written by a3cs train (this one "
-                          f"lacks {', '.join(missing)})")
+        raise ConfigError(field, str(path), f"{expected} (this one lacks "
+                          f"{', '.join(missing)}){advice}")
 
 
 @dataclass
@@ -169,7 +171,7 @@ def agent_from_checkpoint(data: dict[str, Any], path: str, *, field: str = "CHEC
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise ConfigError(field, path, f"weights of the stored architecture {arch.name!r} "
-                          f"({first[:80]})") from None
+                          f"({textwrap.shorten(first, 80, placeholder=' ...')})") from None
     return LoadedAgent(model=model.to(device), config=config, arch=arch, obs_space=obs_space,
                        action_space=action_space, global_step=global_step,
                        path=path)

@@ -46,6 +46,7 @@ from a3cs.rl.algorithms import (
 from a3cs.rl.checkpoint import (
     load_teacher,
     pickle_envs,
+    require_keys,
     restore_rng_states,
     rng_states,
     save_checkpoint,
@@ -149,10 +150,9 @@ class LoopState:
             ConfigError: the checkpoint lacks an entry (written by another version), or its
                 environment state is not signed by this user's key.
         """
-        missing = [key for key in CHECKPOINT_KEYS if key not in saved]
-        if missing:
-            raise ConfigError("--resume", source, "a checkpoint of this version of a3cs (it "
-                              f"lacks {', '.join(missing)}): start a new run")
+        require_keys(saved, CHECKPOINT_KEYS, source, field="--resume",
+                     expected="a checkpoint of this version of a3cs",
+                     advice=": start a new run")
         envs = unpickle_envs(saved, source=source, trust=trust)  # first: nothing is loaded unless signed
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])

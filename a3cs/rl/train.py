@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from a3cs.rl.checkpoint import (
     AGENT_KEYS,
     CHECKPOINT_NAME,
@@ -32,6 +30,7 @@ from a3cs.rl.config import TrainConfig, resolve_family_defaults
 from a3cs.rl.envs import SyncEnvs, env_family
 from a3cs.rl.loop import LoopHooks, LoopState, build_state, pick_device, run_loop
 from a3cs.rl.networks import ActorCritic, build_agent
+from accelerator_model.threads import torch_threads
 from hw_sim.errors import ConfigError
 from hw_sim.io import atomic_write_text, dump_yaml
 from hw_sim.schema import validate
@@ -181,14 +180,13 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     in one process.)
     """
     out = Path(run_dir)
-    previous_threads = torch.get_num_threads()  # restored when the run ends
-    try:
-        # Before anything is built: the initial weights (orthogonal init runs a QR) differ in
-        # the last bits between thread counts.
-        torch.set_num_threads(config.torch_threads)
+    # Threads set before anything is built (the initial weights: orthogonal init runs a QR,
+    # whose last bits differ between thread counts), then to the run's own count (a resumed
+    # run may change it); torch's count is restored afterwards.
+    with torch_threads(config.torch_threads):
         state, hooks = prepare(config, out, resume=resume, trust_run=trust_run)
-        config = state.config
-        torch.set_num_threads(config.torch_threads)
+    config = state.config
+    with torch_threads(config.torch_threads):
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", dump_yaml(config.model_dump(mode="json")))
         if config.arch is not None:
@@ -196,8 +194,6 @@ def training(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         yield from run_loop(state, hooks, out, num_updates=config.num_updates,
                             checkpoint_name=CHECKPOINT_NAME, progress=progress,
                             stop_after_updates=stop_after_updates)
-    finally:
-        torch.set_num_threads(previous_threads)
     collector = state.collector
     return TrainResult(run_dir=out, checkpoint=out / CHECKPOINT_NAME,
                        global_step=collector.global_step, updates=state.update,
