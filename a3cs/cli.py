@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 
 # Subcommand modules, in the order `a3cs --help` lists them.
 COMMANDS = ("search", "plot", "simulate", "estimate", "accel-search", "train", "evaluate",

@@ -10,8 +10,8 @@ import numpy as np
 
 from a3cs.pareto import hypervolume_2d, non_dominated, normalised_reference, oriented
 from a3cs.results import RunResult, read_results
-from hw_sim.errors import ConfigError
-from hw_sim.io import save_figure
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import save_figure
 
 _AXIS_LABEL = {"fps": "inferences per second (FPS, higher is better)",
                "latency": "latency per inference [s] (lower is better)",

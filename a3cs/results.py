@@ -15,9 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, read_text
-from hw_sim.schema import allowed_from_error, format_loc
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, read_text
+from a3cs_common.schema import allowed_from_error, format_loc
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from accelerator_model.engines import REASONS
 from accelerator_model.model import evaluate
 from accelerator_model.resources import BUDGET_REASONS
 from accelerator_model.space import AcceleratorSpace, Objective, assignment
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.workload import Conv2d, Linear
 
 LayerT = Conv2d | Linear

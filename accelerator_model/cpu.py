@@ -48,9 +48,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, load_mapping
-from hw_sim.schema import FrozenModel, validate
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, load_mapping
+from a3cs_common.schema import FrozenModel, validate
 from hw_sim.workload import BlockCirculant, Conv2d, Linear, OneByN, Workload
 
 # --------------------------------------------------------------------------------------------

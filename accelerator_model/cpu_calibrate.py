@@ -52,9 +52,9 @@ from accelerator_model.cpu import (
     work_terms,
 )
 from accelerator_model.cpu_kernels import KernelTimer, TimingMethod, make_kernel, summarize
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, load_mapping, save_figure
-from hw_sim.schema import FrozenModel
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, load_mapping, save_figure
+from a3cs_common.schema import FrozenModel
 from hw_sim.workload import Conv2d, Linear
 
 # The grid the shapes are drawn from.

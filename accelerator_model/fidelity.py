@@ -18,7 +18,7 @@ import torch
 
 from accelerator_model.encode import HardwareBatch, LayerBatch
 from accelerator_model.model import evaluate
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.hardware import Hardware
 from hw_sim.simulate import simulate_layer
 from hw_sim.workload import Conv2d, Linear

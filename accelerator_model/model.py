@@ -31,7 +31,7 @@ from accelerator_model.engines import (
     systolic,
 )
 from accelerator_model.threads import torch_threads
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.hardware import ActionEnergy, Hardware
 from hw_sim.report import LayerReport, SimReport, energy_of
 from hw_sim.schedule import COUNT_FIELDS, DramTraffic, OpCounts

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from accelerator_model.cost import ConfigCost, HardwareCost
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 
 
 @dataclass

@@ -37,11 +37,11 @@ from torch import Tensor
 
 from accelerator_model.encode import DATAFLOWS, DTYPE, ENERGY_FIELDS, HardwareBatch, hardware_row
 from accelerator_model.resources import BUDGET_REASONS, Resources, over_budget, resources
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.files import load_hardware
 from hw_sim.hardware import Dataflow, Hardware
-from hw_sim.io import load_mapping
-from hw_sim.schema import FrozenModel, validate
+from a3cs_common.io import load_mapping
+from a3cs_common.schema import FrozenModel, validate
 from hw_sim.workload import Conv2d, Linear
 
 # Searchable parameter -> (Hardware section or None, field, HardwareBatch column).

@@ -39,9 +39,9 @@ from accelerator_model.encode import HardwareBatch, LayerBatch
 from accelerator_model.fidelity import draw_pair
 from accelerator_model.model import evaluate
 from accelerator_model.space import AcceleratorSpace
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.files import load_workload
-from hw_sim.io import atomic_write_text
+from a3cs_common.io import atomic_write_text
 from hw_sim.simulate import simulate_layer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args)
         return 0
-    from hw_sim.errors import ConfigError
+    from a3cs_common.errors import ConfigError
 
     try:
         for flag, value in (("--steps", args.steps), ("--episodes", args.episodes),
@@ -289,7 +289,7 @@ def compare(args: argparse.Namespace) -> None:
           f" (per seed: {', '.join(f'{p:.2f}' for p in pairs)}),"
           f" cpu {summary['cpu_steps_per_s']['a3cs'] / summary['cpu_steps_per_s']['sb3']:.2f}x")
     if args.out:
-        from hw_sim.io import atomic_write_text
+        from a3cs_common.io import atomic_write_text
 
         atomic_write_text(args.out, json.dumps({"env_id": ENV_ID, "steps": args.steps,
                                                 "seeds": args.seeds, "hyper": HYPER,

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from hw_sim.errors import ConfigError
-from hw_sim.schema import FrozenModel
+from a3cs_common.errors import ConfigError
+from a3cs_common.schema import FrozenModel
 
 Schedule = Callable[[float], float]
 

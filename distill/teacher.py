@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from distill.losses import PolicyKind
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 
 
 class Teacher:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from a3cs.results import read_results
-from hw_sim.io import atomic_write_text
+from a3cs_common.io import atomic_write_text
 
 METHODS = ("a3cs", "hand_designed", "sequential")
 

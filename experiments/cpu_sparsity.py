@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, save_figure
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, save_figure
 from hw_sim.workload import Conv2d, Linear
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 0.9375)

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hw_sim.io import save_figure
+from a3cs_common.io import save_figure
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def train_run(run_dir: Path, *, env_id: str, steps: int, seed: int, arch: Path |
     """Train (or resume, or reuse) one run with ``a3cs train``; returns wall seconds."""
     if finished(run_dir, steps):
         return 0.0
-    from hw_sim.io import atomic_write_text, dump_yaml
+    from a3cs_common.io import atomic_write_text, dump_yaml
 
     config = {**TRAIN, "env_id": env_id, "total_steps": steps, "seed": seed}
     if teacher is not None:
@@ -201,7 +201,7 @@ def main() -> None:
               "distill": DISTILL, "students": summary,
               "wall_s": {"teacher": teacher_wall, "students": sum(walls)},
               "figure": [str(p) for p in figure]}
-    from hw_sim.io import atomic_write_text
+    from a3cs_common.io import atomic_write_text
 
     atomic_write_text(out / "results.json", json.dumps(result, indent=2, default=str) + "\n")
     print(f"target (90 % of teacher): {target:.2f}")

@@ -123,7 +123,7 @@ def evaluate_run(directory: Path, episodes: int) -> dict[str, float]:
                              check=True, capture_output=True, text=True).stdout
     result = json.loads(printed.strip().splitlines()[-1])
     result["wall_time_s"] = float(data["wall_time_s"])
-    from hw_sim.io import atomic_write_text
+    from a3cs_common.io import atomic_write_text
 
     atomic_write_text(cache, json.dumps(result, indent=2) + "\n")
     return result
@@ -135,7 +135,7 @@ def report(out: Path, envs: list[str], seeds: list[int], episodes: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hw_sim.io import atomic_write_text
+    from a3cs_common.io import atomic_write_text
 
     rows = []
     present = [env for env in envs if any(run_dir(out, env, s).is_dir() for s in seeds)]
@@ -212,7 +212,7 @@ def ship_teachers(out: Path, seeds: list[int], episodes: int) -> None:
     import yaml
 
     from a3cs.rl.teachers import MANIFEST, TEACHERS_DIR
-    from hw_sim.io import atomic_write_text, dump_yaml
+    from a3cs_common.io import atomic_write_text, dump_yaml
 
     manifest = yaml.safe_load(MANIFEST.read_text())
     header = "".join(line for line in MANIFEST.read_text().splitlines(keepends=True)

@@ -31,8 +31,8 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from accelerator_model.fidelity import FORMATS, Comparison, compare, refused_agreement, sample_pairs
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, save_figure
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, save_figure
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = {"dense": "tab:blue", "block_circulant": "tab:orange", "one_by_n": "tab:green"}

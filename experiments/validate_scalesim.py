@@ -55,10 +55,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.files import load_workload
 from hw_sim.hardware import Hardware
-from hw_sim.io import atomic_write_text
+from a3cs_common.io import atomic_write_text
 from hw_sim.report import LayerReport
 from hw_sim.scalesim_files import (
     load_scalesim_cfg,
@@ -66,7 +66,7 @@ from hw_sim.scalesim_files import (
     write_scalesim_cfg,
     write_topology_csv,
 )
-from hw_sim.schema import validate
+from a3cs_common.schema import validate
 from hw_sim.simulate import simulate
 from hw_sim.workload import Linear, Workload
 

@@ -3,7 +3,7 @@
 Workload and hardware descriptions live here and are imported by every other package.
 """
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.files import load_hardware, load_workload
 from hw_sim.hardware import Hardware
 from hw_sim.report import LayerReport, SimReport

@@ -7,10 +7,10 @@ none of them imports another to dispatch.
 
 from __future__ import annotations
 
+from a3cs_common.io import load_mapping
+from a3cs_common.schema import ModelT, validate
 from hw_sim.hardware import Hardware
-from hw_sim.io import load_mapping
 from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv
-from hw_sim.schema import ModelT, validate
 from hw_sim.workload import Workload
 
 

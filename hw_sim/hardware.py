@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
-from hw_sim.errors import ConfigError
-from hw_sim.schema import FrozenModel
+from a3cs_common.errors import ConfigError
+from a3cs_common.schema import FrozenModel
 
 Dataflow = Literal["ws", "os", "is"]
 

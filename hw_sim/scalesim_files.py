@@ -30,10 +30,10 @@ import configparser
 import re
 from pathlib import Path
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, read_text
+from a3cs_common.schema import validate
 from hw_sim.hardware import Hardware
-from hw_sim.io import atomic_write_text, read_text
-from hw_sim.schema import validate
 from hw_sim.workload import Conv2d, Dense, Linear, Workload
 
 _CONV_COLUMNS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",

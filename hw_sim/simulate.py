@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
 
+from a3cs_common.errors import ConfigError
 from hw_sim.engines import Engine, engine_for
-from hw_sim.errors import ConfigError
 from hw_sim.hardware import ActionEnergy, Hardware
 from hw_sim.report import LayerReport, SimReport, energy_of
 from hw_sim.schedule import (
@@ -236,7 +236,7 @@ def write_trace(workload: Workload, hw: Hardware, layer_name: str, path: str | P
     ``layer_name`` to ``path`` (CSV, one row a cycle, columns :data:`TRACE_COLUMNS`)."""
     import io
 
-    from hw_sim.io import atomic_write_text
+    from a3cs_common.io import atomic_write_text
 
     buffer = io.StringIO()
     report = simulate(workload, hw, engine=engine, trace_layer=layer_name, trace_file=buffer)

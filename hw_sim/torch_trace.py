@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.workload import Conv2d, Linear, Workload
 
 if TYPE_CHECKING:

@@ -8,16 +8,8 @@ Every layer is seen by the hardware as ``groups`` independent GEMMs: an ``[M, K]
 out_w`` output pixels, ``K = (in_channels / groups) * kernel_h * kernel_w`` and
 ``N = out_channels / groups``.
 
-Weight formats:
-
-* ``dense``
-* ``block_circulant`` (GST / CirCNN): for each kernel tap, the ``N x C/groups`` weight
-  matrix is a ``p x q`` grid of ``b x b`` circulant blocks, each defined by one length-``b``
-  vector (``p = N / b``, ``q = C / (groups * b)``).
-* ``one_by_n`` (1xN block sparsity): a block is ``n`` consecutive output channels x 1 input
-  channel (all kernel taps); a boolean block mask of shape ``[out_channels / n,
-  in_channels / groups]`` says which blocks are kept.  The mask is given explicitly or drawn
-  at a density with a seed, so per-row load imbalance is real.
+The weight format of each layer (dense, block-circulant, 1xN, N:M) is one of
+:mod:`a3cs_common.formats`; every question about it (storage, operations, fit) goes there.
 """
 
 from __future__ import annotations
@@ -30,80 +22,12 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from hw_sim.errors import ConfigError
-from hw_sim.schema import FrozenModel
+from a3cs_common.errors import ConfigError
+from a3cs_common.formats import BlockCirculant, Dense, OneByN, WeightFormat
+from a3cs_common.schema import FrozenModel
 
-# --------------------------------------------------------------------------------------------
-# Weight formats
-
-
-class Dense(FrozenModel):
-    """Every weight stored and multiplied."""
-
-    type: Literal["dense"] = "dense"
-
-
-class BlockCirculant(FrozenModel):
-    """Block-circulant weights: ``b x b`` circulant blocks, computed with FFTs."""
-
-    type: Literal["block_circulant"] = "block_circulant"
-    block_size: int = Field(description="circulant block size b; a power of two >= 2")
-
-    @field_validator("block_size")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value < 2 or value & (value - 1):
-            raise ConfigError("", value, "a power of two >= 2 (the FFT engines are radix-2)")
-        return value
-
-
-class OneByN(FrozenModel):
-    """1xN block sparsity: blocks of ``n`` output channels x 1 input channel."""
-
-    type: Literal["one_by_n"] = "one_by_n"
-    n: PositiveInt = Field(description="output channels per block")
-    density: float | None = Field(
-        default=None, description="fraction of blocks kept, in (0, 1]; the mask is drawn with `seed`"
-    )
-    mask: tuple[tuple[bool, ...], ...] | None = Field(
-        default=None,
-        description="explicit block mask [out_channels / n][in_channels / groups] of 0/1 "
-        "(or strings of 0/1 characters, one per row)",
-    )
-    seed: int = Field(default=0, description="seed of the random mask drawn at `density`")
-
-    @field_validator("mask", mode="before")
-    @classmethod
-    def _parse_mask(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        rows = []
-        for row in value:
-            if isinstance(row, str):
-                if set(row) - {"0", "1"}:
-                    raise ConfigError("", row, "rows of 0/1 characters")
-                rows.append(tuple(ch == "1" for ch in row))
-            else:
-                rows.append(tuple(bool(x) for x in row))
-        return tuple(rows)
-
-    @model_validator(mode="after")
-    def _density_xor_mask(self) -> OneByN:
-        if (self.density is None) == (self.mask is None):
-            raise ConfigError(
-                "density", self.density, "exactly one of 'density' or 'mask' must be given"
-            )
-        if self.density is not None and not 0.0 < self.density <= 1.0:
-            raise ConfigError("density", self.density, "a fraction in (0, 1]")
-        if self.mask is not None and len({len(r) for r in self.mask}) > 1:
-            raise ConfigError("mask", "ragged rows", "rows of equal length")
-        return self
-
-
-WeightFormat = Annotated[Dense | BlockCirculant | OneByN, Field(discriminator="type")]
-
+__all__ = ["BlockCirculant", "Conv2d", "Dense", "Layer", "Linear", "OneByN", "Workload",
+           "make_workload"]
 
 # --------------------------------------------------------------------------------------------
 # Layers
@@ -187,41 +111,19 @@ class _LayerBase(FrozenModel):
 
     @property
     def stored_weight_words(self) -> int:
-        """Weight words in memory for this format (1xN: values plus one index word a block)."""
-        fmt = self.weight_format
-        if isinstance(fmt, BlockCirculant):
-            return self.dense_weight_words // fmt.block_size
-        if isinstance(fmt, OneByN):
-            blocks = int(self.block_mask().sum())
-            return blocks * fmt.n * self.taps + blocks
-        return self.dense_weight_words
+        """Weight words in memory for this format: values plus index metadata."""
+        return self.weight_format.stored_weight_words(self)
 
     @property
     def flops(self) -> int:
         """Real floating-point operations of one run of the layer with its format's algorithm
-        (a multiply-accumulate is 2): dense ``2 M N K`` per group; 1xN only the kept blocks;
-        block-circulant per input vector ``q + p`` b-point FFTs of ``(b/2) log2 b`` radix-2
-        butterflies (10 real operations each) and ``(b/2 + 1) p q`` complex MACs (8 each)."""
-        fmt = self.weight_format
-        if isinstance(fmt, BlockCirculant):
-            b = fmt.block_size
-            p, q = self.gemm_n // b, self.gemm_k // b
-            per_vector = (q + p) * (b // 2) * (b.bit_length() - 1) * 10 + (b // 2 + 1) * p * q * 8
-            return self.groups * self.gemm_m * per_vector
-        if isinstance(fmt, OneByN):
-            kept = int(self.block_mask().sum())
-            return 2 * self.gemm_m * kept * fmt.n * self.taps
-        return 2 * self.dense_macs
+        (a multiply-accumulate is 2; see the format's ``flops``)."""
+        return self.weight_format.flops(self)
 
     @property
     def weight_density(self) -> float:
         """Fraction of the dense weights that carry independent values."""
-        fmt = self.weight_format
-        if isinstance(fmt, BlockCirculant):
-            return 1.0 / fmt.block_size
-        if isinstance(fmt, OneByN):
-            return float(self.block_mask().mean())
-        return 1.0
+        return self.weight_format.weight_density(self)
 
     def block_mask(self) -> np.ndarray:
         """1xN block mask, ``bool [out_channels / n, in_channels / groups]``.
@@ -236,48 +138,10 @@ class _LayerBase(FrozenModel):
         fmt = self.weight_format
         if not isinstance(fmt, OneByN):
             raise ValueError(f"layer {self.name} is {fmt.type}, not one_by_n")
-        shape = (self.out_channels // fmt.n, self.channels_per_group)
-        if fmt.mask is not None:
-            mask = np.array(fmt.mask, dtype=bool).reshape(shape)
-        else:
-            assert fmt.density is not None
-            total = shape[0] * shape[1]
-            keep = max(1, round(fmt.density * total))
-            rng = np.random.default_rng(fmt.seed)
-            mask = np.zeros(total, dtype=bool)
-            mask[rng.choice(total, size=keep, replace=False)] = True
-            mask = mask.reshape(shape)
-        mask.setflags(write=False)
-        return mask
+        return fmt.block_mask(self)
 
     def _check_format(self) -> None:
-        fmt = self.weight_format
-        n_per_group = self.out_channels // self.groups
-        c_per_group = self.in_channels // self.groups
-        if isinstance(fmt, BlockCirculant):
-            b = fmt.block_size
-            if n_per_group % b or c_per_group % b:
-                raise ConfigError(
-                    "weight_format.block_size", b,
-                    f"a power of two dividing out_channels/groups={n_per_group} and "
-                    f"in_channels/groups={c_per_group}",
-                )
-        elif isinstance(fmt, OneByN):
-            if n_per_group % fmt.n:
-                raise ConfigError(
-                    "weight_format.n", fmt.n,
-                    f"a divisor of out_channels/groups={n_per_group}",
-                )
-            if fmt.mask is not None:
-                shape = (len(fmt.mask), len(fmt.mask[0]) if fmt.mask else 0)
-                want = (self.out_channels // fmt.n, c_per_group)
-                if shape != want:
-                    raise ConfigError(
-                        "weight_format.mask", f"shape {shape[0]}x{shape[1]}",
-                        f"shape {want[0]}x{want[1]} (out_channels/n x in_channels/groups)",
-                    )
-                if not any(any(r) for r in fmt.mask):
-                    raise ConfigError("weight_format.mask", "all zeros", "at least one kept block")
+        self.weight_format.check(self)
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
@@ -394,12 +258,8 @@ def _dump_layer(layer: Conv2d | Linear) -> dict[str, Any]:
             out["ceil_mode"] = True
     if layer.batch != 1:
         out["batch"] = layer.batch
-    fmt = layer.weight_format
-    if not isinstance(fmt, Dense):
-        out["weight_format"] = fmt.model_dump(exclude_none=True)
-        if isinstance(fmt, OneByN) and fmt.mask is not None:
-            out["weight_format"]["mask"] = ["".join("1" if x else "0" for x in row)
-                                            for row in fmt.mask]
+    if layer.weight_format != Dense():
+        out["weight_format"] = layer.weight_format.dump()
     return out
 
 

@@ -13,8 +13,11 @@ Per searchable layer: an operation (``conv3x3``, ``conv5x5``, ``dwsep3x3``, ``dw
 
 * ``{type: dense}``
 * ``{type: block_circulant, block_size: b}``: trainable circulant ``b x b`` blocks (FFT forward)
-* ``{type: one_by_n, n: N, sparsity: s}``: 1xN block sparsity, pruned by block L1 norm to
-  the fraction ``s`` of blocks removed (reached by the schedule in the training config).
+* ``{type: one_by_n, n: N, density: d}``: 1xN block sparsity, pruned by block L1 norm to
+  the fraction ``d`` of blocks kept (reached by the schedule in the training config);
+* ``{type: n_m, n: N, m: M}``: N:M structured sparsity along the reduction dimension.
+
+The formats are :mod:`a3cs_common.formats`'s, the same objects the workloads carry.
 
 Convolutions run on channel-first pixel observations ``[C, H, W]``; ``linear`` layers follow
 the convolutions (the input is flattened before the first one) or form an MLP on vector
@@ -23,7 +26,7 @@ separable layer is a depthwise ``k x k`` convolution (always dense) followed by 
 pointwise convolution to ``width`` that carries the weight format.
 
 :meth:`Arch.plan` walks the shapes for an observation and raises a one-line
-:class:`~hw_sim.errors.ConfigError` if the architecture does not fit; :meth:`Arch.workload`
+:class:`~a3cs_common.errors.ConfigError` if the architecture does not fit; :meth:`Arch.workload`
 gives the hw_sim workload without building a network (the hardware cost the NAS needs).
 
 Example (MinAtar's reference network)::
@@ -38,14 +41,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from hw_sim.errors import ConfigError
-from hw_sim.io import load_mapping
-from hw_sim.schema import FrozenModel, validate
-from hw_sim.workload import BlockCirculant, Conv2d, Dense, Linear, OneByN, Workload
+from a3cs_common.errors import ConfigError
+from a3cs_common.formats import Dense, OneByN, WeightFormat
+from a3cs_common.io import load_mapping
+from a3cs_common.schema import FrozenModel, validate
+from hw_sim.workload import Conv2d, Linear, Workload
 
 Op = Literal["conv3x3", "conv5x5", "dwsep3x3", "dwsep5x5", "conv1x1", "skip", "linear",
              "conv8x8", "conv4x4"]
@@ -59,22 +63,16 @@ KERNEL_OF_OP: dict[str, int] = {
 CONV_OPS = frozenset(KERNEL_OF_OP)
 
 
-class OneByNSparsity(FrozenModel):
-    """1xN block sparsity as the NAS chooses it: block size and the target pruned fraction.
-
-    The trained mask (which blocks survive) is the layer's state, not part of the
-    architecture; the exported workload carries it explicitly.
-    """
-
-    type: Literal["one_by_n"] = "one_by_n"
-    n: PositiveInt = Field(description="output channels per block")
-    sparsity: float = Field(ge=0.0, lt=1.0, description="target fraction of blocks pruned, "
-                            "in [0, 1)")
+#: The weight format of a searchable layer: a 1xN format gives its target ``density`` (the
+#: trained mask is the layer's state, not part of the architecture).
+ArchWeightFormat = WeightFormat
 
 
-#: The weight format of a searchable layer (``dense`` and ``block_circulant`` are hw_sim's).
-ArchWeightFormat = Annotated[Dense | BlockCirculant | OneByNSparsity,
-                             Field(discriminator="type")]
+def _check_arch_format(fmt: WeightFormat) -> WeightFormat:
+    if isinstance(fmt, OneByN) and fmt.mask is not None:
+        raise ConfigError("weight_format.mask", "a mask", "none in an architecture: give the "
+                          "target density; the trained mask is the layer's state")
+    return fmt
 
 
 class LayerSpec(FrozenModel):
@@ -92,6 +90,7 @@ class LayerSpec(FrozenModel):
 
     @model_validator(mode="after")
     def _fields_fit_op(self) -> LayerSpec:
+        _check_arch_format(self.weight_format)
         if self.op == "skip":
             if self.width is not None:
                 raise ConfigError("width", self.width, "none for a skip layer (the identity)")
@@ -110,6 +109,11 @@ class HeadSpec(FrozenModel):
 
     width: PositiveInt = Field(description="hidden features of the head")
     weight_format: ArchWeightFormat = Field(default_factory=Dense)
+
+    @model_validator(mode="after")
+    def _no_mask(self) -> HeadSpec:
+        _check_arch_format(self.weight_format)
+        return self
 
 
 class Arch(FrozenModel):
@@ -174,17 +178,15 @@ class Arch(FrozenModel):
                     name=f"layers.{i}.depthwise", kind="conv2d", in_shape=shape,
                     out_shape=(c, out_h, out_w), kernel=kernel, stride=spec.stride, padding=pad,
                     groups=c, weight_format=Dense()))
-                _check_format(spec.weight_format, c, width, f"{where}.weight_format")
-                planned.append(PlannedLayer(
+                planned.append(_checked(PlannedLayer(
                     name=f"layers.{i}.pointwise", kind="conv2d", in_shape=(c, out_h, out_w),
                     out_shape=(width, out_h, out_w), kernel=1, stride=1, padding=0, groups=1,
-                    weight_format=spec.weight_format))
+                    weight_format=spec.weight_format), where))
             else:
-                _check_format(spec.weight_format, c, width, f"{where}.weight_format")
-                planned.append(PlannedLayer(
+                planned.append(_checked(PlannedLayer(
                     name=f"layers.{i}", kind="conv2d", in_shape=shape,
                     out_shape=(width, out_h, out_w), kernel=kernel, stride=spec.stride,
-                    padding=pad, groups=1, weight_format=spec.weight_format))
+                    padding=pad, groups=1, weight_format=spec.weight_format), where))
             shape = (width, out_h, out_w)
         planned.append(_linear("head", math.prod(shape), self.head.width,
                                self.head.weight_format, "head"))
@@ -194,7 +196,7 @@ class Arch(FrozenModel):
                  name: str | None = None) -> Workload:
         """The hw_sim workload of this architecture, without building a network.
 
-        1xN layers get a random block mask at ``1 - sparsity`` density (seed 0); a trained
+        1xN layers get a random block mask at their density (seed 0); a trained
         network exports its real mask instead (:func:`a3cs.rl.networks.ActorCritic.workload`).
 
         Args:
@@ -223,7 +225,8 @@ class PlannedLayer:
     """One hardware layer of an architecture with its shapes (no batch dimension).
 
     ``in_shape``/``out_shape`` are ``(C, H, W)`` for convolutions and ``(features,)`` for
-    linear layers; a linear layer after a convolution flattens its input.
+    linear layers; a linear layer after a convolution flattens its input.  It is a
+    :class:`~a3cs_common.formats.LayerGeometry` (batch 1), so formats check themselves on it.
     """
 
     name: str
@@ -234,15 +237,43 @@ class PlannedLayer:
     stride: int
     padding: int
     groups: int
-    weight_format: Dense | BlockCirculant | OneByNSparsity
+    weight_format: WeightFormat
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_shape[0]
+
+    @property
+    def channels_per_group(self) -> int:
+        return self.in_shape[0] // self.groups
+
+    @property
+    def taps(self) -> int:
+        return self.kernel * self.kernel
+
+    @property
+    def gemm_m(self) -> int:
+        return math.prod(self.out_shape[1:])
+
+    @property
+    def gemm_n(self) -> int:
+        return self.out_channels // self.groups
+
+    @property
+    def gemm_k(self) -> int:
+        return self.channels_per_group * self.taps
+
+    @property
+    def dense_weight_words(self) -> int:
+        return self.groups * self.gemm_n * self.gemm_k
+
+    @property
+    def dense_macs(self) -> int:
+        return self.gemm_m * self.dense_weight_words
 
     def hw_layer(self, batch: int = 1) -> Conv2d | Linear:
         """The hw_sim layer (1xN: random mask at the target density, seed 0)."""
-        fmt: Dense | BlockCirculant | OneByN
-        if isinstance(self.weight_format, OneByNSparsity):
-            fmt = OneByN(n=self.weight_format.n, density=1.0 - self.weight_format.sparsity)
-        else:
-            fmt = self.weight_format
+        fmt = self.weight_format
         if self.kind == "linear":
             return Linear(name=self.name, in_features=self.in_shape[0],
                           out_features=self.out_shape[0], batch=batch, weight_format=fmt)
@@ -252,24 +283,20 @@ class PlannedLayer:
                       padding=self.padding, groups=self.groups, batch=batch, weight_format=fmt)
 
 
-def _check_format(fmt: Dense | BlockCirculant | OneByNSparsity, in_size: int, out_size: int,
-                  field: str) -> None:
-    if isinstance(fmt, BlockCirculant):
-        b = fmt.block_size
-        if in_size % b or out_size % b:
-            raise ConfigError(f"{field}.block_size", b,
-                              f"a power of two dividing the layer's inputs ({in_size}) and "
-                              f"outputs ({out_size})")
-    elif isinstance(fmt, OneByNSparsity) and out_size % fmt.n:
-        raise ConfigError(f"{field}.n", fmt.n, f"a divisor of the layer's outputs ({out_size})")
+def _checked(layer: PlannedLayer, where: str) -> PlannedLayer:
+    """``layer`` if its weight format fits its shape; else the format's error under ``where``."""
+    try:
+        layer.weight_format.check(layer)
+    except ConfigError as error:
+        raise error.within(where) from None
+    return layer
 
 
-def _linear(name: str, in_features: int, out_features: int,
-            fmt: Dense | BlockCirculant | OneByNSparsity, where: str) -> PlannedLayer:
-    _check_format(fmt, in_features, out_features, f"{where}.weight_format")
-    return PlannedLayer(name=name, kind="linear", in_shape=(in_features,),
-                        out_shape=(out_features,), kernel=1, stride=1, padding=0, groups=1,
-                        weight_format=fmt)
+def _linear(name: str, in_features: int, out_features: int, fmt: WeightFormat,
+            where: str) -> PlannedLayer:
+    return _checked(PlannedLayer(name=name, kind="linear", in_shape=(in_features,),
+                                 out_shape=(out_features,), kernel=1, stride=1, padding=0,
+                                 groups=1, weight_format=fmt), where)
 
 
 def reference_arch(obs_shape: tuple[int, ...]) -> Arch:

@@ -27,7 +27,7 @@ import torch
 
 from hw_sim.workload import Conv2d, Linear
 from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat, HeadSpec, LayerSpec, PlannedLayer
-from nas.space import SearchSpace, format_label
+from nas.space import SearchSpace
 
 State = tuple[int, ...]  # (C, H, W) or (features,)
 LayerCost = Callable[[Sequence[Conv2d | Linear]], torch.Tensor]
@@ -62,7 +62,7 @@ class CandidateTable:
         self.choices = space.choices(obs_shape)
         self.layers: list[Conv2d | Linear] = []
         self._index: dict[tuple[object, ...], int] = {}
-        formats = {format_label(f): f for f in (*space.formats, *space.head_formats)}
+        formats = {f.label(): f for f in (*space.formats, *space.head_formats)}
         self.positions: list[_Position] = []
         states: list[State] = [self.obs_shape]
         for i in range(space.num_layers):

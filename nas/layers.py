@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hw_sim.errors import ConfigError
-from hw_sim.schema import validate
+from a3cs_common.errors import ConfigError
+from a3cs_common.schema import validate
 from hw_sim.workload import BlockCirculant, Conv2d, Linear, OneByN
 
 Schedule = Callable[[float], float]

@@ -24,23 +24,14 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from hw_sim.errors import ConfigError
-from hw_sim.io import load_mapping
-from hw_sim.schema import FrozenModel, validate
-from hw_sim.workload import BlockCirculant, Dense
-from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat, HeadSpec, LayerSpec, OneByNSparsity
+from a3cs_common.errors import ConfigError
+from a3cs_common.formats import BlockCirculant, Dense, OneByN
+from a3cs_common.io import load_mapping
+from a3cs_common.schema import FrozenModel, validate
+from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat, HeadSpec, LayerSpec
 
 PIXEL_OPS = ("conv3x3", "conv5x5", "dwsep3x3", "dwsep5x5", "conv1x1", "skip")
 VECTOR_OPS = ("linear", "skip")
-
-
-def format_label(fmt: ArchWeightFormat) -> str:
-    """Short name of a weight format: ``dense``, ``bc8``, ``1x4@0.75``."""
-    if isinstance(fmt, BlockCirculant):
-        return f"bc{fmt.block_size}"
-    if isinstance(fmt, OneByNSparsity):
-        return f"1x{fmt.n}@{fmt.sparsity:g}"
-    return "dense"
 
 
 def _default_formats() -> tuple[ArchWeightFormat, ...]:
@@ -48,10 +39,10 @@ def _default_formats() -> tuple[ArchWeightFormat, ...]:
         Dense(),
         BlockCirculant(block_size=4), BlockCirculant(block_size=8),
         BlockCirculant(block_size=16),
-        OneByNSparsity(n=2, sparsity=0.5), OneByNSparsity(n=4, sparsity=0.5),
-        OneByNSparsity(n=8, sparsity=0.5),
-        OneByNSparsity(n=2, sparsity=0.75), OneByNSparsity(n=4, sparsity=0.75),
-        OneByNSparsity(n=8, sparsity=0.75),
+        OneByN(n=2, density=0.5), OneByN(n=4, density=0.5),
+        OneByN(n=8, density=0.5),
+        OneByN(n=2, density=0.25), OneByN(n=4, density=0.25),
+        OneByN(n=8, density=0.25),
     )
 
 
@@ -95,12 +86,11 @@ class SearchSpace(FrozenModel):
         for field, widths, formats in (("widths", self.widths, self.formats),
                                        ("head_widths", self.head_widths, self.head_formats)):
             for fmt in formats:
-                unit = fmt.block_size if isinstance(fmt, BlockCirculant) else (
-                    fmt.n if isinstance(fmt, OneByNSparsity) else 1)
+                unit = fmt.width_unit()
                 for width in widths:
                     if width % unit:
                         raise ConfigError(
-                            field, width, f"multiples of {unit} (format {format_label(fmt)} "
+                            field, width, f"multiples of {unit} (format {fmt.label()} "
                             "needs every width to split into its blocks)")
         return self
 
@@ -121,8 +111,7 @@ class SearchSpace(FrozenModel):
         if index > 0:
             return self.formats
         inputs = obs_shape[0]
-        return tuple(f for f in self.formats
-                     if not isinstance(f, BlockCirculant) or inputs % f.block_size == 0)
+        return tuple(f for f in self.formats if inputs % f.input_unit() == 0)
 
     def check_fits(self, obs_shape: tuple[int, ...]) -> None:
         """Raise a one-line ConfigError unless every architecture in the space fits
@@ -133,7 +122,7 @@ class SearchSpace(FrozenModel):
         if self.observation == "vector" and len(obs_shape) != 1:
             raise ConfigError("observation", "pixels", f"a pixel search space for {obs_shape}")
         if not self.layer_formats(0, obs_shape):
-            raise ConfigError("formats", [format_label(f) for f in self.formats],
+            raise ConfigError("formats", [f.label() for f in self.formats],
                               f"at least one format usable on {obs_shape[0]} input channels")
         if self.observation == "pixels":
             smallest = min(obs_shape[1:])
@@ -154,10 +143,10 @@ class SearchSpace(FrozenModel):
         for i in range(self.num_layers):
             out[f"layers.{i}.op"] = self.layer_ops(i)
             out[f"layers.{i}.width"] = self.widths
-            out[f"layers.{i}.format"] = tuple(format_label(f)
+            out[f"layers.{i}.format"] = tuple(f.label()
                                               for f in self.layer_formats(i, obs_shape))
         out["head.width"] = self.head_widths
-        out["head.format"] = tuple(format_label(f) for f in self.head_formats)
+        out["head.format"] = tuple(f.label() for f in self.head_formats)
         return out
 
     def mutable(self, obs_shape: tuple[int, ...]) -> Any:
@@ -181,7 +170,7 @@ class SearchSpace(FrozenModel):
                 raise ConfigError(label, "<missing>", f"one of {list(values)}")
             if sample[label] not in values:
                 raise ConfigError(label, sample[label], f"one of {list(values)}")
-        formats = {format_label(f): f for f in (*self.formats, *self.head_formats)}
+        formats = {f.label(): f for f in (*self.formats, *self.head_formats)}
         layers = []
         for i in range(self.num_layers):
             op = sample[f"layers.{i}.op"]

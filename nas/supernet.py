@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hw_sim.workload import BlockCirculant
-from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat, OneByNSparsity
+from a3cs_common.formats import BlockCirculant, OneByN
+from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat
 from nas.layers import block_l1_mask, circulant_index
-from nas.space import SearchSpace, format_label
+from nas.space import SearchSpace
 
 HIDDEN_GAIN = math.sqrt(2.0)
 POLICY_GAIN = 0.01
@@ -72,7 +72,7 @@ def apply_format(weight: torch.Tensor, fmt: ArchWeightFormat) -> torch.Tensor:
             return circulant_projection(weight, fmt.block_size)
         taps_first = weight.permute(2, 3, 0, 1)  # [kh, kw, out, in]
         return circulant_projection(taps_first, fmt.block_size).permute(2, 3, 0, 1)
-    if isinstance(fmt, OneByNSparsity):
+    if isinstance(fmt, OneByN):
         mask = block_l1_mask(weight, fmt.n, fmt.sparsity)  # [out/n, in]
         expanded = mask.repeat_interleave(fmt.n, dim=0)
         shape = (*expanded.shape, *([1] * (weight.dim() - 2)))
@@ -185,7 +185,7 @@ class SharedConv(nn.Module):
 
     def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
         cin = x.shape[1]
-        weight = self._formatted.get(self.weight, (width, cin, format_label(fmt)),
+        weight = self._formatted.get(self.weight, (width, cin, fmt.label()),
                                      lambda: apply_format(self.weight[:width, :cin], fmt))
         return F.conv2d(x, weight, self.bias[:width], padding=self.padding)
 
@@ -220,7 +220,7 @@ class SharedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
         cin = x.shape[1]
-        weight = self._formatted.get(self.weight, (width, cin, format_label(fmt)),
+        weight = self._formatted.get(self.weight, (width, cin, fmt.label()),
                                      lambda: apply_format(self.weight[:width, :cin], fmt))
         return F.linear(x, weight, self.bias[:width])
 
@@ -261,7 +261,7 @@ class SuperNet(nn.Module):
         self.act = nn.ReLU() if space.activation == "relu" else nn.Tanh()
         self.choices = space.choices(obs_shape)
         self.arch_logits = ArchLogits(self.choices)
-        self._formats = {format_label(f): f for f in (*space.formats, *space.head_formats)}
+        self._formats = {f.label(): f for f in (*space.formats, *space.head_formats)}
 
         widest = max(space.widths)
         trunk = nn.ModuleList()

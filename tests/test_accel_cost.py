@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from a3cs_common.errors import ConfigError
 from accelerator_model.cost import HardwareCost
 from accelerator_model.search import (
     DifferentiableOptions,
@@ -17,7 +18,6 @@ from accelerator_model.search import (
     random_search,
 )
 from accelerator_model.space import AcceleratorSpace
-from hw_sim.errors import ConfigError
 from hw_sim.files import load_workload
 from hw_sim.simulate import simulate
 from hw_sim.workload import Conv2d, Linear, make_workload

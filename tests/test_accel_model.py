@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from a3cs_common.errors import ConfigError
 from accelerator_model.encode import HardwareBatch, LayerBatch
 from accelerator_model.fidelity import compare, refused_agreement, sample_pairs
 from accelerator_model.model import estimate, evaluate, evaluate_grid
 from accelerator_model.resources import budget_fit, hardware_resources, resources
 from accelerator_model.timeline import Algebra
-from hw_sim.errors import ConfigError
 from hw_sim.files import load_hardware, load_workload
 from hw_sim.hardware import Hardware
 from hw_sim.schedule import StepRun, memory_timeline

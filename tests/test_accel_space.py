@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from a3cs_common.errors import ConfigError
 from accelerator_model.encode import HardwareBatch
 from accelerator_model.space import AcceleratorSpace
-from hw_sim.errors import ConfigError
 
 
 def _write(tmp_path: Path, repo: Path, body: str, base: str = "zc706_fpga.yaml") -> str:

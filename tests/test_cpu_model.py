@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from a3cs.cli import main
+from a3cs_common.errors import ConfigError
+from a3cs_common.schema import validate
 from accelerator_model.cpu import (
     DESCRIPTORS,
     FAMILIES,
@@ -31,9 +33,7 @@ from accelerator_model.cpu import (
     work_terms,
 )
 from accelerator_model.cpu_calibrate import export_trees
-from hw_sim.errors import ConfigError
 from hw_sim.files import load_workload
-from hw_sim.schema import validate
 from hw_sim.workload import Conv2d, Linear
 
 

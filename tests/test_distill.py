@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from a3cs_common.errors import ConfigError
+from a3cs_common.schema import validate
 from distill.losses import a2d_loss, categorical_kl, distill_loss, gaussian_kl
 from distill.schedules import DistillConfig, weight_schedule
 from distill.teacher import Teacher
-from hw_sim.errors import ConfigError
-from hw_sim.schema import validate
 
 
 def test_loss_is_zero_for_identical_teacher_and_student() -> None:

@@ -11,7 +11,7 @@ from a3cs.cli import main
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.defaults import ALGORITHMS, defaults_for, load_table, with_env_defaults
 from a3cs.rl.envs import MINATAR_GAMES, env_family
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 
 
 def test_every_entry_is_a_valid_config_that_cites_its_source() -> None:

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import dump_yaml
+from a3cs_common.schema import validate
 from hw_sim.files import load_hardware, load_workload
 from hw_sim.hardware import Hardware, sram_pj_per_byte
-from hw_sim.io import dump_yaml
 from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv
-from hw_sim.schema import validate
 from hw_sim.torch_trace import workload_from_module
 from hw_sim.workload import Conv2d, Linear, Workload
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from a3cs_common.errors import ConfigError
 from hw_sim.engines.block_circulant import STAGES, pipeline_cycles
 from hw_sim.engines.systolic import pairs_sum_at_most
-from hw_sim.errors import ConfigError
 from hw_sim.files import load_workload
 from hw_sim.hardware import Hardware
 from hw_sim.schedule import StepRun, memory_timeline

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from a3cs_common.errors import ConfigError
 from hw_sim import functional
-from hw_sim.errors import ConfigError
 from hw_sim.workload import BlockCirculant, Conv2d, OneByN
 from nas.layers import (
     BlockCirculantConv2d,

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from hw_sim.errors import ConfigError
-from hw_sim.schema import validate
+from a3cs_common.errors import ConfigError
+from a3cs_common.formats import OneByN
+from a3cs_common.schema import validate
 from hw_sim.workload import BlockCirculant
-from nas.arch import OneByNSparsity
 from nas.layers import expand_circulant
-from nas.space import SearchSpace, format_label, load_space, pixel_space, vector_space
+from nas.space import SearchSpace, load_space, pixel_space, vector_space
 from nas.supernet import SuperNet, apply_format, circulant_projection
 
 OBS = (4, 10, 10)
@@ -75,7 +75,7 @@ def test_circulant_projection_is_orthogonal_projection():
 
 def test_one_by_n_format_prunes_blocks():
     weight = torch.randn(8, 6, 3, 3)
-    pruned = apply_format(weight, OneByNSparsity(n=4, sparsity=0.5))
+    pruned = apply_format(weight, OneByN(n=4, sparsity=0.5))
     blocks = pruned.reshape(2, 4, 6, 9).abs().sum(dim=(1, 3))
     assert int((blocks > 0).sum()) == 6  # half of the 2 x 6 blocks
     conv_bc = apply_format(weight, BlockCirculant(block_size=2))
@@ -122,7 +122,8 @@ def test_fixed_path_function_matches_its_gates_of_one():
     fixed, _ = net(obs)
     assert torch.allclose(sampled, fixed)
     assert sampled.shape == (4, 4)  # mean and log-std of a 2-d action
-    assert format_label(OneByNSparsity(n=4, sparsity=0.75)) == "1x4@0.75"
+    assert OneByN(n=4, sparsity=0.75).label() == "1x4@0.75"
+    assert OneByN(n=4, density=0.25).label() == "1x4@0.75"
 
 
 def test_expected_cost_is_exact():
@@ -144,7 +145,7 @@ def test_expected_cost_is_exact():
     # the expectation: brute force over a reduced space (two positions enumerated exactly)
     small = SearchSpace(observation="pixels", num_layers=2, ops=("conv3x3", "conv1x1", "skip"),
                         widths=(16, 32), head_widths=(32, 64),
-                        formats=(BlockCirculant(block_size=4), OneByNSparsity(n=4, sparsity=0.5)),
+                        formats=(BlockCirculant(block_size=4), OneByN(n=4, sparsity=0.5)),
                         head_formats=(BlockCirculant(block_size=8),))
     table = CandidateTable(small, OBS, action_dim=3)
     cost = torch.tensor([float(layer.stored_weight_words) for layer in table.layers])

@@ -17,8 +17,8 @@ from a3cs.plotting import collect_runs
 from a3cs.rl.checkpoint import read_checkpoint, run_key_path, save_checkpoint
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.train import train
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_bytes, remove_stale_temporaries
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_bytes, remove_stale_temporaries
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"env_id": "CartPole-v1", "num_envs": 2, "n_steps": 16, "batch_size": 32,

@@ -30,7 +30,7 @@ from a3cs.rl.algorithms import (
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import env_family, make_env
 from a3cs.rl.networks import build_agent
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 
 
 def test_make_env_families() -> None:

@@ -17,8 +17,8 @@ from a3cs.rl.networks import (
     sample_action,
     sampled_log_prob,
 )
-from hw_sim.errors import ConfigError
-from hw_sim.schema import validate
+from a3cs_common.errors import ConfigError
+from a3cs_common.schema import validate
 from hw_sim.workload import Conv2d, Linear
 from nas.arch import Arch, load_arch, reference_arch
 from nas.layers import cubic_sparsity_schedule, prune_to_schedule
@@ -111,7 +111,7 @@ def test_bad_architecture_files(data: dict, message: str) -> None:
 
 
 def test_arch_yaml_round_trip(tmp_path: Path) -> None:
-    from hw_sim.io import dump_yaml
+    from a3cs_common.io import dump_yaml
 
     arch = load_arch(str(REPO / "experiments/arch/minatar_searched_example.yaml"))
     path = tmp_path / "a.yaml"

@@ -15,9 +15,9 @@ from a3cs.rl.config import TrainConfig
 from a3cs.rl.defaults import with_env_defaults
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.train import train, training
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import dump_yaml
 from hw_sim.files import load_workload
-from hw_sim.io import dump_yaml
 from nas.arch import load_arch
 
 REPO = Path(__file__).resolve().parents[1]

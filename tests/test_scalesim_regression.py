@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
+from a3cs_common.schema import validate
 from hw_sim.files import load_workload
 from hw_sim.hardware import Hardware
 from hw_sim.scalesim_files import (
@@ -26,7 +27,6 @@ from hw_sim.scalesim_files import (
     write_scalesim_cfg,
     write_topology_csv,
 )
-from hw_sim.schema import validate
 from hw_sim.simulate import simulate
 from hw_sim.workload import Conv2d, Linear, Workload
 

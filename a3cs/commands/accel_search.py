@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from hw_sim.errors import ConfigError
+    from a3cs_common.errors import ConfigError
 
     if args.steps < 1:
         raise ConfigError("--steps", args.steps, "an integer >= 1")
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from a3cs_common.io import atomic_write_text, check_output_path, dump_yaml
     from accelerator_model.cost import HardwareCost
     from accelerator_model.search import (
         DifferentiableOptions,
@@ -64,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
         random_search,
     )
     from accelerator_model.space import AcceleratorSpace, assignment
-    from hw_sim.io import atomic_write_text, check_output_path, dump_yaml
     from hw_sim.workload import make_workload
 
     _check(args)

@@ -47,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> None:
     import os
 
-    from hw_sim.errors import ConfigError
-    from hw_sim.io import check_output_path
+    from a3cs_common.errors import ConfigError
+    from a3cs_common.io import check_output_path
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     limits = {"--per-family": (args.per_family, 20), "--held-out": (args.held_out, 1),

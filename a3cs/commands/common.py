@@ -48,7 +48,7 @@ def check_report_output(args: argparse.Namespace) -> None:
     Raises:
         ConfigError: it is a directory, or under a file, or in a folder that cannot be written.
     """
-    from hw_sim.io import check_output_path
+    from a3cs_common.io import check_output_path
 
     if args.out:
         check_output_path(args.out, field="--out")

@@ -33,10 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from a3cs_common.io import atomic_write_text
     from accelerator_model.model import estimate
     from accelerator_model.resources import budget_fit, hardware_resources
     from hw_sim.files import load_hardware
-    from hw_sim.io import atomic_write_text
 
     check_report_output(args)
     hw = load_hardware(args.hw)

@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from a3cs.rl.checkpoint import load_agent
     from a3cs.rl.evaluate import evaluate_policy, model_policy, render_gif
     from a3cs.rl.loop import deterministic_kernels, pick_device
-    from hw_sim.errors import ConfigError
-    from hw_sim.io import check_output_path
+    from a3cs_common.errors import ConfigError
+    from a3cs_common.io import check_output_path
 
     if args.episodes < 1:
         raise ConfigError("--episodes", args.episodes, "an integer >= 1")

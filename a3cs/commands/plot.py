@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from a3cs.plotting import collect_runs, plot_pareto
-    from hw_sim.errors import ConfigError
-    from hw_sim.io import check_output_path
+    from a3cs_common.errors import ConfigError
+    from a3cs_common.io import check_output_path
 
     stem = Path(args.out) if args.out else Path(args.run_dirs[0]) / f"pareto_{args.x}"
     if stem.is_dir():

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     from a3cs.search.config import load_search_config
     from a3cs.search.run import run_search
-    from hw_sim.errors import ConfigError
-    from hw_sim.io import check_output_path
+    from a3cs_common.errors import ConfigError
+    from a3cs_common.io import check_output_path
 
     if args.resume and not args.out:
         raise ConfigError("--resume", True, "together with --out RUN_DIR (the run to continue)")

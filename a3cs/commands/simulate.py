@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hw_sim.errors import ConfigError
+    from a3cs_common.errors import ConfigError
+    from a3cs_common.io import atomic_write_text, check_output_path
     from hw_sim.files import load_hardware
-    from hw_sim.io import atomic_write_text, check_output_path
     from hw_sim.simulate import simulate, write_trace
 
     if (args.trace_layer is None) != (args.trace is None):

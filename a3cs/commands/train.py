@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from a3cs.rl.config import TrainConfig
     from a3cs.rl.defaults import with_env_defaults
     from a3cs.rl.train import train
-    from hw_sim.errors import ConfigError
-    from hw_sim.io import check_output_path, load_mapping
-    from hw_sim.schema import validate
+    from a3cs_common.errors import ConfigError
+    from a3cs_common.io import check_output_path, load_mapping
+    from a3cs_common.schema import validate
 
     check_output_path(args.out, field="--out", kind="directory")
     base: dict[str, Any] = {}

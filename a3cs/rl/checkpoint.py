@@ -29,10 +29,10 @@ import torch
 
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.networks import ActorCritic, build_agent, describe_action_space
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_bytes
+from a3cs_common.schema import validate
 from distill.teacher import Teacher
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_bytes
-from hw_sim.schema import validate
 from nas.arch import Arch
 
 FORMAT = "a3cs-agent/1"

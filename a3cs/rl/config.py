@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
+from a3cs_common.errors import ConfigError
+from a3cs_common.schema import FrozenModel, validate
 from distill.schedules import DistillConfig
-from hw_sim.errors import ConfigError
-from hw_sim.schema import FrozenModel, validate
 from nas.arch import Arch
 
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -21,9 +21,9 @@ from typing import Any
 
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import env_family
-from hw_sim.errors import ConfigError
-from hw_sim.io import load_mapping
-from hw_sim.schema import validate
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import load_mapping
+from a3cs_common.schema import validate
 
 TABLE_PATH = Path(__file__).resolve().parent.parent / "data" / "env_defaults.yaml"
 ALGORITHMS = ("ppo", "a2c")

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 
 Family = Literal["minatar", "classic", "atari", "mujoco"]
 

@@ -22,8 +22,8 @@ from a3cs.rl.networks import (
     greedy_action,
     sample_action,
 )
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_bytes
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_bytes
 
 #: ``obs [N, *obs_shape] -> actions [N]``: any policy, ours or another library's.
 PolicyFn = Callable[[np.ndarray], np.ndarray]

@@ -55,10 +55,10 @@ from a3cs.rl.checkpoint import (
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import SyncEnvs, make_env
 from a3cs.rl.networks import describe_action_space
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, remove_stale_temporaries
 from distill.schedules import weight_schedule
 from distill.teacher import Teacher
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, remove_stale_temporaries
 
 #: Keys every loop checkpoint holds (besides the hooks' and their extras).
 CHECKPOINT_KEYS = ("model", "optimizer", "collector", "rng", "envs", "update", "metrics",

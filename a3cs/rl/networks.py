@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
+from a3cs_common.formats import BlockCirculant, OneByN, WeightFormat
 from hw_sim.torch_trace import workload_from_module
-from hw_sim.workload import BlockCirculant, Dense, Workload
-from nas.arch import KERNEL_OF_OP, Arch, LayerSpec, OneByNSparsity, reference_arch
+from hw_sim.workload import Workload
+from nas.arch import KERNEL_OF_OP, Arch, LayerSpec, reference_arch
 from nas.layers import (
     BlockCirculantConv2d,
     BlockCirculantLinear,
@@ -87,18 +88,18 @@ def _conv(spec: LayerSpec, in_ch: int, out_ch: int, kernel: int, stride: int,
     if isinstance(fmt, BlockCirculant):
         return BlockCirculantConv2d(in_ch, out_ch, kernel, fmt.block_size, stride=stride,
                                     padding=padding)
-    if isinstance(fmt, OneByNSparsity):
+    if isinstance(fmt, OneByN):
         return OneByNConv2d(in_ch, out_ch, kernel, fmt.n, fmt.sparsity, stride=stride,
                             padding=padding)
     return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding)
 
 
 def make_linear(in_features: int, out_features: int,
-                fmt: Dense | BlockCirculant | OneByNSparsity) -> nn.Module:
+                fmt: WeightFormat) -> nn.Module:
     """A linear layer in the given weight format."""
     if isinstance(fmt, BlockCirculant):
         return BlockCirculantLinear(in_features, out_features, fmt.block_size)
-    if isinstance(fmt, OneByNSparsity):
+    if isinstance(fmt, OneByN):
         return OneByNLinear(in_features, out_features, fmt.n, fmt.sparsity)
     return nn.Linear(in_features, out_features)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydantic import Field, NonNegativeFloat, PositiveInt
 
-from hw_sim.io import load_mapping
-from hw_sim.schema import FrozenModel, validate
+from a3cs_common.io import load_mapping
+from a3cs_common.schema import FrozenModel, validate
 
 TEACHERS_DIR = Path(__file__).resolve().parent.parent / "data" / "teachers"
 MANIFEST = TEACHERS_DIR / "manifest.yaml"

@@ -30,10 +30,10 @@ from a3cs.rl.config import TrainConfig, resolve_family_defaults
 from a3cs.rl.envs import SyncEnvs, env_family
 from a3cs.rl.loop import LoopHooks, LoopState, build_state, pick_device, run_loop
 from a3cs.rl.networks import ActorCritic, build_agent
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, dump_yaml
+from a3cs_common.schema import validate
 from accelerator_model.threads import torch_threads
-from hw_sim.errors import ConfigError
-from hw_sim.io import atomic_write_text, dump_yaml
-from hw_sim.schema import validate
 from nas.arch import reference_arch
 from nas.layers import cubic_sparsity_schedule, one_by_n_layers, prune_to_schedule
 

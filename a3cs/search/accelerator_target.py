@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from a3cs.search.targets import HardwareChoice, Measurement
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.hardware import Hardware
 from hw_sim.workload import Workload
 from nas.expected_cost import CandidateTable

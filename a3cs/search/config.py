@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import load_mapping
+from a3cs_common.schema import FrozenModel, validate
 from distill.schedules import DistillConfig
-from hw_sim.errors import ConfigError
-from hw_sim.io import load_mapping
-from hw_sim.schema import FrozenModel, validate
 
 Method = Literal["a3cs", "a3cs_no_distill", "hand_designed", "sequential", "random", "evolution"]
 METHODS: tuple[str, ...] = ("a3cs", "a3cs_no_distill", "hand_designed", "sequential", "random",

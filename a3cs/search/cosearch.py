@@ -53,8 +53,8 @@ from a3cs.rl.loop import LoopHooks, LoopState, build_state, run_loop
 from a3cs.rl.networks import RunningNorm, action_dim, policy_kind
 from a3cs.search.config import SearchConfig
 from a3cs.search.targets import Target
+from a3cs_common.io import atomic_write_text, dump_yaml
 from distill.losses import distill_loss
-from hw_sim.io import atomic_write_text, dump_yaml
 from nas.arch import Arch, reference_arch
 from nas.expected_cost import CandidateTable
 from nas.space import SearchSpace

@@ -30,8 +30,8 @@ from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.train import train
 from a3cs.search.prepare import Prepared, RunLog
 from a3cs.search.targets import HardwareChoice
+from a3cs_common.io import atomic_write_text
 from distill.teacher import Teacher
-from hw_sim.io import atomic_write_text
 from nas.arch import Arch, reference_arch
 
 
@@ -138,7 +138,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
         bar.close()
     best = max(records, key=lambda r: r.reward)
     if not math.isfinite(best.reward):
-        from hw_sim.errors import ConfigError
+        from a3cs_common.errors import ConfigError
 
         raise ConfigError("target", config.target, "hardware on which some sampled agent can "
                           f"run (none of {len(records)} trials could)")

@@ -37,10 +37,8 @@ from a3cs.rl.train import train
 from a3cs.search.config import SearchConfig
 from a3cs.search.prepare import Prepared, RunLog, prepare
 from a3cs.search.targets import HardwareChoice
-from accelerator_model.threads import torch_threads
-from distill.teacher import Teacher
-from hw_sim.errors import ConfigError
-from hw_sim.io import (
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import (
     atomic_write_bytes,
     atomic_write_text,
     dump_yaml,
@@ -48,7 +46,9 @@ from hw_sim.io import (
     read_text,
     remove_stale_temporaries,
 )
-from hw_sim.schema import validate
+from a3cs_common.schema import validate
+from accelerator_model.threads import torch_threads
+from distill.teacher import Teacher
 from nas.arch import Arch, load_arch, reference_arch
 
 STAGES = ("teacher", "search", "hardware", "retrain", "evaluate", "measure", "results")

@@ -12,15 +12,19 @@ Each engine provides three functions over the same step descriptions:
 
 from __future__ import annotations
 
+from a3cs_common.errors import ConfigError
 from hw_sim.engines.base import Engine, LayerT
 from hw_sim.engines.block_circulant import BLOCK_CIRCULANT
 from hw_sim.engines.one_by_n import ONE_BY_N
 from hw_sim.engines.systolic import SYSTOLIC
-from hw_sim.errors import ConfigError
 from hw_sim.hardware import Hardware
-from hw_sim.workload import BlockCirculant, OneByN
 
-__all__ = ["Engine", "engine_for"]
+__all__ = ["ENGINES", "Engine", "engine_for"]
+
+#: Engine name (a format's ``engine``) -> engine.  Every engine but the systolic array needs
+#: the hardware section of the same name.
+ENGINES: dict[str, Engine] = {engine.name: engine for engine in (SYSTOLIC, BLOCK_CIRCULANT,
+                                                                 ONE_BY_N)}
 
 
 def engine_for(layer: LayerT, hw: Hardware) -> Engine:
@@ -30,19 +34,10 @@ def engine_for(layer: LayerT, hw: Hardware) -> Engine:
         ConfigError: the hardware has no engine for the layer's weight format.
     """
     fmt = layer.weight_format
-    if isinstance(fmt, BlockCirculant):
-        if hw.block_circulant is None:
-            raise ConfigError(
-                "block_circulant", None,
-                f"a block_circulant engine in hardware '{hw.name}' "
-                f"(layer '{layer.name}' is block_circulant)",
-            )
-        return BLOCK_CIRCULANT
-    if isinstance(fmt, OneByN):
-        if hw.one_by_n is None:
-            raise ConfigError(
-                "one_by_n", None,
-                f"a one_by_n engine in hardware '{hw.name}' (layer '{layer.name}' is one_by_n)",
-            )
-        return ONE_BY_N
-    return SYSTOLIC
+    name = fmt.engine
+    if name != SYSTOLIC.name and getattr(hw, name) is None:
+        raise ConfigError(
+            name, None,
+            f"a {name} engine in hardware '{hw.name}' (layer '{layer.name}' is {fmt.type})",
+        )
+    return ENGINES[name]

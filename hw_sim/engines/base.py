@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 from hw_sim.hardware import Hardware
 from hw_sim.schedule import OpCounts, StepRun
 from hw_sim.workload import Conv2d, Linear

@@ -42,8 +42,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from a3cs_common.errors import ConfigError
 from hw_sim.engines.base import LayerT, stream_chunks, too_small
-from hw_sim.errors import ConfigError
 from hw_sim.hardware import BlockCirculantEngine, Hardware
 from hw_sim.schedule import OpCounts, StepRun, coalesce
 from hw_sim.workload import BlockCirculant

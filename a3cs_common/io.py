@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 
 
 def read_text(path: str | os.PathLike[str], *, field: str = "file",

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hw_sim.errors import ConfigError
+from a3cs_common.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
