@@ -1,4 +1,5 @@
-"""Trainable compressed layers: block-circulant (FFT forward, as in GST) and 1xN block-sparse.
+"""Trainable compressed layers: block-circulant (FFT forward, as in GST), 1xN block-sparse and
+N:M structured-sparse.
 
 Both follow the conventions of :mod:`hw_sim.functional`, so a trained layer and its simulated
 workload compute the same function:
@@ -10,7 +11,10 @@ workload compute the same function:
   each tap, and ``C @ x = irfft(rfft(w) * rfft(x))``;
 * a 1xN layer keeps a dense ``[N, C, kh, kw]`` weight and a boolean block mask
   ``[N / n, C]``: block ``(r, c)`` is output channels ``r*n .. r*n+n-1`` of input channel
-  ``c`` at every tap.  :meth:`OneByNMixin.prune_` keeps the blocks with the largest L1 norm.
+  ``c`` at every tap.  :meth:`OneByNMixin.prune_` keeps the blocks with the largest L1 norm;
+* an N:M layer keeps a dense weight and a boolean mask of the weight's shape: along the
+  reduction dimension in im2col order, every group of ``m`` consecutive weights of an output
+  channel keeps its ``n`` of largest magnitude (:func:`n_m_mask`).
 
 Every layer implements ``hw_sim_layer(name, input_shape)`` (see :mod:`hw_sim.torch_trace`),
 exporting its real shape and weight format (1xN: the current mask).  Only ``groups == 1`` is
@@ -28,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from a3cs_common.errors import ConfigError
+from a3cs_common.formats import NM, BlockCirculant, OneByN
 from a3cs_common.schema import validate
-from hw_sim.workload import BlockCirculant, Conv2d, Linear, OneByN
+from hw_sim.workload import Conv2d, Linear
 
 Schedule = Callable[[float], float]
 
@@ -361,6 +366,151 @@ class OneByNConv2d(OneByNMixin):
 
 
 # --------------------------------------------------------------------------------------------
+# N:M structured sparsity
+
+
+def _reduction_major(weight: torch.Tensor) -> torch.Tensor:
+    """``[out, in, kh, kw]`` (or ``[out, in]``) -> ``[out, K]`` in im2col order (tap-major,
+    channel fastest), the order along which N:M groups run."""
+    if weight.dim() == 4:
+        weight = weight.permute(0, 2, 3, 1)
+    return weight.reshape(weight.shape[0], -1)
+
+
+def n_m_mask(weight: torch.Tensor, keep: int, m: int) -> torch.Tensor:
+    """The mask keeping, in every group of ``m`` consecutive weights along the reduction
+    dimension (im2col order), the ``keep`` of largest magnitude.
+
+    Args:
+        weight: ``[out, in, kh, kw]`` or ``[out, in]``.
+        keep: weights kept per group, in ``[1, m]``; a last, partial group of ``r < m``
+            weights keeps ``min(r, keep)``.
+        m: group length.
+
+    Returns:
+        bool, the shape of ``weight``.  Ties go to the earlier position (deterministic).
+    """
+    flat = _reduction_major(weight.detach().abs())
+    out, k = flat.shape
+    pad = (-k) % m
+    # Padding sorts last (-1 < |w|) and is cut off again, so a partial group keeps min(r, keep).
+    groups = F.pad(flat, (0, pad), value=-1.0).reshape(out, -1, m)
+    order = torch.argsort(groups, dim=-1, descending=True, stable=True)[..., :keep]
+    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, order, True)
+    mask = mask.reshape(out, -1)[:, :k]
+    if weight.dim() == 4:
+        _, cin, kh, kw = weight.shape
+        return mask.reshape(out, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
+    return mask
+
+
+class NMMixin(nn.Module):
+    """Shared state of the N:M layers: ``weight``, a ``mask`` buffer of its shape (saved in
+    the state dict), the target ``n`` of every ``m``.  Pruning is gradual like 1xN's: at a
+    fraction ``f`` of the target sparsity ``1 - n/m`` every group keeps
+    ``m - round(f (m - n))`` weights, from dense to ``n``."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    mask: torch.Tensor
+    n: int
+    m: int
+
+    def _init_mask(self, n: int, m: int) -> None:
+        validate(NM, {"n": n, "m": m})  # 1 <= n < m, or ConfigError
+        self.n, self.m = n, m
+        self.register_buffer("mask", torch.ones(self.weight.shape, dtype=torch.bool))
+
+    @property
+    def target_sparsity(self) -> float:
+        return 1.0 - self.n / self.m
+
+    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
+        """Orthogonal weights times ``gain``, zero bias, every weight kept."""
+        with torch.no_grad():
+            nn.init.orthogonal_(self.weight, gain, generator=generator)
+            if self.bias is not None:
+                self.bias.zero_()
+            self.mask.fill_(True)
+
+    def masked_weight(self) -> torch.Tensor:
+        return self.weight * self.mask.to(self.weight.dtype)
+
+    @property
+    def sparsity(self) -> float:
+        """Current fraction of pruned weights."""
+        return 1.0 - float(self.mask.float().mean())
+
+    @torch.no_grad()
+    def prune_(self, sparsity: float) -> None:
+        """Keep ``m - round(sparsity m)`` (at least ``n``) of every ``m`` weights, by magnitude
+        of the currently kept ones (pruned weights are zero and stay pruned)."""
+        keep = max(self.n, self.m - round(sparsity * self.m))
+        self.mask.copy_(n_m_mask(self.masked_weight(), keep, self.m))
+        self.weight.copy_(self.masked_weight())
+
+    def _format(self) -> NM:
+        return NM(n=self.n, m=self.m)
+
+
+class NMLinear(NMMixin):
+    """Linear layer with N:M sparsity along its input features.
+
+    Shapes: ``[..., in_features]`` -> ``[..., out_features]``; ``mask`` ``[out, in]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, n: int, m: int, *,
+                 bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self._init_mask(n, m)
+        self.reset_parameters(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.masked_weight(), self.bias)
+
+    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Linear:
+        return Linear(name=name, in_features=self.in_features, out_features=self.out_features,
+                      batch=math.prod(input_shape[:-1]), weight_format=self._format())
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, n={self.n}, m={self.m}"
+
+
+class NMConv2d(NMMixin):
+    """2-D convolution with N:M sparsity along its reduction dimension (im2col order).
+    Shapes as :class:`torch.nn.Conv2d`; ``mask`` ``[out, in, kh, kw]``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 n: int, m: int, *, stride: int | tuple[int, int] = 1,
+                 padding: int | tuple[int, int] = 0, bias: bool = True) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
+                                                       _pair(padding))
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self._init_mask(n, m)
+        self.reset_parameters(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.masked_weight(), self.bias, self.stride, self.padding)
+
+    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Conv2d:
+        return Conv2d(name=name, in_channels=self.in_channels, out_channels=self.out_channels,
+                      in_height=input_shape[-2], in_width=input_shape[-1],
+                      kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                      batch=input_shape[0] if len(input_shape) == 4 else 1,
+                      weight_format=self._format())
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, n={self.n}, m={self.m}")
+
+
+# --------------------------------------------------------------------------------------------
 # Sparsity schedule
 
 
@@ -384,15 +534,16 @@ def cubic_sparsity_schedule(start: float, end: float) -> Schedule:
     return fraction
 
 
-def one_by_n_layers(module: nn.Module) -> Iterator[OneByNMixin]:
-    """The 1xN layers inside ``module``."""
+def prunable_layers(module: nn.Module) -> Iterator[OneByNMixin | NMMixin]:
+    """The layers inside ``module`` that a sparsity schedule prunes (1xN and N:M)."""
     for sub in module.modules():
-        if isinstance(sub, OneByNMixin):
+        if isinstance(sub, OneByNMixin | NMMixin):
             yield sub
 
 
 def prune_to_schedule(module: nn.Module, progress: float, schedule: Schedule) -> None:
-    """Prune every 1xN layer of ``module`` to ``schedule(progress) * its target sparsity``."""
+    """Prune every 1xN and N:M layer of ``module`` to ``schedule(progress) * its target
+    sparsity``."""
     fraction = schedule(progress)
-    for layer in one_by_n_layers(module):
+    for layer in prunable_layers(module):
         layer.prune_(fraction * layer.target_sparsity)

@@ -31,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from a3cs_common.formats import BlockCirculant, OneByN
 from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat
-from nas.layers import block_l1_mask, circulant_index
 from nas.space import SearchSpace
+from nas.torch_formats import torch_format
 
 HIDDEN_GAIN = math.sqrt(2.0)
 POLICY_GAIN = 0.01
@@ -45,39 +44,10 @@ VALUE_GAIN = 1.0
 # Weight formats as transformations of shared dense weights
 
 
-def circulant_projection(matrix: torch.Tensor, block_size: int) -> torch.Tensor:
-    """Nearest block-circulant matrix (Frobenius norm): every ``b x b`` block of ``[..., N, K]``
-    becomes the circulant matrix of its diagonal means ``v[d] = mean_r B[r, (r - d) mod b]``."""
-    *lead, n, k = matrix.shape
-    b = block_size
-    blocks = matrix.reshape(*lead, n // b, b, k // b, b).transpose(-3, -2)  # [..., p, q, r, s]
-    index = circulant_index(b).to(matrix.device)  # index[r, s] = (r - s) mod b
-    # column of diagonal d in row r: s = (r - d) mod b  (= index[r, :] read backwards)
-    cols = (torch.arange(b, device=matrix.device)[:, None]
-            - torch.arange(b, device=matrix.device)[None, :]) % b  # [r, d]
-    diagonals = torch.gather(blocks, -1, cols.expand(*blocks.shape[:-2], b, b)).mean(dim=-2)
-    expanded = diagonals[..., index]  # [..., p, q, r, s]
-    return expanded.transpose(-3, -2).reshape(*lead, n, k)
-
-
 def apply_format(weight: torch.Tensor, fmt: ArchWeightFormat) -> torch.Tensor:
-    """``weight`` (``[out, in]`` or ``[out, in, kh, kw]``) in the weight format ``fmt``.
-
-    Block-circulant blocks run along input channels within each kernel tap (the convention
-    of :mod:`hw_sim.functional`); a linear weight on a flattened ``[C, H, W]`` input has its
-    blocks along the flattened inputs, as a :class:`nas.layers.BlockCirculantLinear` does.
-    """
-    if isinstance(fmt, BlockCirculant):
-        if weight.dim() == 2:
-            return circulant_projection(weight, fmt.block_size)
-        taps_first = weight.permute(2, 3, 0, 1)  # [kh, kw, out, in]
-        return circulant_projection(taps_first, fmt.block_size).permute(2, 3, 0, 1)
-    if isinstance(fmt, OneByN):
-        mask = block_l1_mask(weight, fmt.n, fmt.sparsity)  # [out/n, in]
-        expanded = mask.repeat_interleave(fmt.n, dim=0)
-        shape = (*expanded.shape, *([1] * (weight.dim() - 2)))
-        return weight * expanded.reshape(shape).to(weight.dtype)
-    return weight
+    """``weight`` (``[out, in]`` or ``[out, in, kh, kw]``) in the weight format ``fmt`` (see
+    :mod:`nas.torch_formats`)."""
+    return torch_format(fmt).project(weight, fmt)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from a3cs_common.schema import validate
 from hw_sim.workload import BlockCirculant
 from nas.layers import expand_circulant
 from nas.space import SearchSpace, load_space, pixel_space, vector_space
-from nas.supernet import SuperNet, apply_format, circulant_projection
+from nas.supernet import SuperNet, apply_format
+from nas.torch_formats import circulant_projection
 
 OBS = (4, 10, 10)
 

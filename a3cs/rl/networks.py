@@ -26,16 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from a3cs_common.errors import ConfigError
-from a3cs_common.formats import BlockCirculant, OneByN, WeightFormat
+from a3cs_common.formats import WeightFormat
 from hw_sim.torch_trace import workload_from_module
 from hw_sim.workload import Workload
 from nas.arch import KERNEL_OF_OP, Arch, LayerSpec, reference_arch
-from nas.layers import (
-    BlockCirculantConv2d,
-    BlockCirculantLinear,
-    OneByNConv2d,
-    OneByNLinear,
-)
+from nas.torch_formats import torch_format
 
 PolicyKind = Literal["categorical", "gaussian"]
 FeatureOrder = Literal["chw", "hwc"]
@@ -85,23 +80,12 @@ def describe_action_space(action_space: gym.Space) -> str:
 def _conv(spec: LayerSpec, in_ch: int, out_ch: int, kernel: int, stride: int,
           padding: int) -> nn.Module:
     fmt = spec.weight_format
-    if isinstance(fmt, BlockCirculant):
-        return BlockCirculantConv2d(in_ch, out_ch, kernel, fmt.block_size, stride=stride,
-                                    padding=padding)
-    if isinstance(fmt, OneByN):
-        return OneByNConv2d(in_ch, out_ch, kernel, fmt.n, fmt.sparsity, stride=stride,
-                            padding=padding)
-    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding)
+    return torch_format(fmt).conv(in_ch, out_ch, kernel, fmt, stride, padding)
 
 
-def make_linear(in_features: int, out_features: int,
-                fmt: WeightFormat) -> nn.Module:
+def make_linear(in_features: int, out_features: int, fmt: WeightFormat) -> nn.Module:
     """A linear layer in the given weight format."""
-    if isinstance(fmt, BlockCirculant):
-        return BlockCirculantLinear(in_features, out_features, fmt.block_size)
-    if isinstance(fmt, OneByN):
-        return OneByNLinear(in_features, out_features, fmt.n, fmt.sparsity)
-    return nn.Linear(in_features, out_features)
+    return torch_format(fmt).linear(in_features, out_features, fmt)
 
 
 class DepthwiseSeparable(nn.Module):

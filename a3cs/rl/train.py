@@ -35,7 +35,7 @@ from a3cs_common.io import atomic_write_text, dump_yaml
 from a3cs_common.schema import validate
 from accelerator_model.threads import torch_threads
 from nas.arch import reference_arch
-from nas.layers import cubic_sparsity_schedule, one_by_n_layers, prune_to_schedule
+from nas.layers import cubic_sparsity_schedule, prunable_layers, prune_to_schedule
 
 # Fields that may change when a run is resumed (how long it runs, how it is observed).
 RESUMABLE_CHANGES = frozenset({"total_steps", "checkpoint_every", "device", "torch_threads"})
@@ -80,10 +80,10 @@ class _TrainHooks(LoopHooks):
     def __init__(self, config: TrainConfig, model: ActorCritic) -> None:
         self.config = config
         self.sparsity = cubic_sparsity_schedule(config.sparsity_start, config.sparsity_end)
-        self.has_one_by_n = any(True for _ in one_by_n_layers(model))
+        self.prunes = any(True for _ in prunable_layers(model))
 
     def before_rollout(self, state: LoopState, progress: float) -> None:
-        if self.has_one_by_n:
+        if self.prunes:
             prune_to_schedule(state.model, progress, self.sparsity)
 
     def checkpoint_extras(self, state: LoopState, out: Path) -> dict[str, Any]:
