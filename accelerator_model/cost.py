@@ -42,12 +42,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from a3cs_common.errors import ConfigError
 from accelerator_model.encode import DEFAULT_LANES, HardwareBatch, LayerBatch
 from accelerator_model.engines import REASONS
 from accelerator_model.model import evaluate
 from accelerator_model.resources import BUDGET_REASONS
 from accelerator_model.space import AcceleratorSpace, Objective, assignment
-from a3cs_common.errors import ConfigError
 from hw_sim.workload import Conv2d, Linear
 
 LayerT = Conv2d | Linear

@@ -51,7 +51,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text, load_mapping
 from a3cs_common.schema import FrozenModel, validate
-from hw_sim.workload import BlockCirculant, Conv2d, Linear, OneByN, Workload
+from hw_sim.workload import Conv2d, Linear, Workload
 
 # --------------------------------------------------------------------------------------------
 # The CPU description
@@ -285,10 +285,10 @@ def kernel_family(layer: Conv2d | Linear, threads: int = 1) -> KernelFamily:
     """The code path the layer's real kernel takes (see the module docstring)."""
     fmt = layer.weight_format
     linear = isinstance(layer, Linear)
-    if isinstance(fmt, OneByN):
+    if fmt.cpu_kernel == "scipy_bsr":
         # scipy runs (1, 1)-block BSR through its CSR routine, one nonzero at a time.
         return ("csr_" if fmt.n == 1 else "bsr_") + ("linear" if linear else "conv")  # type: ignore[return-value]
-    if isinstance(fmt, BlockCirculant):
+    if fmt.cpu_kernel == "torch_fft":
         return "fft_linear" if linear else "fft_conv"
     if isinstance(layer, Linear):
         return "linear"
@@ -340,13 +340,13 @@ def work_terms(layer: Conv2d | Linear, spec: CpuSpec) -> np.ndarray:
     out_bytes = layer.ofmap_words * _FLOAT_BYTES
     x["out_bytes"] = out_bytes / (spec.cache_bandwidth_gbs(out_bytes) * 1e9)
     _unfold_terms(layer, family, x, f)
-    if isinstance(fmt, OneByN):
+    if fmt.cpu_kernel == "scipy_bsr":
         kept = int(layer.block_mask().sum())
         blocks = kept * layer.taps  # one (n, 1) BSR block per kept 1xN block and tap
         x["scalar_macs"] = blocks * fmt.n * m / f
         x["blocks"] = blocks / f
         x["block_rows"] = (layer.out_channels // fmt.n) * m / f
-    elif isinstance(fmt, BlockCirculant):
+    elif fmt.cpu_kernel == "torch_fft":
         b = fmt.block_size
         p, q, bins = n // b, k // b, b // 2 + 1
         complex_macs = g * bins * m * p * q
@@ -417,9 +417,9 @@ def descriptors(layer: Conv2d | Linear, spec: CpuSpec, analytic_s: float) -> np.
     fmt = layer.weight_format
     g, m, n, k = layer.groups, layer.gemm_m, layer.gemm_n, layer.gemm_k
     block, stored, p, q = 1.0, 1.0, 1.0, 1.0
-    if isinstance(fmt, OneByN):
+    if fmt.cpu_kernel == "scipy_bsr":
         block, stored = fmt.n, int(layer.block_mask().sum()) * layer.taps
-    elif isinstance(fmt, BlockCirculant):
+    elif fmt.cpu_kernel == "torch_fft":
         block = fmt.block_size
         stored = layer.dense_weight_words / fmt.block_size**2
         p, q = n // block, k // block

@@ -35,6 +35,9 @@ import numpy as np
 from pydantic import Field, ValidationError
 from scipy.optimize import nnls
 
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text, load_mapping, save_figure
+from a3cs_common.schema import FrozenModel
 from accelerator_model.cpu import (
     DESCRIPTORS,
     FAMILIES,
@@ -52,9 +55,6 @@ from accelerator_model.cpu import (
     work_terms,
 )
 from accelerator_model.cpu_kernels import KernelTimer, TimingMethod, make_kernel, summarize
-from a3cs_common.errors import ConfigError
-from a3cs_common.io import atomic_write_text, load_mapping, save_figure
-from a3cs_common.schema import FrozenModel
 from hw_sim.workload import Conv2d, Linear
 
 # The grid the shapes are drawn from.

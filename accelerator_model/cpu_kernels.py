@@ -88,13 +88,8 @@ class LayerKernel:
 
 
 def impl_for(layer: Conv2d | Linear) -> KernelImpl:
-    """The kernel implementation that runs a layer's weight format."""
-    fmt = layer.weight_format
-    if isinstance(fmt, OneByN):
-        return "scipy_bsr"
-    if isinstance(fmt, BlockCirculant):
-        return "torch_fft"
-    return "torch_dense"
+    """The kernel implementation that runs a layer's weight format (its ``cpu_kernel``)."""
+    return layer.weight_format.cpu_kernel
 
 
 def make_kernel(

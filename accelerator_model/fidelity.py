@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from a3cs_common.errors import ConfigError
 from accelerator_model.encode import HardwareBatch, LayerBatch
 from accelerator_model.model import evaluate
-from a3cs_common.errors import ConfigError
 from hw_sim.hardware import Hardware
 from hw_sim.simulate import simulate_layer
 from hw_sim.workload import Conv2d, Linear

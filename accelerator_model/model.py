@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from a3cs_common.errors import ConfigError
 from accelerator_model.encode import (
     ENERGY_FIELDS,
     ROW_GROUP_FIELDS,
@@ -31,7 +32,6 @@ from accelerator_model.engines import (
     systolic,
 )
 from accelerator_model.threads import torch_threads
-from a3cs_common.errors import ConfigError
 from hw_sim.hardware import ActionEnergy, Hardware
 from hw_sim.report import LayerReport, SimReport, energy_of
 from hw_sim.schedule import COUNT_FIELDS, DramTraffic, OpCounts

@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from accelerator_model.cost import ConfigCost, HardwareCost
 from a3cs_common.errors import ConfigError
+from accelerator_model.cost import ConfigCost, HardwareCost
 
 
 @dataclass

@@ -35,13 +35,13 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 from torch import Tensor
 
-from accelerator_model.encode import DATAFLOWS, DTYPE, ENERGY_FIELDS, HardwareBatch, hardware_row
-from accelerator_model.resources import BUDGET_REASONS, Resources, over_budget, resources
 from a3cs_common.errors import ConfigError
-from hw_sim.files import load_hardware
-from hw_sim.hardware import Dataflow, Hardware
 from a3cs_common.io import load_mapping
 from a3cs_common.schema import FrozenModel, validate
+from accelerator_model.encode import DATAFLOWS, DTYPE, ENERGY_FIELDS, HardwareBatch, hardware_row
+from accelerator_model.resources import BUDGET_REASONS, Resources, over_budget, resources
+from hw_sim.files import load_hardware
+from hw_sim.hardware import Dataflow, Hardware
 from hw_sim.workload import Conv2d, Linear
 
 # Searchable parameter -> (Hardware section or None, field, HardwareBatch column).

@@ -54,6 +54,9 @@ class FormatBase(FrozenModel):
     #: hw_sim engine that executes the format; also the key of the hardware section that
     #: describes that engine (``None`` on :class:`hw_sim.hardware.Hardware` means absent).
     engine: ClassVar[str] = "systolic"
+    #: The real CPU kernel that runs the format (accelerator_model.cpu_kernels): ``torch_dense``
+    #: (torch's conv / linear), ``scipy_bsr`` (block-sparse rows), ``torch_fft`` (real FFTs).
+    cpu_kernel: ClassVar[str] = "torch_dense"
 
     def check(self, layer: LayerGeometry) -> None:
         """Raise a one-line ConfigError (field ``weight_format.<param>``) unless the format

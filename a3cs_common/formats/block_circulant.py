@@ -23,6 +23,7 @@ class BlockCirculant(FormatBase):
     block_size: int = Field(description="circulant block size b; a power of two >= 2")
 
     engine = "block_circulant"
+    cpu_kernel = "torch_fft"
 
     @field_validator("block_size")
     @classmethod

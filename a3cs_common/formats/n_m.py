@@ -30,6 +30,9 @@ class NM(FormatBase):
     m: PositiveInt = Field(description="group length along the reduction dimension, >= 2")
 
     engine = "systolic"
+    # No CPU kernel exploits N:M: torch's semi-structured 2:4 sparse tensors run on CUDA
+    # (Ampere and later) only, so on a CPU an N:M layer is its masked dense weight.
+    cpu_kernel = "torch_dense"
 
     @model_validator(mode="after")
     def _n_below_m(self) -> NM:

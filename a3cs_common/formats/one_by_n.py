@@ -34,6 +34,7 @@ class OneByN(FormatBase):
     seed: int = Field(default=0, description="seed of the random mask drawn at `density`")
 
     engine = "one_by_n"
+    cpu_kernel = "scipy_bsr"
 
     @model_validator(mode="before")
     @classmethod
