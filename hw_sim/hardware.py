@@ -151,6 +151,12 @@ class Hardware(FrozenModel):
     dram: DRAM = Field(default_factory=DRAM)
     block_circulant: BlockCirculantEngine | None = None
     one_by_n: OneByNEngine | None = None
+    n_m: bool = Field(
+        default=False,
+        description="the PE array skips the zero weights of N:M layers (SCALE-Sim v3's "
+        "layer-wise sparsity, SparsitySupport true): an N:M layer's reduction shrinks from K "
+        "to the weights kept per output channel",
+    )
     keep_weights_on_chip: bool = Field(
         default=False,
         description="when all of a network's weights fit the filter buffer, load them once and "

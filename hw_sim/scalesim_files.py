@@ -6,6 +6,11 @@ Topology CSV, conv form (one header row; IFMAP sizes already include padding)::
 
     Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,
 
+An optional ``Sparsity`` cell after the last column, ``N:M``, makes the layer N:M sparse
+(:class:`~a3cs_common.formats.NM`; ``M:M`` is dense), read as SCALE-Sim v3 reads it: SCALE-Sim
+drops a row's last cell, so the ratio counts only when a comma follows it (``..., 1, 2:4,``);
+in ``..., 1, 2:4`` it is ignored and the layer is dense, in both tools.
+
 Output size is SCALE-Sim's ``ceil((H - R + stride) / stride)`` (``ceil_mode`` layers).  Rows
 whose name contains ``DP`` are depthwise: SCALE-Sim runs them as one single-channel layer per
 channel, which is a grouped convolution with ``groups = Channels``.
@@ -21,7 +26,10 @@ OfmapSramSzkB, Dataflow, Bandwidth and ``[run_presets]`` InterfaceBandwidth (``U
 Bandwidth words/cycle; ``CALC`` means the bandwidth never stalls: unlimited here).  SCALE-Sim
 words are one byte and it has no clock; the clock is 1000 MHz (so 1 cycle = 1 ns) unless
 ``clock_mhz`` is given.  Address offsets, request buffers and bank layouts do not affect
-timing here and are ignored.
+timing here and are ignored.  ``[sparsity] SparsitySupport: true`` with ``OptimizedMapping:
+false`` (layer-wise N:M) is the hardware's ``n_m``; row-wise N:M (``OptimizedMapping: true``)
+is refused: SCALE-Sim 3.0.0 then ignores the topology's ratio and draws each filter's N at
+random, which is not a format a network can be trained for.
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ import re
 from pathlib import Path
 
 from a3cs_common.errors import ConfigError
+from a3cs_common.formats import NM, Dense, WeightFormat
 from a3cs_common.io import atomic_write_text, read_text
 from a3cs_common.schema import validate
 from hw_sim.hardware import Hardware
-from hw_sim.workload import Conv2d, Dense, Linear, Workload
+from hw_sim.workload import Conv2d, Linear, Workload
 
 _CONV_COLUMNS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
                  "Num Filter", "Strides")
@@ -51,14 +60,20 @@ def _positive_int(text: str, where: str, source: str) -> int:
     return value
 
 
-def _check_sparsity(cells: list[str], where: str, source: str) -> None:
-    for cell in cells:
-        text = cell.strip()
-        if ":" in text and text not in ("1:1",):
-            raise ConfigError(
-                where, text,
-                "1:1 (SCALE-Sim's N:M sparsity is not modelled; describe sparse layers with a "
-                "one_by_n weight_format in a YAML workload)", source=source)
+def _sparsity(cells: list[str], where: str, source: str) -> WeightFormat:
+    """The weight format of a row's ``N:M`` cell (``cells``: it or nothing; dense when absent
+    or ``M:M``)."""
+    texts = [cell.strip() for cell in cells]
+    if not texts or not texts[0]:
+        return Dense()
+    allowed = "N:M with integers 1 <= N <= M (SCALE-Sim's layer-wise sparsity; M:M is dense)"
+    match = re.fullmatch(r"(\d+)\s*:\s*(\d+)", texts[0])
+    if match is None:
+        raise ConfigError(where, ", ".join(texts), allowed, source=source)
+    n, m = int(match[1]), int(match[2])
+    if not 1 <= n <= m:
+        raise ConfigError(where, texts[0], allowed, source=source)
+    return Dense() if n == m else NM(n=n, m=m)
 
 
 def load_topology_csv(path: str | Path, *, field: str = "--workload") -> Workload:
@@ -85,10 +100,14 @@ def load_topology_csv(path: str | Path, *, field: str = "--workload") -> Workloa
                               f"columns: Layer, {', '.join(columns)}", source=source)
         values = [_positive_int(cells[1 + i], f"line {number}.{col}", source)
                   for i, col in enumerate(columns)]
-        _check_sparsity(cells[1 + len(columns):], f"line {number}.sparsity", source)
+        # SCALE-Sim ignores a row's last cell (rows end with a comma), then reads the first
+        # extra cell of a GEMM row and the last of a conv row; so does this.
+        extra = cells[1 + len(columns):-1]
+        fmt = _sparsity(extra[:1] if gemm else extra[-1:], f"line {number}.Sparsity", source)
         if gemm:
             m, n, k = values
-            layers.append(Linear(name=name, in_features=k, out_features=n, batch=m))
+            layers.append(Linear(name=name, in_features=k, out_features=n, batch=m,
+                                 weight_format=fmt))
             continue
         h, w, r, s, c, filters, stride = values
         depthwise = "DP" in name
@@ -96,7 +115,7 @@ def load_topology_csv(path: str | Path, *, field: str = "--workload") -> Workloa
             layers.append(Conv2d(
                 name=name, in_channels=c, out_channels=c * filters if depthwise else filters,
                 in_height=h, in_width=w, kernel_size=(r, s), stride=stride,
-                groups=c if depthwise else 1, ceil_mode=True))
+                groups=c if depthwise else 1, ceil_mode=True, weight_format=fmt))
         except Exception as exc:  # pydantic wraps our ConfigError
             raise ConfigError(f"line {number}", line, f"a valid layer ({exc})".replace("\n", " "),
                               source=source) from None
@@ -109,7 +128,7 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
 
     Raises:
         ConfigError: the file is missing, a required key is absent or invalid, or it asks for
-            SCALE-Sim features that change timing and are not modelled (sparsity).
+            SCALE-Sim features that change timing and are not modelled (row-wise sparsity).
     """
     source = str(path)
     text = read_text(path, field=field, expected="a path to an existing SCALE-Sim .cfg file")
@@ -134,9 +153,20 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
     if mode == "USER":
         first = get(arch, "Bandwidth").split(",")[0]
         bandwidth = _positive_int(first, f"{arch}.Bandwidth", source)
-    if get("sparsity", "SparsitySupport", "false").lower() == "true":
-        raise ConfigError("sparsity.SparsitySupport", "true",
-                          "false (use a one_by_n engine and weight_format instead)", source=source)
+    support = get("sparsity", "SparsitySupport", "false").lower()
+    if support not in ("true", "false"):
+        raise ConfigError("sparsity.SparsitySupport", support, "true or false", source=source)
+    if support == "true":
+        representation = get("sparsity", "SparseRep", "ellpack_block").lower()
+        if representation not in ("csr", "csc", "ellpack_block"):
+            raise ConfigError("sparsity.SparseRep", representation, "csr, csc or ellpack_block",
+                              source=source)
+        if get("sparsity", "OptimizedMapping", "false").lower() != "false":
+            raise ConfigError(
+                "sparsity.OptimizedMapping", get("sparsity", "OptimizedMapping"),
+                "false (layer-wise N:M; row-wise mapping ignores the topology's N:M and draws "
+                "each filter's N at random in SCALE-Sim 3.0.0, which hw_sim does not model)",
+                source=source)
     for key in ("ArrayHeight", "ArrayWidth", "IfmapSramSzkB", "FilterSramSzkB",
                 "OfmapSramSzkB"):  # named as the file names them, not as our schema does
         _positive_int(get(arch, key), f"{arch}.{key}", source)
@@ -149,6 +179,7 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
         "sram_kb": {"ifmap": get(arch, "IfmapSramSzkB"), "filter": get(arch, "FilterSramSzkB"),
                     "ofmap": get(arch, "OfmapSramSzkB")},
         "dram": {"bandwidth_words_per_cycle": bandwidth},
+        "n_m": support == "true",
     }
     return validate(Hardware, data, source=source)
 
@@ -164,13 +195,15 @@ _GEMM_HEADER = "Layer, M, N, K,"
 def _topology_row(layer: Conv2d | Linear, index: int, gemm: bool) -> str:
     """One topology row; every row ends with a comma because SCALE-Sim drops the last cell."""
     where = f"layers[{index}]"
-    if not isinstance(layer.weight_format, Dense):
-        raise ConfigError(f"{where}.weight_format", layer.weight_format.type,
-                          "dense (SCALE-Sim models dense layers only)")
+    fmt = layer.weight_format
+    if not isinstance(fmt, Dense | NM):
+        raise ConfigError(f"{where}.weight_format", fmt.type,
+                          "dense or n_m (the formats SCALE-Sim models)")
+    sparsity = f" {fmt.n}:{fmt.m}," if isinstance(fmt, NM) else ""
     if "," in layer.name:
         raise ConfigError(f"{where}.name", layer.name, "a name without commas")
     if gemm:
-        return f"{layer.name}, {layer.batch}, {layer.out_features}, {layer.in_features},"
+        return f"{layer.name}, {layer.batch}, {layer.out_features}, {layer.in_features},{sparsity}"
     depthwise = layer.groups > 1 and layer.groups == layer.in_channels
     if depthwise != ("DP" in layer.name):
         allowed = ("a name containing 'DP' (SCALE-Sim runs a row as depthwise exactly when its "
@@ -183,7 +216,8 @@ def _topology_row(layer: Conv2d | Linear, index: int, gemm: bool) -> str:
                           "grouped convolution)")
     if isinstance(layer, Linear):
         # M = batch output pixels of a 1x1 convolution over a batch x 1 "image"
-        return f"{layer.name}, {layer.batch}, 1, 1, 1, {layer.in_features}, {layer.out_features}, 1,"
+        return (f"{layer.name}, {layer.batch}, 1, 1, 1, {layer.in_features}, "
+                f"{layer.out_features}, 1,{sparsity}")
     if layer.batch != 1:
         raise ConfigError(f"{where}.batch", layer.batch,
                           "1 for a convolution (SCALE-Sim's topology has no batch)")
@@ -196,7 +230,8 @@ def _topology_row(layer: Conv2d | Linear, index: int, gemm: bool) -> str:
     height = (layer.out_height - 1) * stride + r
     width = (layer.out_width - 1) * stride + s
     filters = layer.out_channels // layer.groups
-    return f"{layer.name}, {height}, {width}, {r}, {s}, {layer.in_channels}, {filters}, {stride},"
+    return (f"{layer.name}, {height}, {width}, {r}, {s}, {layer.in_channels}, {filters}, "
+            f"{stride},{sparsity}")
 
 
 def write_topology_csv(workload: Workload, path: str | Path) -> Path:
@@ -210,13 +245,16 @@ def write_topology_csv(workload: Workload, path: str | Path) -> Path:
     same ``gemm_m``, ``gemm_n``, ``gemm_k`` and ``groups`` (padding becomes part of the input).
 
     Raises:
-        ConfigError: a layer SCALE-Sim cannot describe: a compressed weight format, a
+        ConfigError: a layer SCALE-Sim cannot describe: a weight format other than dense or n_m, a
             convolution with batch > 1 or unequal strides, groups other than 1 or depthwise,
             a depthwise layer whose name lacks ``DP`` (or a name with ``DP`` that is not
             depthwise), or a name with a comma.
     """
     gemm = all(isinstance(layer, Linear) for layer in workload.layers)
-    rows = [_GEMM_HEADER if gemm else _CONV_HEADER]
+    header = _GEMM_HEADER if gemm else _CONV_HEADER
+    if any(isinstance(layer.weight_format, NM) for layer in workload.layers):
+        header += " Sparsity,"
+    rows = [header]
     rows += [_topology_row(layer, i, gemm) for i, layer in enumerate(workload.layers)]
     return atomic_write_text(path, "\n".join(rows) + "\n")
 
@@ -281,7 +319,9 @@ def write_scalesim_cfg(hw: Hardware, path: str | Path) -> Path:
         "FilterSRAMBankPort = 2",
         "",
         "[sparsity]",
-        "SparsitySupport = false",
+        *(["SparsitySupport = true", "SparseRep = ellpack_block", "OptimizedMapping = false",
+           "BlockSize = 4", "RandomNumberGeneratorSeed = 40"] if hw.n_m
+          else ["SparsitySupport = false"]),
         "",
         "[run_presets]",
         f"InterfaceBandwidth = {'CALC' if bandwidth is None else 'USER'}",

@@ -40,6 +40,7 @@ def hardware(draw: st.DrawFn, dataflow: str | None = None) -> Hardware:
             "index_decode_cycles": draw(st.integers(0, 2)),
             "accumulator_depth": draw(st.integers(1, 16)),
         },
+        "n_m": True,
     })
 
 
@@ -50,6 +51,9 @@ def weight_format(draw: st.DrawFn, fmt: str, rows: int, cols: int) -> dict:
         return {"type": "dense"}
     if fmt == "block_circulant":
         return {"type": "block_circulant", "block_size": draw(st.sampled_from([2, 4]))}
+    if fmt == "n_m":
+        m = draw(st.sampled_from([2, 3, 4, 8]))
+        return {"type": "n_m", "n": draw(st.integers(1, m - 1)), "m": m}
     if draw(st.booleans()):
         return {"type": "one_by_n", "density": draw(st.sampled_from([0.2, 0.5, 0.8, 1.0])),
                 "seed": draw(st.integers(0, 5))}

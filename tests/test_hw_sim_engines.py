@@ -52,7 +52,7 @@ def test_event_equals_stepper_dense(dataflow, data):
     assert event["dram_energy_pj"] == pytest.approx(stepper["dram_energy_pj"])
 
 
-@pytest.mark.parametrize("fmt", ["block_circulant", "one_by_n"])
+@pytest.mark.parametrize("fmt", ["block_circulant", "one_by_n", "n_m"])
 @PROPERTY
 @given(data=st.data())
 def test_event_equals_stepper_compressed(fmt, data):
@@ -106,6 +106,24 @@ def test_gemm_compute_cycles_equal_scalesim_closed_form(dataflow, rows, cols, m,
     rep = simulate_layer(gemm, _systolic(dataflow, rows, cols, kb=1024))
     assert rep.compute_cycles == scalesim_compute_cycles(dataflow, rows, cols, m, n, k)
     assert rep.macs == m * n * k
+
+
+@settings(max_examples=80, deadline=None)
+@given(dataflow=st.sampled_from(["ws", "os", "is"]), rows=st.integers(1, 40),
+       cols=st.integers(1, 40), m=st.integers(1, 300), n=st.integers(1, 300),
+       k=st.integers(1, 300), group=st.sampled_from([2, 3, 4, 8]), data=st.data())
+def test_n_m_compute_cycles_equal_scalesim_with_the_compressed_reduction(
+        dataflow, rows, cols, m, n, k, group, data):
+    kept = data.draw(st.integers(1, group - 1))
+    compressed = (k // group) * kept + min(kept, k % group)  # FINDINGS of SCALE-Sim 3.0.0
+    gemm = Linear(name="g", in_features=k, out_features=n, batch=m,
+                  weight_format={"type": "n_m", "n": kept, "m": group})
+    hw = _systolic(dataflow, rows, cols, kb=1024).model_copy(update={"n_m": True})
+    rep = simulate_layer(gemm, hw)
+    assert rep.compute_cycles == scalesim_compute_cycles(dataflow, rows, cols, m, n, compressed)
+    assert rep.macs == m * n * compressed
+    with pytest.raises(ConfigError, match="n_m: got False; allowed: true in hardware"):
+        simulate_layer(gemm, _systolic(dataflow, rows, cols, kb=1024))
 
 
 @given(rows=st.integers(1, 9), cols=st.integers(1, 9), s=st.integers(-3, 20))

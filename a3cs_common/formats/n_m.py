@@ -29,7 +29,7 @@ class NM(FormatBase):
     n: PositiveInt = Field(description="weights kept in every group of m")
     m: PositiveInt = Field(description="group length along the reduction dimension, >= 2")
 
-    engine = "systolic"
+    engine = "n_m"
     # No CPU kernel exploits N:M: torch's semi-structured 2:4 sparse tensors run on CUDA
     # (Ampere and later) only, so on a CPU an N:M layer is its masked dense weight.
     cpu_kernel = "torch_dense"
@@ -42,6 +42,11 @@ class NM(FormatBase):
             raise ConfigError("n", self.n, f"an integer in [1, m) = [1, {self.m}) "
                               "(n = m is dense: use type dense)")
         return self
+
+    def compressed_reduction(self, layer: LayerGeometry) -> int:
+        """``K'``: the reduction length left once the zero weights are skipped (the pattern is
+        the same for every output channel, so whole im2col rows drop out)."""
+        return self.kept_per_column(layer.gemm_k)
 
     def kept_per_column(self, reduction: int) -> int:
         """Weights kept of a column of ``reduction`` weights."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 from a3cs_common.errors import ConfigError
 from hw_sim.engines.base import Engine, LayerT
 from hw_sim.engines.block_circulant import BLOCK_CIRCULANT
+from hw_sim.engines.n_m import N_M
 from hw_sim.engines.one_by_n import ONE_BY_N
 from hw_sim.engines.systolic import SYSTOLIC
 from hw_sim.hardware import Hardware
@@ -24,7 +25,7 @@ __all__ = ["ENGINES", "Engine", "engine_for"]
 #: Engine name (a format's ``engine``) -> engine.  Every engine but the systolic array needs
 #: the hardware section of the same name.
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (SYSTOLIC, BLOCK_CIRCULANT,
-                                                                 ONE_BY_N)}
+                                                                 ONE_BY_N, N_M)}
 
 
 def engine_for(layer: LayerT, hw: Hardware) -> Engine:
@@ -35,9 +36,9 @@ def engine_for(layer: LayerT, hw: Hardware) -> Engine:
     """
     fmt = layer.weight_format
     name = fmt.engine
-    if name != SYSTOLIC.name and getattr(hw, name) is None:
-        raise ConfigError(
-            name, None,
-            f"a {name} engine in hardware '{hw.name}' (layer '{layer.name}' is {fmt.type})",
-        )
+    if name != SYSTOLIC.name and not getattr(hw, name):
+        present = getattr(hw, name)
+        wanted = "true" if isinstance(present, bool) else f"a {name} engine"
+        raise ConfigError(name, present, f"{wanted} in hardware '{hw.name}' (layer "
+                          f"'{layer.name}' is {fmt.type})")
     return ENGINES[name]

@@ -95,10 +95,14 @@ class SystolicEngine:
 
     # -- mapping ------------------------------------------------------------------------
 
+    def reduction_length(self, layer: LayerT) -> int:
+        """Rows of the weight matrix the array multiplies (``K``)."""
+        return layer.gemm_k
+
     def plan(self, layer: LayerT, hw: Hardware, weights_on_chip: bool = False) -> list[StepRun]:
         arr = hw.pe_array
         df = arr.dataflow
-        m, n, k = layer.gemm_m, layer.gemm_n, layer.gemm_k
+        m, n, k = layer.gemm_m, layer.gemm_n, self.reduction_length(layer)
         row_dim, col_dim, stream = {"ws": (k, n, m), "is": (k, m, n), "os": (m, n, k)}[df]
         ifmap_group_words = layer.ifmap_words // layer.groups
         filter_group_words = n * k
