@@ -19,15 +19,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hw_sim.engines import ENGINES
 from hw_sim.engines.block_circulant import butterflies_per_fft
 from hw_sim.hardware import ActionEnergy, Hardware
-from hw_sim.workload import BlockCirculant, Conv2d, Linear, OneByN
+from hw_sim.workload import Conv2d, Linear
 
 LayerT = Conv2d | Linear
 
 DTYPE = torch.float64
 
-FORMATS = ("dense", "block_circulant", "one_by_n")
+#: The engines, in the order of the ``fmt`` column's codes (hw_sim's registry order).
+ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 DATAFLOWS = ("ws", "is", "os")
 
 # 1xN lane counts whose row-group statistics every LayerBatch carries unless told otherwise.
@@ -52,13 +54,14 @@ class LayerBatch:
 
     Attributes:
         names: layer names.
-        fmt: index into :data:`FORMATS`.
+        fmt: the engine that runs the layer's format, an index into :data:`ENGINE_NAMES`.
         m, n, k: GEMM view per group (output pixels over the batch, output channels,
-            reduction length ``taps * C / groups``).
+            reduction length ``taps * C / groups``; an N:M layer's the kept rows ``K'``).
         groups: independent GEMMs.
         taps: kernel taps ``kh * kw``.
         ifmap_gw: distinct input words per group (``ifmap_words // groups``).
         stored_weight_words: weight words in memory for the layer's format.
+        metadata_words: N:M index words, loaded with the layer's first weights (0 otherwise).
         block: block-circulant block size ``b`` (0 otherwise).
         butterflies_per_fft: radix-2 butterflies of one ``b``-point FFT (0 otherwise).
         nb: 1xN block height ``n`` (0 otherwise).
@@ -82,6 +85,7 @@ class LayerBatch:
     taps: Tensor
     ifmap_gw: Tensor
     stored_weight_words: Tensor
+    metadata_words: Tensor
     block: Tensor
     butterflies_per_fft: Tensor
     nb: Tensor
@@ -95,7 +99,8 @@ class LayerBatch:
     rg_nonempty_max: Tensor
 
     PER_LAYER: ClassVar[tuple[str, ...]] = (
-        "fmt", "m", "n", "k", "groups", "taps", "ifmap_gw", "stored_weight_words", "block",
+        "fmt", "m", "n", "k", "groups", "taps", "ifmap_gw", "stored_weight_words",
+        "metadata_words", "block",
         "butterflies_per_fft", "nb", "blocks", "block_rows")
 
     def __len__(self) -> int:
@@ -135,23 +140,24 @@ class LayerBatch:
         tables: list[np.ndarray] = []
         for layer in layers:
             fmt = layer.weight_format
-            rows["fmt"].append(FORMATS.index(fmt.type))
+            rows["fmt"].append(ENGINE_NAMES.index(fmt.engine))
             rows["m"].append(layer.gemm_m)
             rows["n"].append(layer.gemm_n)
-            rows["k"].append(layer.gemm_k)
+            rows["k"].append(fmt.systolic_reduction(layer))
             rows["groups"].append(layer.groups)
             rows["taps"].append(layer.taps)
             rows["ifmap_gw"].append(layer.ifmap_words // layer.groups)
             rows["stored_weight_words"].append(layer.stored_weight_words)
-            circulant = isinstance(fmt, BlockCirculant)
-            rows["block"].append(fmt.block_size if circulant else 0)
+            rows["metadata_words"].append(fmt.index_words(layer) if fmt.engine == "n_m" else 0)
+            circulant = fmt.engine == "block_circulant"
+            rows["block"].append(fmt.block_size if circulant else 0)  # type: ignore[attr-defined]
             rows["butterflies_per_fft"].append(
-                butterflies_per_fft(fmt.block_size) if circulant else 0)
-            if isinstance(fmt, OneByN):
+                butterflies_per_fft(fmt.block_size) if circulant else 0)  # type: ignore[attr-defined]
+            if fmt.engine == "one_by_n":
                 mask = layer.block_mask()
-                rows["nb"].append(fmt.n)
+                rows["nb"].append(fmt.n)  # type: ignore[attr-defined]
                 rows["blocks"].append(int(mask.sum()))
-                rows["block_rows"].append(layer.gemm_n // fmt.n)
+                rows["block_rows"].append(layer.gemm_n // fmt.n)  # type: ignore[attr-defined]
                 tables.append(_row_group_stats(mask, layer.groups, lanes))
             else:
                 rows["nb"].append(0)
@@ -207,7 +213,8 @@ class HardwareBatch:
     into :data:`DATAFLOWS`) of the PE array; buffer capacities in words (``*_words``, both
     halves); ``bandwidth`` in words/cycle (``inf``: unlimited); ``clock_hz``; ``word_bits``;
     ``keep_weights`` (``keep_weights_on_chip``); block-circulant engine fields ``bc_*``
-    (``has_bc`` 0/1); 1xN engine fields ``nx_*`` (``has_nx`` 0/1); and the resolved energy
+    (``has_bc`` 0/1); 1xN engine fields ``nx_*`` (``has_nx`` 0/1); ``has_nm`` (``n_m``: the
+    array skips N:M zero rows, 0/1); and the resolved energy
     table ``energy`` (``[H, len(ENERGY_FIELDS)]``, pJ).
     """
 
@@ -234,13 +241,14 @@ class HardwareBatch:
     nx_width: Tensor
     nx_decode: Tensor
     nx_acc_depth: Tensor
+    has_nm: Tensor
     energy: Tensor
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "rows", "cols", "dataflow", "ifmap_words", "filter_words", "ofmap_words", "bandwidth",
         "clock_hz", "word_bits", "keep_weights", "has_bc", "bc_fft_points", "bc_fft_units",
         "bc_ifft_units", "bc_depth", "bc_lanes", "bc_buffer", "has_nx", "nx_lanes", "nx_width",
-        "nx_decode", "nx_acc_depth")
+        "nx_decode", "nx_acc_depth", "has_nm")
     COLUMN_NAMES: ClassVar[tuple[str, ...]] = (*COLUMNS, *ENERGY_FIELDS)
 
     def __len__(self) -> int:
@@ -308,4 +316,5 @@ def hardware_row(hw: Hardware) -> dict[str, float]:
         "nx_lanes": nx.vector_lanes if nx else 1, "nx_width": nx.lane_width if nx else 1,
         "nx_decode": nx.index_decode_cycles if nx else 0,
         "nx_acc_depth": nx.accumulator_depth if nx else 1,
+        "has_nm": float(hw.n_m),
     }

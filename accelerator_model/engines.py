@@ -42,12 +42,16 @@ from accelerator_model.timeline import (
 REASONS = {
     1: ("block_circulant", "a block_circulant engine (the layer is block_circulant)"),
     2: ("one_by_n", "a one_by_n engine (the layer is one_by_n)"),
+    7: ("n_m", "true (the layer is n_m)"),
     3: ("block_circulant.fft_points", "at least the layer's block size"),
     4: ("sram_kb.ifmap", "each half holds one tile or one stream unit"),
     5: ("sram_kb.filter", "each half holds one tile or one stream unit"),
     6: ("sram_kb.ofmap", "each half holds one tile or one stream unit"),
 }
 IFMAP_TOO_SMALL, FILTER_TOO_SMALL, OFMAP_TOO_SMALL = 4, 5, 6
+#: Engine code (:data:`accelerator_model.encode.ENGINE_NAMES` index) -> the reason a
+#: configuration without that engine gives.
+MISSING_ENGINE = {1: 1, 2: 2, 3: 7}
 
 
 class PairView:
@@ -170,13 +174,15 @@ def _block_sizes(extent: Tensor, size: Tensor) -> tuple[Tensor, Tensor, Tensor, 
     return full, rest, has_rest, full + has_rest
 
 
-def _layer_occupancy(alg: Algebra, group: Pattern, first_load: Tensor, groups: Tensor
-                     ) -> Tensor:
+def _layer_occupancy(alg: Algebra, group: Pattern, first_load: Tensor, groups: Tensor,
+                     layer_first_load: Tensor | None = None) -> Tensor:
     """Occupancy of ``groups`` copies of ``group``, each loading ``first_load`` more before its
-    first step."""
+    first step, the first also ``layer_first_load``."""
     group = alg.add_first_load(group, first_load)
     if any_(groups - 1):
         group = alg.repeat(group, groups, may_be_zero=False)
+    if layer_first_load is not None:
+        group = alg.add_first_load(group, layer_first_load)
     return alg.occupancy(group)
 
 
@@ -184,9 +190,12 @@ def _layer_occupancy(alg: Algebra, group: Pattern, first_load: Tensor, groups: T
 # Dense layers on the systolic array
 
 
-def systolic(p: PairView, on_chip: Tensor, dataflow: str) -> EngineEstimate:
+def systolic(p: PairView, on_chip: Tensor, dataflow: str, n_m: bool = False) -> EngineEstimate:
     """hw_sim's :class:`~hw_sim.engines.systolic.SystolicEngine` for pairs that all have
-    ``dataflow`` ("ws", "is" or "os"); ``on_chip``: float mask of weights already on chip."""
+    ``dataflow`` ("ws", "is" or "os"); ``on_chip``: float mask of weights already on chip.
+    With ``n_m``, hw_sim's :class:`~hw_sim.engines.n_m.NMEngine`: the layer's ``k`` is
+    already the kept rows, and its index metadata loads with the first weights."""
+    metadata = p.metadata_words * (1 - on_chip) if n_m else None
     sr, sc = p.rows, p.cols
     m, n, k = p.m, p.n, p.k
     ws, os = dataflow == "ws", dataflow == "os"
@@ -266,7 +275,7 @@ def systolic(p: PairView, on_chip: Tensor, dataflow: str) -> EngineEstimate:
             all_rest = not any_(1 - has_out_rest)
             group = alg.concat(group, rest if all_rest else optional(rest, has_out_rest))
         first_load = ifmap_res * p.ifmap_gw + filter_res * (1 - on_chip) * n * k
-        occupancy = _layer_occupancy(alg, group, first_load, g)
+        occupancy = _layer_occupancy(alg, group, first_load, g, metadata)
 
     # Action counts and DRAM words: closed forms of summing hw_sim's step costs and loads.
     n_col_blocks = _cdiv(col_dim, sc)
@@ -315,7 +324,8 @@ def systolic(p: PairView, on_chip: Tensor, dataflow: str) -> EngineEstimate:
         macs=macs * g, complex_macs=zero, fft_butterflies=zero, index_decodes=zero,
         ifmap_sram_reads=if_sram * g, filter_sram_reads=f_sram * g,
         ofmap_sram_reads=of_reads * g, ofmap_sram_writes=of_writes * g,
-        ifmap_dram_reads=if_dram * g, filter_dram_reads=f_dram * g,
+        ifmap_dram_reads=if_dram * g,
+        filter_dram_reads=f_dram * g + (metadata if metadata is not None else 0),
         psum_dram_reads=psum_dram * g, ofmap_dram_writes=of_dram * g,
         useful_ops=macs * g, peak_ops_per_cycle=sr * sc, reason=reason, need_words=need,
     )

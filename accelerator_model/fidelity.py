@@ -23,7 +23,7 @@ from hw_sim.hardware import Hardware
 from hw_sim.simulate import simulate_layer
 from hw_sim.workload import Conv2d, Linear
 
-FORMATS = ("dense", "block_circulant", "one_by_n")
+FORMATS = ("dense", "block_circulant", "one_by_n", "n_m")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ def _layer(rng: np.random.Generator, fmt: str, size_class: str, index: int) -> C
         wf["block_size"] = unit
     elif fmt == "one_by_n":
         wf.update(n=unit, density=float(rng.uniform(0.15, 1.0)), seed=int(rng.integers(100)))
+    elif fmt == "n_m":
+        group = int(_choice(rng, [2, 4, 8]))
+        wf.update(n=int(rng.integers(1, group)), m=group)
     batch = int(_choice(rng, [1, 1, 1, 4, 16]))
     if size_class == "drl":
         if rng.random() < 0.5:
@@ -106,13 +109,14 @@ def _hardware(rng: np.random.Generator, dataflow: str, index: int) -> Hardware:
             "index_decode_cycles": int(rng.integers(0, 3)),
             "accumulator_depth": int(_choice(rng, [16, 32, 64, 128])),
         },
+        "n_m": True,
     })
 
 
 def draw_pair(rng: np.random.Generator, i: int, cnn_share: float = 0.3) -> Pair:
     """The ``i``-th pair of a sequence: formats and dataflows cycle with ``i``."""
-    fmt = FORMATS[i % 3]
-    dataflow = ("ws", "is", "os")[(i // 3) % 3]
+    fmt = FORMATS[i % len(FORMATS)]
+    dataflow = ("ws", "is", "os")[(i // len(FORMATS)) % 3]
     size_class = "cnn" if rng.random() < cnn_share else "drl"
     return Pair(_layer(rng, fmt, size_class, i), _hardware(rng, dataflow, i),
                 bool(rng.random() < 0.3), size_class)

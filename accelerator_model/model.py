@@ -20,11 +20,13 @@ from torch import Tensor
 from a3cs_common.errors import ConfigError
 from accelerator_model.encode import (
     ENERGY_FIELDS,
+    ENGINE_NAMES,
     ROW_GROUP_FIELDS,
     HardwareBatch,
     LayerBatch,
 )
 from accelerator_model.engines import (
+    MISSING_ENGINE,
     REASONS,
     PairView,
     block_circulant,
@@ -38,7 +40,6 @@ from hw_sim.schedule import COUNT_FIELDS, DramTraffic, OpCounts
 from hw_sim.simulate import weights_stay_on_chip
 from hw_sim.workload import Workload
 
-ENGINE_NAMES = ("systolic", "block_circulant", "one_by_n")
 TRAFFIC_FIELDS = ("ifmap_dram_reads", "filter_dram_reads", "psum_dram_reads",
                   "ofmap_dram_writes")
 CHUNK_PAIRS = 1 << 14  # pairs per slice: keeps the intermediate columns in cache
@@ -129,7 +130,8 @@ def _evaluate(layers: LayerBatch, hws: HardwareBatch, layer_index: Tensor, hw_in
         weights_on_chip = torch.zeros(total, dtype=torch.bool)
     # Pairs of one engine (and dataflow) are evaluated together: sort by that key once.
     key = layers.fmt.index_select(0, layer_index) * 3
-    key = key + (key == 0) * hws.dataflow.index_select(0, hw_index)
+    # The systolic array (code 0) and its N:M variant (code 3) have one model per dataflow.
+    key = key + ((key == 0) | (key == 9)) * hws.dataflow.index_select(0, hw_index)
     order = None
     if total > 1 and bool((key[1:] < key[:-1]).any()):
         order = torch.cat([torch.nonzero(key == value).squeeze(1)
@@ -174,7 +176,8 @@ def evaluate_grid(layers: LayerBatch, hws: HardwareBatch,
     return evaluate(layers, hws, li, hi, on_chip, dtype=dtype).reshape(n_layers, n_hw)
 
 
-_ENGINE_OF_KEY = {0: (0, "ws"), 1: (0, "is"), 2: (0, "os"), 3: (1, None), 6: (2, None)}
+_ENGINE_OF_KEY = {0: (0, "ws"), 1: (0, "is"), 2: (0, "os"), 3: (1, None), 6: (2, None),
+                  9: (3, "ws"), 10: (3, "is"), 11: (3, "os")}
 _ENGINE_NAMES = (*COUNT_FIELDS, *TRAFFIC_FIELDS, "occupancy_cycles", "compute_occupancy_cycles",
                  "useful_ops", "peak_ops_per_cycle")
 
@@ -186,8 +189,8 @@ def _evaluate_slice(layers: LayerBatch, hws: HardwareBatch, li: Tensor, hi: Tens
     fmt, dataflow = _ENGINE_OF_KEY[key]
     view = _pair_view(layers, hws, li, hi, fmt, dtype)
     chip = on_chip.to(dtype)
-    if fmt == 0:
-        est = systolic(view, chip, dataflow)
+    if fmt in (0, 3):
+        est = systolic(view, chip, dataflow, n_m=fmt == 3)
     elif fmt == 1:
         est = block_circulant(view, chip)
     else:
@@ -196,8 +199,9 @@ def _evaluate_slice(layers: LayerBatch, hws: HardwareBatch, li: Tensor, hi: Tens
     reason, need = est.reason, est.need_words
     if fmt:
         # REASONS 1 and 2: the configuration has no engine for the format.
-        present = view.has_bc if fmt == 1 else view.has_nx
-        reason = torch.lerp(torch.full_like(reason, float(fmt)), reason, present)
+        present = {1: view.has_bc, 2: view.has_nx, 3: view.has_nm}[fmt]
+        reason = torch.lerp(torch.full_like(reason, float(MISSING_ENGINE[fmt])), reason,
+                            present)
     valid = reason == 0
     if not bool(valid.all()):
         nan = torch.tensor(float("nan"), dtype=dtype)
@@ -253,9 +257,9 @@ def reason_error(estimate: PairEstimate, i: int, hw_name: str, layer_name: str,
     """The :class:`ConfigError` hw_sim would raise for invalid pair ``i`` of ``estimate``."""
     code = int(estimate.reason.reshape(-1)[i])
     field, allowed = REASONS[code]
-    if code in (1, 2):
-        return ConfigError(field, None, f"{allowed} in hardware '{hw_name}' "
-                           f"[layer '{layer_name}']")
+    if code in MISSING_ENGINE.values():
+        return ConfigError(field, False if code == 7 else None, f"{allowed} in hardware "
+                           f"'{hw_name}' [layer '{layer_name}']")
     need = float(estimate.need_words.reshape(-1)[i])
     if code == 3:
         return ConfigError(field, None, f"{allowed} ({need:g}) [layer '{layer_name}']")

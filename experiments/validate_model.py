@@ -35,7 +35,8 @@ from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text, save_figure
 
 REPO = Path(__file__).resolve().parents[1]
-COLOURS = {"dense": "tab:blue", "block_circulant": "tab:orange", "one_by_n": "tab:green"}
+COLOURS = {"dense": "tab:blue", "block_circulant": "tab:orange", "one_by_n": "tab:green",
+           "n_m": "tab:purple"}
 
 
 def _errors(c: Comparison) -> tuple[np.ndarray, np.ndarray]:

@@ -87,6 +87,11 @@ class FormatBase(FrozenModel):
         """Fraction of the dense weights that carry independent values."""
         return 1.0
 
+    def systolic_reduction(self, layer: LayerGeometry) -> int:
+        """Rows of the weight matrix a systolic array multiplies (``K``; smaller for formats
+        whose zero rows it skips)."""
+        return layer.gemm_k
+
     def width_unit(self) -> int:
         """Output channels (features) must be a multiple of this for the format to fit."""
         return 1

@@ -43,7 +43,7 @@ class NM(FormatBase):
                               "(n = m is dense: use type dense)")
         return self
 
-    def compressed_reduction(self, layer: LayerGeometry) -> int:
+    def systolic_reduction(self, layer: LayerGeometry) -> int:
         """``K'``: the reduction length left once the zero weights are skipped (the pattern is
         the same for every output channel, so whole im2col rows drop out)."""
         return self.kept_per_column(layer.gemm_k)

@@ -24,9 +24,6 @@ class NMEngine(SystolicEngine):
 
     name = "n_m"
 
-    def reduction_length(self, layer: LayerT) -> int:
-        return layer.weight_format.compressed_reduction(layer)  # type: ignore[union-attr]
-
     def plan(self, layer: LayerT, hw: Hardware, weights_on_chip: bool = False) -> list[StepRun]:
         steps = super().plan(layer, hw, weights_on_chip)
         metadata = 0 if weights_on_chip else layer.weight_format.index_words(layer)

@@ -96,8 +96,8 @@ class SystolicEngine:
     # -- mapping ------------------------------------------------------------------------
 
     def reduction_length(self, layer: LayerT) -> int:
-        """Rows of the weight matrix the array multiplies (``K``)."""
-        return layer.gemm_k
+        """Rows of the weight matrix the array multiplies (the format's, ``K`` when dense)."""
+        return layer.weight_format.systolic_reduction(layer)
 
     def plan(self, layer: LayerT, hw: Hardware, weights_on_chip: bool = False) -> list[StepRun]:
         arr = hw.pe_array
