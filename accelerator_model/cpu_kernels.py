@@ -57,7 +57,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from accelerator_model.threads import torch_threads
+from a3cs_common.torch_settings import torch_threads
 from hw_sim.workload import BlockCirculant, Conv2d, Dense, Linear, OneByN
 
 KernelImpl = Literal["torch_dense", "scipy_bsr", "torch_fft", "scipy_csr"]

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from a3cs_common.errors import ConfigError
+from a3cs_common.formats import FORMAT_BY_TYPE
 from accelerator_model.encode import HardwareBatch, LayerBatch
 from accelerator_model.model import evaluate
 from hw_sim.hardware import Hardware
 from hw_sim.simulate import simulate_layer
 from hw_sim.workload import Conv2d, Linear
 
-FORMATS = ("dense", "block_circulant", "one_by_n", "n_m")
+FORMATS = tuple(FORMAT_BY_TYPE)
 
 
 @dataclass(frozen=True)

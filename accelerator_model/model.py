@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from a3cs_common.errors import ConfigError
+from a3cs_common.torch_settings import torch_threads
 from accelerator_model.encode import (
     ENERGY_FIELDS,
     ENGINE_NAMES,
@@ -33,7 +34,6 @@ from accelerator_model.engines import (
     one_by_n,
     systolic,
 )
-from accelerator_model.threads import torch_threads
 from hw_sim.hardware import ActionEnergy, Hardware
 from hw_sim.report import LayerReport, SimReport, energy_of
 from hw_sim.schedule import COUNT_FIELDS, DramTraffic, OpCounts

@@ -60,6 +60,7 @@ PARAMETERS: dict[str, tuple[str | None, str, str]] = {
     "complex_mac_lanes": ("block_circulant", "complex_mac_lanes", "bc_lanes"),
     "vector_lanes": ("one_by_n", "vector_lanes", "nx_lanes"),
     "lane_width": ("one_by_n", "lane_width", "nx_width"),
+    "n_m": (None, "n_m", "has_nm"),
 }
 SRAM_PARAMETERS = ("sram_ifmap_kb", "sram_filter_kb", "sram_ofmap_kb")
 ASSIGNMENT = "chunk_assignment"  # the searched chunk-assignment rule's label
@@ -101,6 +102,10 @@ class SpaceParameters(FrozenModel):
     complex_mac_lanes: tuple[PositiveInt, ...] | None = Field(default=None, min_length=1)
     vector_lanes: tuple[PositiveInt, ...] | None = Field(default=None, min_length=1)
     lane_width: tuple[PositiveInt, ...] | None = Field(default=None, min_length=1)
+    n_m: tuple[bool, ...] | None = Field(
+        default=None, min_length=1, description="whether the array skips N:M zero rows "
+        "(false, true: let the search decide; the skipping costs LUTs, which the FPGA budget "
+        "does not count)")
 
     @field_validator("pe_shape")
     @classmethod

@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text
 from accelerator_model.encode import HardwareBatch, LayerBatch
 from accelerator_model.fidelity import draw_pair
 from accelerator_model.model import evaluate
 from accelerator_model.space import AcceleratorSpace
-from a3cs_common.errors import ConfigError
 from hw_sim.files import load_workload
-from a3cs_common.io import atomic_write_text
 from hw_sim.simulate import simulate_layer
 
 REPO = Path(__file__).resolve().parents[1]

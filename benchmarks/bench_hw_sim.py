@@ -37,8 +37,8 @@ import tracemalloc
 from pathlib import Path
 
 from a3cs_common.errors import ConfigError
-from hw_sim.files import load_hardware, load_workload
 from a3cs_common.io import atomic_write_text
+from hw_sim.files import load_hardware, load_workload
 from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv, write_scalesim_cfg
 from hw_sim.simulate import simulate
 from hw_sim.workload import Conv2d, Linear, Workload

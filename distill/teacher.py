@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distill.losses import PolicyKind
 from a3cs_common.errors import ConfigError
+from distill.losses import PolicyKind
 
 
 class Teacher:

@@ -16,9 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text, save_figure
+from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
 from hw_sim.workload import Conv2d, Linear
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 0.9375)

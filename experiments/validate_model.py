@@ -30,9 +30,9 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from accelerator_model.fidelity import FORMATS, Comparison, compare, refused_agreement, sample_pairs
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text, save_figure
+from accelerator_model.fidelity import FORMATS, Comparison, compare, refused_agreement, sample_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = {"dense": "tab:blue", "block_circulant": "tab:orange", "one_by_n": "tab:green",

@@ -29,6 +29,17 @@ Outputs: ``docs/hw_sim_validation.md`` (generated) and, in ``experiments/results
                                                                    # slow layers: `timeout`
     python experiments/validate_scalesim.py --topologies minatar_reference gemm_folds \\
         --dataflows ws --venv /work/scalesim-venv                  # a quick look
+    python experiments/validate_scalesim.py --n-m-only --venv /work/scalesim-venv \\
+        --n-m-regression-data tests/data/scalesim_n_m_cycles.csv   # N:M section only
+
+N:M sparsity (layer-wise, SCALE-Sim's ``SparsitySupport = true``, ``OptimizedMapping =
+false``): the ``--n-m-topologies`` (layers carrying ``n_m`` weight formats, written with a
+``Sparsity`` column) run in CALC mode on hardware with ``n_m: true`` on the same arrays and
+dataflows; compute cycles must be equal, SRAM counts are compared with SCALE-Sim's ws
+ifmap-read factor m/n allowed for.  They make the document's "N:M sparsity (layer-wise)"
+section, between two HTML comment markers; ``--n-m-only`` runs only them and replaces that
+section of the existing document in place (the dense cases and their tables are left as
+they are), and ``--n-m-regression-data`` writes their rows for ``tests/test_scalesim_n_m.py``.
 """
 
 from __future__ import annotations
@@ -56,9 +67,11 @@ from typing import Any
 from tqdm import tqdm
 
 from a3cs_common.errors import ConfigError
+from a3cs_common.formats import NM
+from a3cs_common.io import atomic_write_text
+from a3cs_common.schema import validate
 from hw_sim.files import load_workload
 from hw_sim.hardware import Hardware
-from a3cs_common.io import atomic_write_text
 from hw_sim.report import LayerReport
 from hw_sim.scalesim_files import (
     load_scalesim_cfg,
@@ -66,9 +79,8 @@ from hw_sim.scalesim_files import (
     write_scalesim_cfg,
     write_topology_csv,
 )
-from a3cs_common.schema import validate
 from hw_sim.simulate import simulate
-from hw_sim.workload import Linear, Workload
+from hw_sim.workload import Conv2d, Linear, Workload
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
@@ -107,6 +119,31 @@ GEMM_FOLDS = (("g_mlp_in", 1, 64, 17), ("g_tall", 37, 20, 70), ("g_skinny", 100,
 
 TOPOLOGIES = ("resnet18", "minatar_reference", "mlp_policy", "gemm_folds")
 
+# N:M topologies (layer-wise sparsity).  MinAtar's reference agent (conv 3x3 over Breakout's
+# 4 channels, fc 1024->128, policy and value heads) with a ratio per layer, and its conv over
+# Freeway's 7 channels (K = 63, which no m divides); GEMMs with awkward extents, K < m,
+# K mod m != 0 and n not dividing m.  (name, ratio n:m, layer)
+_MINATAR_N_M = (
+    ("conv_1of2", (1, 2), dict(in_channels=4, out_channels=16, in_height=10, in_width=10)),
+    ("conv_f_2of4", (2, 4), dict(in_channels=7, out_channels=16, in_height=10, in_width=10)),
+    ("conv_f_1of8", (1, 8), dict(in_channels=7, out_channels=16, in_height=10, in_width=10)),
+    ("fc_2of4", (2, 4), (1024, 128)),
+    ("fc_1of4", (1, 4), (1024, 128)),
+    ("fc_2of8", (2, 8), (1024, 128)),
+    ("policy_1of8", (1, 8), (128, 3)),
+    ("value_2of8", (2, 8), (128, 1)),
+)
+# (name, ratio, M, N, K)
+GEMM_N_M = (("g_mlp_in_1of2", (1, 2), 1, 64, 17), ("g_tall_2of4", (2, 4), 37, 20, 70),
+            ("g_skinny_1of4", (1, 4), 100, 33, 9), ("g_wide_2of8", (2, 8), 5, 130, 41),
+            ("g_square_1of8", (1, 8), 64, 64, 64), ("g_tail_3of8", (3, 8), 7, 9, 13),
+            ("g_short_k_1of4", (1, 4), 12, 40, 3),
+            ("g_frac_3of4", (3, 4), 7, 9, 13))  # SCALE-Sim's ws ifmap reads: fractional
+
+N_M_TOPOLOGIES = ("minatar_n_m", "gemm_n_m")
+N_M_BEGIN = "<!-- BEGIN n_m section: generated; `--n-m-only` replaces it in place -->"
+N_M_END = "<!-- END n_m section -->"
+
 
 # -------------------------------------------------------------------------------------------
 # Inputs: the topology and cfg files both tools read
@@ -129,6 +166,31 @@ def topology_file(name: str, inputs: Path) -> Path:
     return path
 
 
+def n_m_workload(name: str) -> Workload:
+    """The hw_sim workload of an N:M topology (its layers carry ``n_m`` weight formats)."""
+    if name == "minatar_n_m":
+        layers: list[Conv2d | Linear] = []
+        for layer, (n, m), shape in _MINATAR_N_M:
+            fmt = NM(n=n, m=m)
+            if isinstance(shape, dict):
+                layers.append(Conv2d(name=layer, kernel_size=3, weight_format=fmt, **shape))
+            else:
+                layers.append(Linear(name=layer, in_features=shape[0], out_features=shape[1],
+                                     weight_format=fmt))
+        return Workload(name=name, layers=tuple(layers))
+    if name == "gemm_n_m":
+        return Workload(name=name, layers=tuple(
+            Linear(name=layer, batch=m_, out_features=n_, in_features=k_,
+                   weight_format=NM(n=n, m=m))
+            for layer, (n, m), m_, n_, k_ in GEMM_N_M))
+    raise ConfigError("--n-m-topologies", name, ", ".join(N_M_TOPOLOGIES))
+
+
+def n_m_topology_file(name: str, inputs: Path) -> Path:
+    """The SCALE-Sim topology CSV of an N:M topology, written by ``write_topology_csv``."""
+    return write_topology_csv(n_m_workload(name), inputs / f"{name}.csv")
+
+
 def is_gemm_topology(path: Path) -> bool:
     """Whether a topology CSV is in SCALE-Sim's GEMM form (``Layer, M, N, K``)."""
     return all(isinstance(layer, Linear) for layer in load_topology_csv(path).layers)
@@ -143,6 +205,13 @@ def hardware(array: ArraySpec, dataflow: str, bandwidth: int | None) -> Hardware
         "sram_kb": {"ifmap": array.sram_kb, "filter": array.sram_kb, "ofmap": array.sram_kb},
         "dram": {"bandwidth_words_per_cycle": bandwidth},
     })
+
+
+def n_m_hardware(array: ArraySpec, dataflow: str) -> Hardware:
+    """A CALC case's hardware with layer-wise N:M skipping (``n_m: true``)."""
+    calc = hardware(array, dataflow, None)
+    return validate(Hardware, {**calc.model_dump(mode="json"), "name": f"{calc.name}_n_m",
+                               "n_m": True})
 
 
 def topology_rows(path: Path) -> tuple[str, list[str]]:
@@ -496,6 +565,261 @@ def run_case(name: str, topology: Path, array: ArraySpec, dataflow: str, bandwid
 
 
 # -------------------------------------------------------------------------------------------
+# N:M sparsity (layer-wise): CALC runs on hardware with n_m: true
+
+
+@dataclass(frozen=True)
+class NMRow:
+    """One layer of one N:M case in both tools.  ``scalesim_ifmap_sram_reads`` is SCALE-Sim's
+    number as it reports it (a float in ws, see ``ifmap_factor``)."""
+
+    topology: str
+    array: str
+    dataflow: str
+    layer: str
+    ratio: str
+    gemm_m: int
+    gemm_n: int
+    gemm_k: int
+    k_compressed: int
+    hw_sim_compute_cycles: int
+    scalesim_compute_cycles: int
+    compute_equal: bool
+    hw_sim_ifmap_sram_reads: int
+    scalesim_ifmap_sram_reads: float
+    ifmap_factor: float  # SCALE-Sim's ifmap reads = hw_sim's x this (m/n in ws, else 1)
+    ifmap_explained: bool  # SCALE-Sim's ifmap reads == hw_sim's x ifmap_factor
+    hw_sim_filter_sram_reads: int
+    scalesim_filter_sram_reads: int
+    hw_sim_ofmap_sram_writes: int
+    scalesim_ofmap_sram_writes: int
+    filter_ofmap_equal: bool  # filter reads and ofmap writes (os: up to the dense slip)
+    scalesim_wall_s: float
+
+
+def ws_ifmap_factor(dataflow: str, fmt: NM) -> float:
+    """SCALE-Sim's factor on ws ifmap SRAM reads of an N:M layer: ``systolic_compute_ws``
+    adds ``rows x columns x (m / n)`` per fold ("a single block of input is shared among M/N
+    rows ... read M/N times"), so it counts the reads of the dense window; 1 elsewhere."""
+    return fmt.m / fmt.n if dataflow == "ws" else 1.0
+
+
+def run_n_m_case(name: str, topology: Path, array: ArraySpec, dataflow: str,
+                 cache: ScaleSimCache, inputs: Path, bar: tqdm) -> list[NMRow]:
+    """Both tools on one N:M topology, array and dataflow (CALC: no stalls)."""
+    hw = n_m_hardware(array, dataflow)
+    cfg = write_scalesim_cfg(hw, inputs / f"{hw.name}.cfg")
+    workload = load_topology_csv(topology)
+    ours = simulate(workload, load_scalesim_cfg(cfg)).layers
+    bar.set_postfix_str(f"SCALE-Sim {name} {array.name} {dataflow} CALC N:M")
+    calc = cache.run(cfg, topology, timeout_s=float("inf"))
+    if calc.status != "ok":
+        raise RuntimeError(f"SCALE-Sim failed on {topology} with {cfg}: {calc.message}")
+    if len(calc.layers) != len(ours):
+        raise RuntimeError(f"{topology}: SCALE-Sim reports {len(calc.layers)} layers, hw_sim "
+                           f"{len(ours)}")
+    bar.update()
+    rows = []
+    for layer, hw_layer, ss in zip(workload.layers, ours, calc.layers, strict=True):
+        fmt = layer.weight_format
+        if not isinstance(fmt, NM):
+            raise RuntimeError(f"{topology}: layer {layer.name} read as {fmt.type}, not n_m")
+        factor = ws_ifmap_factor(dataflow, fmt)
+        ss_ifmap = ss["SRAM IFMAP Reads"]
+        expected_ifmap = hw_layer.ifmap_sram_reads * factor
+        slip = folds(layer, array, dataflow) * (array.rows + array.cols) if dataflow == "os" \
+            else 0
+        rows.append(NMRow(
+            topology=name, array=array.name, dataflow=dataflow, layer=layer.name,
+            ratio=fmt.label(), gemm_m=layer.gemm_m, gemm_n=layer.gemm_n, gemm_k=layer.gemm_k,
+            k_compressed=fmt.systolic_reduction(layer),
+            hw_sim_compute_cycles=hw_layer.compute_cycles,
+            scalesim_compute_cycles=compute_cycles_of(ss),
+            compute_equal=hw_layer.compute_cycles == compute_cycles_of(ss),
+            hw_sim_ifmap_sram_reads=hw_layer.ifmap_sram_reads,
+            scalesim_ifmap_sram_reads=ss_ifmap, ifmap_factor=factor,
+            ifmap_explained=abs(ss_ifmap - expected_ifmap) <= 1e-9 * max(1.0, expected_ifmap),
+            hw_sim_filter_sram_reads=hw_layer.filter_sram_reads,
+            scalesim_filter_sram_reads=int(ss["SRAM Filter Reads"]),
+            hw_sim_ofmap_sram_writes=hw_layer.ofmap_sram_writes,
+            scalesim_ofmap_sram_writes=int(ss["SRAM OFMAP Writes"]),
+            filter_ofmap_equal=(hw_layer.filter_sram_reads == ss["SRAM Filter Reads"]
+                                and hw_layer.ofmap_sram_writes + slip
+                                == ss["SRAM OFMAP Writes"]),
+            scalesim_wall_s=calc.wall_s,
+        ))
+    return rows
+
+
+def _reads(value: float) -> str:
+    """A SCALE-Sim read count: an integer where it is one, else two decimals."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _sram_note(r: NMRow) -> str:
+    if not (r.ifmap_explained and r.filter_ofmap_equal):
+        return "**differ**"
+    if r.ifmap_factor != 1.0:
+        n, m = r.ratio.split(":")
+        factor = f"{r.ifmap_factor:g}" if r.ifmap_factor.is_integer() else f"{m}/{n}"
+        return f"ifmap x {factor} (m/n), rest equal"
+    return "equal (os ofmap slip)" if r.dataflow == "os" else "equal"
+
+
+def n_m_section(rows: list[NMRow], command: str, versions: dict[str, str],
+                in_place: bool) -> str:
+    """The document's N:M section, markers included (``in_place``: regenerated alone by
+    ``--n-m-only``, so it says where its command differs from the header's)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    equal = sum(r.compute_equal for r in rows)
+    ws = [r for r in rows if r.dataflow == "ws"]
+    other = [r for r in rows if r.dataflow != "ws"]
+    ifmap_same = sum(r.ifmap_explained for r in other)
+    ws_factor = sum(r.ifmap_explained for r in ws)
+    filter_ofmap = sum(r.filter_ofmap_equal for r in rows)
+    topologies = list(dict.fromkeys(r.topology for r in rows))
+    where = (
+        f"This section was regenerated in place by `{command}` on {now} ({platform.node()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, SCALE-Sim "
+        f"{versions['scalesim']} with numpy {versions['numpy']}); the rest of the document "
+        "comes from the command in the header (which, rerun, regenerates this section too).  "
+        "`--n-m-only` runs only the N:M cases: the "
+        "dense cases' SCALE-Sim results are all cached, but rerunning them re-measures the "
+        "hw_sim timings of the cost table, which are kept as they were measured."
+        if in_place else f"Generated with the rest of the document by `{command}` on {now}.")
+    lines = [
+        N_M_BEGIN,
+        "## N:M sparsity (layer-wise)",
+        "",
+        where,
+        "",
+        "Both tools read the same files (`experiments/results/scalesim_inputs/`): "
+        f"{', '.join(f'`{t}.csv`' for t in topologies)}, written by `write_topology_csv` from "
+        "hw_sim workloads whose layers carry `n_m` weight formats (a `Sparsity` column, each "
+        "row ending `..., n:m,`), and `<array>_<dataflow>_calc_n_m.cfg`, written by "
+        "`write_scalesim_cfg` from hardware with `n_m: true` (`[sparsity] SparsitySupport = "
+        "true`, `SparseRep = ellpack_block`, `OptimizedMapping = false`).  CALC mode only: "
+        "compute cycles and SRAM counts (finite-bandwidth totals are not compared here).  "
+        "`minatar_n_m` is MinAtar's reference agent (conv 3x3 over Breakout's 4 channels, "
+        "fc 1024->128, policy and value heads) with a ratio per layer, plus its conv over "
+        "Freeway's 7 channels (K = 63, which no m divides); `gemm_n_m` has GEMMs with awkward "
+        "extents, K < m, K mod m != 0 and n not dividing m.  Raw numbers: "
+        "`experiments/results/scalesim_n_m_layers.csv`; SCALE-Sim's numbers for the test "
+        "suite: `tests/data/scalesim_n_m_cycles.csv` (`tests/test_scalesim_n_m.py`, which "
+        "does not need SCALE-Sim).  `a3cs simulate --workload <topology>.csv --hw <cfg>` "
+        "reads the same files.",
+        "",
+        "**The rule.**  An n:m layer keeps n of every m consecutive weights along the "
+        "reduction, at the same positions for every filter: SCALE-Sim tiles the pattern "
+        "`[1]*n + [0]*(m-n)` along its im2col window index (channel innermost), from 0, cut at "
+        "K.  Whole rows of the K x N weight matrix are zero and the array skips them (the "
+        "matching ifmap columns are never fed), so the layer is the dense GEMM with K "
+        "replaced by",
+        "",
+        "    K' = floor(K/m) * n + min(n, K mod m)",
+        "",
+        "in every dataflow (SCALE-Sim compresses both operands before the dataflow is "
+        "chosen): ws `(2 Sr + Sc + M - 2) ceil(K'/Sr) ceil(N/Sc) - 1`, os `(Sr + Sc + K' - 2) "
+        "ceil(M/Sr) ceil(N/Sc) - 1`, is `(2 Sr + Sc + N - 2) ceil(K'/Sr) ceil(M/Sc) - 1` "
+        "(last busy cycle).  hw_sim's `n_m` engine (`hw_sim/engines/n_m.py`) runs exactly that;"
+        " it also loads the index metadata (ceil(log2 m) bits per kept weight) with the first "
+        "weights, which is DRAM traffic, not compute.",
+        "",
+        "| topology | array | dataflow | layers | compute cycles equal | hw_sim compute cycles "
+        "| SCALE-Sim compute cycles | SRAM counts |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    cases: dict[tuple[str, str, str], list[NMRow]] = {}
+    for r in rows:
+        cases.setdefault((r.topology, r.array, r.dataflow), []).append(r)
+    for (topology, array, dataflow), group in cases.items():
+        explained = sum(r.ifmap_explained and r.filter_ofmap_equal for r in group)
+        note = ("ifmap x m/n, rest equal" if dataflow == "ws" else "equal") \
+            if explained == len(group) else f"**{len(group) - explained} differ**"
+        lines.append(
+            f"| {topology} | {array} | {dataflow} | {len(group)} | "
+            f"{sum(r.compute_equal for r in group)}/{len(group)} | "
+            f"{sum(r.hw_sim_compute_cycles for r in group):,} | "
+            f"{sum(r.scalesim_compute_cycles for r in group):,} | {note} |")
+    lines += [
+        "",
+        f"**{equal} of {len(rows)} N:M cases have identical compute cycles.**  SRAM counts: "
+        f"filter reads and ofmap writes equal in {filter_ofmap} of {len(rows)} (os ofmap "
+        f"writes up to the dense slip above); ifmap reads equal in {ifmap_same} of "
+        f"{len(other)} os/is cases; in {ws_factor} of {len(ws)} ws cases SCALE-Sim's ifmap "
+        "reads are hw_sim's times m/n (below).",
+        "",
+        "**SRAM counts.**  hw_sim counts the dense events with K' for K (ws: ifmap "
+        "`M K' ceil(N/Sc)`, filter `K' N`, ofmap writes `M N ceil(K'/Sr)`; os and is "
+        "likewise), the words the array is fed.  SCALE-Sim agrees in os and is, and for ws "
+        "filter reads and ofmap writes.  Its ws ifmap count is `M K' ceil(N/Sc) x m/n`: "
+        "`systolic_compute_ws.py` adds `rows x columns x (m/n)` per fold ('a single block of "
+        "input is shared among M/N rows ... read M/N times'), a float summed fold by fold "
+        "(fractional when n does not divide m, e.g. 186.67 for `g_frac_3of4`, 3:4, on 8x8).  "
+        "That charges the reads of the whole dense window (about `M K "
+        "ceil(N/Sc)`, the dense count), as if each kept weight's block of m inputs were read "
+        "and the n matching ones selected; hw_sim deliberately keeps one read per input the "
+        "array uses, the count SCALE-Sim itself gives in os and is.  The per-case table shows "
+        "both ifmap numbers; the counts do not affect cycles.",
+        "",
+        "**What SCALE-Sim does that hw_sim deliberately does not.**",
+        "",
+        "* *Row-wise sparsity* (`OptimizedMapping = true`): SCALE-Sim 3.0.0 then ignores the "
+        "topology's ratio for the mapping, draws each filter's N at random in [1, B/2] "
+        "(`RandomNumberGeneratorSeed`), compresses K to `ceil(K/2B) B` whatever the ratio, "
+        "leaves the ifmap uncompressed, and only ws runs (os and is fail an assertion).  That "
+        "is not a format a network can be trained for: `load_scalesim_cfg` refuses it with a "
+        "one-line `ConfigError` naming `sparsity.OptimizedMapping`.",
+        "* *The dropped last cell*: SCALE-Sim drops each row's last cell (`row.split(',')"
+        "[:-1]`), so `..., 1, 2:4` without a trailing comma runs dense.  hw_sim reads it the "
+        "same way (both tools must read a file alike) and `write_topology_csv` always ends a "
+        "row with a comma; a present ratio cell that is not `n:m` with 1 <= n <= m (`5:4`, "
+        "`0:4`, `NPU,`) is a `ConfigError` naming `line N.Sparsity`, where SCALE-Sim 3.0.0 "
+        "stops with an uncaught exception (5:4: ValueError `negative dimensions`; `NPU`: "
+        "IndexError; 0:4 in ws: ValueError `need at least one array to concatenate`).",
+        "* *Ratios with sparsity off*: with `SparsitySupport = false` SCALE-Sim ignores the "
+        "ratios and runs dense; hw_sim refuses an N:M layer on hardware without `n_m` "
+        "(`ConfigError` naming `n_m`) rather than silently ignore the layer's format.",
+        "* *SPARSE_REPORT storage*: `SparseRep` (csr, csc, ellpack_block) changes only "
+        "SCALE-Sim's storage report, which counts 32-bit metadata words and never moves them; "
+        "hw_sim accepts the key, stores ceil(log2 m) index bits per kept weight in its own "
+        "words and loads them from DRAM.",
+        "",
+        "<details open><summary>All N:M cases (hw_sim / SCALE-Sim; M, N, K: the GEMM; "
+        "K': kept reduction)</summary>",
+        "",
+        "| topology | array | dataflow | layer | ratio | M | N | K | K' | hw_sim compute | "
+        "SCALE-Sim compute | equal | hw_sim ifmap reads | SCALE-Sim ifmap reads | hw_sim "
+        "filter reads / ofmap writes | SCALE-Sim filter reads / ofmap writes | SRAM counts |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.topology} | {r.array} | {r.dataflow} | {r.layer} | {r.ratio} | {r.gemm_m} "
+            f"| {r.gemm_n} | {r.gemm_k} | {r.k_compressed} | {r.hw_sim_compute_cycles:,} | "
+            f"{r.scalesim_compute_cycles:,} | {'yes' if r.compute_equal else '**no**'} | "
+            f"{r.hw_sim_ifmap_sram_reads:,} | {_reads(r.scalesim_ifmap_sram_reads)} | "
+            f"{r.hw_sim_filter_sram_reads:,} / {r.hw_sim_ofmap_sram_writes:,} | "
+            f"{r.scalesim_filter_sram_reads:,} / {r.scalesim_ofmap_sram_writes:,} | "
+            f"{_sram_note(r)} |")
+    lines += ["", "</details>", "", N_M_END, ""]
+    return "\n".join(lines)
+
+
+def replace_n_m_section(document: str, section: str) -> str:
+    """``document`` with its N:M section replaced by ``section`` (inserted before the
+    per-layer results, or at the end, if it has none yet)."""
+    begin, end = document.find(N_M_BEGIN), document.find(N_M_END)
+    if begin >= 0 and end > begin:
+        tail = document[end + len(N_M_END):].lstrip("\n")
+        return document[:begin] + section + "\n" + tail
+    anchor = document.find("\n## Per-layer results")
+    if anchor < 0:
+        return document.rstrip("\n") + "\n\n" + section
+    return document[:anchor + 1] + section + "\n" + document[anchor + 1:]
+
+
+# -------------------------------------------------------------------------------------------
 # Outputs
 
 
@@ -531,6 +855,33 @@ def write_regression_data(path: Path, layers: list[LayerRow], topologies: dict[s
         writer.writerow((r.topology, forms[r.topology], rows_of[r.topology][i], r.layer,
                          array.rows, array.cols, array.sram_kb, r.dataflow,
                          r.scalesim_compute_cycles, r.scalesim_ifmap_sram_reads,
+                         r.scalesim_filter_sram_reads, r.scalesim_ofmap_sram_writes))
+    atomic_write_text(path, buffer.getvalue())
+
+
+N_M_REGRESSION_COLUMNS = ("topology", "form", "topology_row", "layer", "ratio", "array_rows",
+                          "array_cols", "sram_kb", "dataflow", "compute_cycles",
+                          "ifmap_sram_reads", "filter_sram_reads", "ofmap_sram_writes")
+
+
+def write_n_m_regression_data(path: Path, rows: list[NMRow],
+                              topologies: dict[str, Path]) -> None:
+    """SCALE-Sim's own numbers on the N:M cases, as :func:`write_regression_data` (plus the
+    ratio; ws ifmap reads as SCALE-Sim reports them, possibly fractional)."""
+    rows_of = {name: topology_rows(file)[1] for name, file in topologies.items()}
+    forms = {name: "gemm" if is_gemm_topology(file) else "conv"
+             for name, file in topologies.items()}
+    index: dict[tuple[str, str, str], int] = {}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(N_M_REGRESSION_COLUMNS)
+    for r in rows:
+        i = index[(r.topology, r.array, r.dataflow)] = index.get(
+            (r.topology, r.array, r.dataflow), -1) + 1
+        array = ARRAYS[r.array]
+        writer.writerow((r.topology, forms[r.topology], rows_of[r.topology][i], r.layer,
+                         r.ratio, array.rows, array.cols, array.sram_kb, r.dataflow,
+                         r.scalesim_compute_cycles, repr(r.scalesim_ifmap_sram_reads),
                          r.scalesim_filter_sram_reads, r.scalesim_ofmap_sram_writes))
     atomic_write_text(path, buffer.getvalue())
 
@@ -617,9 +968,10 @@ pointer bug and its CALC-mode counts are estimates.
 
 def markdown(layers: list[LayerRow], runs: list[RunRow], command: str, versions: dict[str, str],
              bandwidth: int | None, timeout_s: float, repeats: int,
-             skipped_bandwidth: Sequence[str] = ()) -> str:
+             skipped_bandwidth: Sequence[str] = (), n_m: str = "") -> str:
     """The generated validation document (``skipped_bandwidth``: topologies whose USER-mode
-    runs were skipped with ``--no-bandwidth-for``)."""
+    runs were skipped with ``--no-bandwidth-for``; ``n_m``: the N:M section, placed before
+    the per-layer results)."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# hw_sim against SCALE-Sim v3",
@@ -705,7 +1057,10 @@ def markdown(layers: list[LayerRow], runs: list[RunRow], command: str, versions:
             f"{r.scalesim_calc_wall_s / r.hw_sim_wall_s:,.0f}x | "
             f"{_fmt(r.scalesim_user_wall_s, ',.1f')} s | "
             f"{_fmt(r.scalesim_user_peak_rss_mb, ',.0f')} MB |")
-    lines += ["", MEMORY_MODELS, "## Per-layer results", ""]
+    lines += ["", MEMORY_MODELS]
+    if n_m:
+        lines.append(n_m)
+    lines += ["## Per-layer results", ""]
     for r in runs:
         rows = [x for x in layers if (x.topology, x.array, x.dataflow)
                 == (r.topology, r.array, r.dataflow)]
@@ -761,7 +1116,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--regression-data", type=Path, metavar="CSV",
                         help="also write SCALE-Sim's per-layer numbers for the test suite "
                         "(tests/data/scalesim_compute_cycles.csv)")
+    parser.add_argument("--n-m-topologies", nargs="*", default=list(N_M_TOPOLOGIES),
+                        choices=N_M_TOPOLOGIES, metavar="TOPOLOGY",
+                        help="N:M topologies (layer-wise sparsity, CALC) for the document's "
+                        f"N:M section ({', '.join(N_M_TOPOLOGIES)}; none: no section)")
+    parser.add_argument("--n-m-only", action="store_true",
+                        help="run only the N:M cases and replace the N:M section of the "
+                        "existing --doc in place (the dense tables and CSVs are left as they "
+                        "are)")
+    parser.add_argument("--n-m-regression-data", type=Path, metavar="CSV",
+                        help="also write SCALE-Sim's per-layer numbers of the N:M cases for "
+                        "the test suite (tests/data/scalesim_n_m_cycles.csv)")
     args = parser.parse_args(argv)
+    if args.n_m_only and not args.n_m_topologies:
+        raise ConfigError("--n-m-topologies", "none", "at least one with --n-m-only")
+    if args.n_m_only and not args.doc.is_file():
+        raise ConfigError("--doc", str(args.doc), "an existing document whose N:M section "
+                          "--n-m-only replaces (run without --n-m-only first)")
+    if args.n_m_only and args.regression_data is not None:
+        raise ConfigError("--regression-data", str(args.regression_data),
+                          "not with --n-m-only (it runs no dense case; use "
+                          "--n-m-regression-data)")
     if args.bandwidth < 1:
         raise ConfigError("--bandwidth", args.bandwidth, "a positive integer (words/cycle)")
     if args.scalesim_timeout <= 0:
@@ -779,46 +1154,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     inputs = args.results / "scalesim_inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
     cache = ScaleSimCache(args.results / "scalesim_cache", args.venv.expanduser() / "bin" /
                           "python", versions)
     bandwidth = None if args.no_bandwidth else args.bandwidth
+    dense_names = [] if args.n_m_only else args.topologies
     cases = []
     topologies = {}
-    for name in args.topologies:
+    for name in dense_names:
         path = topologies[name] = topology_file(name, inputs)
         n_layers = len(topology_rows(path)[1])
         case_bandwidth = None if name in args.no_bandwidth_for else bandwidth
         for array in args.resnet_arrays if name == "resnet18" else args.arrays:
             for dataflow in args.dataflows:
                 cases.append((name, path, ARRAYS[array], dataflow, case_bandwidth, n_layers))
-    steps = sum(1 + (n if bw is not None else 0) for *_, bw, n in cases)
+    n_m_topologies = {name: n_m_topology_file(name, inputs) for name in args.n_m_topologies}
+    n_m_cases = [(name, path, ARRAYS[array], dataflow) for name, path in n_m_topologies.items()
+                 for array in args.arrays for dataflow in args.dataflows]
+    steps = sum(1 + (n if bw is not None else 0) for *_, bw, n in cases) + len(n_m_cases)
     layers: list[LayerRow] = []
     runs: list[RunRow] = []
+    n_m_rows: list[NMRow] = []
     with tqdm(total=steps, unit="run", desc="SCALE-Sim runs (cached ones are instant)") as bar:
         for name, path, array, dataflow, case_bandwidth, _ in cases:
             case_layers, case_run = run_case(name, path, array, dataflow, case_bandwidth, cache,
                                              inputs, args.scalesim_timeout, args.repeats, bar)
             layers += case_layers
             runs.append(case_run)
+        for name, path, array, dataflow in n_m_cases:
+            n_m_rows += run_n_m_case(name, path, array, dataflow, cache, inputs, bar)
     args.results.mkdir(parents=True, exist_ok=True)
-    write_csv(args.results / "scalesim_validation_layers.csv", layers)
-    write_csv(args.results / "scalesim_validation_runs.csv", runs)
+    if layers:
+        write_csv(args.results / "scalesim_validation_layers.csv", layers)
+        write_csv(args.results / "scalesim_validation_runs.csv", runs)
+    if n_m_rows:
+        write_csv(args.results / "scalesim_n_m_layers.csv", n_m_rows)
     if args.regression_data is not None:
         write_regression_data(args.regression_data, layers, topologies)
-    command = "python experiments/validate_scalesim.py " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv))
-    atomic_write_text(args.doc, markdown(layers, runs, command.strip(), versions, bandwidth,
-                                         args.scalesim_timeout, args.repeats,
-                                         [t for t in args.no_bandwidth_for
-                                          if t in args.topologies]))
-    unequal = [r for r in layers if not r.compute_equal]
-    print(f"{len(layers) - len(unequal)}/{len(layers)} layer cases with identical compute "
-          f"cycles; tables in {args.doc}")
+    if args.n_m_regression_data is not None and n_m_rows:
+        write_n_m_regression_data(args.n_m_regression_data, n_m_rows, n_m_topologies)
+    command = ("python experiments/validate_scalesim.py " + shlex.join(
+        sys.argv[1:] if argv is None else list(argv))).strip()
+    section = n_m_section(n_m_rows, command, versions, args.n_m_only) if n_m_rows else ""
+    if args.n_m_only:
+        atomic_write_text(args.doc, replace_n_m_section(args.doc.read_text(), section))
+    else:
+        atomic_write_text(args.doc, markdown(layers, runs, command, versions, bandwidth,
+                                             args.scalesim_timeout, args.repeats,
+                                             [t for t in args.no_bandwidth_for
+                                              if t in args.topologies], section))
+    unequal = [r for r in [*layers, *n_m_rows] if not r.compute_equal]
+    if layers:
+        print(f"{sum(r.compute_equal for r in layers)}/{len(layers)} dense layer cases with "
+              "identical compute cycles")
+    if n_m_rows:
+        sram = sum(r.ifmap_explained and r.filter_ofmap_equal for r in n_m_rows)
+        print(f"{sum(r.compute_equal for r in n_m_rows)}/{len(n_m_rows)} N:M layer cases with "
+              f"identical compute cycles; SRAM counts as documented (ws ifmap x m/n) in "
+              f"{sram}/{len(n_m_rows)}")
+    print(f"tables in {args.doc}")
     for r in unequal:
         print(f"  differs: {r.topology} {r.array} {r.dataflow} {r.layer}: hw_sim "
               f"{r.hw_sim_compute_cycles} SCALE-Sim {r.scalesim_compute_cycles}")
     return 0 if not unequal else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,6 +38,12 @@ from hw_sim.workload import Conv2d, Linear
 
 Schedule = Callable[[float], float]
 
+#: Orthogonal initialisation gains of an actor-critic (CleanRL's and SB3's): hidden layers
+#: sqrt(2) (ReLU), the policy output 0.01 (a near-uniform first policy), the value output 1.
+HIDDEN_GAIN = math.sqrt(2.0)
+POLICY_GAIN = 0.01
+VALUE_GAIN = 1.0
+
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))

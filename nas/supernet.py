@@ -32,13 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat
+from nas.layers import HIDDEN_GAIN, POLICY_GAIN, VALUE_GAIN
 from nas.space import SearchSpace
 from nas.torch_formats import torch_format
-
-HIDDEN_GAIN = math.sqrt(2.0)
-POLICY_GAIN = 0.01
-VALUE_GAIN = 1.0
-
 
 # --------------------------------------------------------------------------------------------
 # Weight formats as transformations of shared dense weights

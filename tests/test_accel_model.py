@@ -158,7 +158,7 @@ def test_pair_order_does_not_matter(repo):
 
 def test_evaluate_runs_on_one_thread_and_restores_the_count(repo):
     """Whatever torch's thread count, the same numbers; the count is left as it was."""
-    from accelerator_model.threads import torch_threads
+    from a3cs_common.torch_settings import torch_threads
 
     hw = [load_hardware(str(repo / HW / name)) for name in
           ("zc706_fpga.yaml", "ws_32x32.yaml", "block_circulant_engine.yaml")]

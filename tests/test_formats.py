@@ -134,3 +134,39 @@ def test_old_architecture_files_with_sparsity_still_read() -> None:
 def test_linear_layer_reports_n_m_like_the_conv() -> None:
     lay = Linear(name="fc", in_features=10, out_features=3, weight_format=NM(n=2, m=4))
     assert lay.weight_format.value_words(lay) == 3 * 6
+
+
+def test_n_m_is_a_co_search_choice_on_both_sides(repo, tmp_path):
+    """A search space offering N:M trains through the supernet and derives an architecture
+    whose workload the analytical model costs on a searched accelerator that skips zeros."""
+    from accelerator_model.model import estimate
+    from accelerator_model.space import AcceleratorSpace
+    from nas.space import SearchSpace
+    from nas.supernet import SuperNet
+
+    obs = (4, 10, 10)
+    space = SearchSpace(observation="pixels", num_layers=2, ops=("conv3x3", "skip"),
+                        widths=(16,), head_widths=(32,),
+                        formats=(Dense(), NM(n=2, m=4)), head_formats=(NM(n=1, m=8),))
+    generator = torch.Generator().manual_seed(0)
+    net = SuperNet(space, obs, action_dim=3, generator=generator)
+    for _ in range(4):
+        net.sample_path(1.0, generator)
+        logits, value = net(torch.rand(2, *obs))
+        (logits.sum() + value.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.arch_parameters() if p.grad is not None)
+    net.use_architecture({label: len(values) - 1 for label, values in
+                          space.choices(obs).items()})
+    arch = net.derive()
+    workload = arch.workload(obs, 3)
+    assert {layer.weight_format.label() for layer in workload.layers} >= {"1:8"}
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump({
+        "name": "n_m_space", "base": str(repo / "a3cs/data/zc706_cosearch.yaml"),
+        "parameters": {"pe_rows": [8, 16], "n_m": [False, True]}}))
+    hw_space = AcceleratorSpace.from_yaml(str(space_file))
+    (skipping,) = hw_space.hardware({"pe_rows": 16, "n_m": True})
+    (dense,) = hw_space.hardware({"pe_rows": 16, "n_m": False})
+    assert skipping.n_m and estimate(workload, skipping).total_cycles > 0
+    with pytest.raises(ConfigError, match="n_m: got False; allowed: true"):
+        estimate(workload, dense)

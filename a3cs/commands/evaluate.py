@@ -31,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     from a3cs.rl.checkpoint import load_agent
     from a3cs.rl.evaluate import evaluate_policy, model_policy, render_gif
-    from a3cs.rl.loop import deterministic_kernels, pick_device
+    from a3cs.rl.loop import pick_device
     from a3cs_common.errors import ConfigError
     from a3cs_common.io import check_output_path
+    from a3cs_common.torch_settings import deterministic_kernels
 
     if args.episodes < 1:
         raise ConfigError("--episodes", args.episodes, "an integer >= 1")

@@ -31,15 +31,14 @@ from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import SyncEnvs
 from a3cs.rl.networks import (
     ActorCritic,
-    PolicyKind,
-    acting_kernels,
     action_noise,
     dist_params_width,
     log_prob_entropy,
     sample_action,
     sampled_log_prob,
 )
-from distill.losses import distill_loss
+from a3cs_common.torch_settings import acting_kernels
+from distill.losses import PolicyKind, distill_loss
 
 # --------------------------------------------------------------------------------------------
 # Rollouts

@@ -16,14 +16,14 @@ from torch import nn
 from a3cs.rl.envs import make_env
 from a3cs.rl.networks import (
     ActorCritic,
-    PolicyKind,
-    acting_kernels,
     action_noise,
     greedy_action,
     sample_action,
 )
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_bytes
+from a3cs_common.torch_settings import acting_kernels
+from distill.losses import PolicyKind
 
 #: ``obs [N, *obs_shape] -> actions [N]``: any policy, ours or another library's.
 PolicyFn = Callable[[np.ndarray], np.ndarray]

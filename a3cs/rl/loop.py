@@ -25,9 +25,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ from a3cs.rl.envs import SyncEnvs, make_env
 from a3cs.rl.networks import describe_action_space
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text, remove_stale_temporaries
+from a3cs_common.torch_settings import deterministic_kernels
 from distill.schedules import weight_schedule
 from distill.teacher import Teacher
 
@@ -76,29 +76,6 @@ def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
-
-
-@contextlib.contextmanager
-def deterministic_kernels(device: torch.device) -> Iterator[None]:
-    """Inside: on CUDA, deterministic algorithms only (``torch.use_deterministic_algorithms``,
-    cuBLAS with a fixed workspace), so the same config and seed give the same numbers on the
-    same machine; the previous mode is restored on exit.  CPU kernels are deterministic
-    already (nothing changes there).
-
-    The cost on CUDA: scatter/index-add kernels run their slower deterministic variants and
-    cuBLAS keeps a fixed 4 x 4 MiB workspace; an op without a deterministic variant raises.
-    """
-    if device.type != "cuda":
-        yield
-        return
-    # read when cuBLAS creates its handle: set before the first matmul of the process
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
 
 
 @dataclass

@@ -13,9 +13,8 @@ through :func:`log_prob_entropy`, :func:`sample_action` and :func:`sampled_log_p
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Literal
 
@@ -27,17 +26,15 @@ from torch import nn
 
 from a3cs_common.errors import ConfigError
 from a3cs_common.formats import WeightFormat
+from distill.losses import PolicyKind
 from hw_sim.torch_trace import workload_from_module
 from hw_sim.workload import Workload
 from nas.arch import KERNEL_OF_OP, Arch, LayerSpec, reference_arch
+from nas.layers import HIDDEN_GAIN, POLICY_GAIN, VALUE_GAIN
 from nas.torch_formats import torch_format
 
-PolicyKind = Literal["categorical", "gaussian"]
 FeatureOrder = Literal["chw", "hwc"]
 
-HIDDEN_GAIN = math.sqrt(2.0)
-POLICY_GAIN = 0.01
-VALUE_GAIN = 1.0
 
 
 def policy_kind(action_space: gym.Space) -> PolicyKind:
@@ -359,24 +356,6 @@ class ActorCritic(nn.Module):
         and weight formats; 1xN layers export their current masks)."""
         sample = torch.zeros((batch, *self.obs_shape), device=self.policy.weight.device)
         return workload_from_module(self, sample, name=self.arch.name)
-
-
-@contextlib.contextmanager
-def acting_kernels(device: torch.device) -> Iterator[None]:
-    """The kernels for acting (a forward at batch ``num_envs``, a few rows) on ``device``.
-
-    On CPU, oneDNN's convolution costs 1.5-3x PyTorch's native one at batch 8 (measured
-    here: 143-265 us vs 76-100 us for the MinAtar conv), so this turns oneDNN off inside.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
 
 
 def _plain_call(layer: nn.Module, rows_from_hwc: tuple[int, int, int] | None = None

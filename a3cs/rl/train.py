@@ -33,7 +33,7 @@ from a3cs.rl.networks import ActorCritic, build_agent
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text, dump_yaml
 from a3cs_common.schema import validate
-from accelerator_model.threads import torch_threads
+from a3cs_common.torch_settings import torch_threads
 from nas.arch import reference_arch
 from nas.layers import cubic_sparsity_schedule, prunable_layers, prune_to_schedule
 

@@ -32,7 +32,6 @@ import torch
 from a3cs.results import RunResult, write_results
 from a3cs.rl.checkpoint import load_agent, load_teacher
 from a3cs.rl.evaluate import evaluate_policy, model_policy
-from a3cs.rl.loop import deterministic_kernels
 from a3cs.rl.train import train
 from a3cs.search.config import SearchConfig
 from a3cs.search.prepare import Prepared, RunLog, prepare
@@ -47,7 +46,7 @@ from a3cs_common.io import (
     remove_stale_temporaries,
 )
 from a3cs_common.schema import validate
-from accelerator_model.threads import torch_threads
+from a3cs_common.torch_settings import deterministic_kernels, torch_threads
 from distill.teacher import Teacher
 from nas.arch import Arch, load_arch, reference_arch
 
