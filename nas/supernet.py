@@ -51,7 +51,7 @@ def apply_format(weight: torch.Tensor, fmt: ArchWeightFormat) -> torch.Tensor:
 
 
 @dataclass
-class Path:
+class ArchPath:
     """One sampled candidate per choice.
 
     Attributes:
@@ -83,7 +83,7 @@ class ArchLogits(nn.Module):
         """Softmax distribution of every choice (differentiable)."""
         return {label: F.softmax(self[label], dim=0) for label in self.labels}
 
-    def sample(self, tau: float, generator: torch.Generator | None = None) -> Path:
+    def sample(self, tau: float, generator: torch.Generator | None = None) -> ArchPath:
         """Draw one candidate per choice with hard Gumbel-softmax at temperature ``tau``."""
         noise = {}
         indices = {}
@@ -91,7 +91,7 @@ class ArchLogits(nn.Module):
             uniform = torch.rand(self.sizes[label], generator=generator).clamp_(1e-10, 1.0)
             noise[label] = (-torch.log(-torch.log(uniform))).to(self[label].device)
             indices[label] = int(torch.argmax(self[label].detach() + noise[label]))
-        return Path(indices, noise, self.gates(indices, noise, tau))
+        return ArchPath(indices, noise, self.gates(indices, noise, tau))
 
     def gates(self, indices: dict[str, int], noise: dict[str, torch.Tensor],
               tau: float) -> dict[str, torch.Tensor]:
@@ -264,7 +264,10 @@ class SuperNet(nn.Module):
         self.policy = nn.Linear(head_max, action_dim)
         self.value = nn.Linear(head_max, 1)
         self.log_std = nn.Parameter(torch.zeros(action_dim)) if gaussian else None
-        self.path: Path | None = None
+        #: The path the training loop acts and updates with (it calls ``model(obs)``): set by
+        #: :meth:`sample_path` / :meth:`use_architecture`, read only when ``forward`` gets no
+        #: path of its own.
+        self.acting_path: ArchPath | None = None
         self.reset_parameters(generator)
 
     @torch.no_grad()
@@ -298,15 +301,24 @@ class SuperNet(nn.Module):
 
     # -- paths ---------------------------------------------------------------------------
 
-    def sample_path(self, tau: float, generator: torch.Generator | None = None) -> Path:
-        """Sample a path and make it the current one."""
-        self.path = self.arch_logits.sample(tau, generator)
-        return self.path
+    def sample_path(self, tau: float, generator: torch.Generator | None = None) -> ArchPath:
+        """Sample a path (Gumbel-softmax at temperature ``tau``); the acting path is not
+        changed."""
+        return self.arch_logits.sample(tau, generator)
+
+    def fixed_path(self, indices: dict[str, int]) -> ArchPath:
+        """The path of given candidates (gates 1, no gradient to the logits)."""
+        ones = {label: torch.ones(()) for label in self.choices}
+        return ArchPath(dict(indices), {}, ones)
+
+    def act_with(self, path: ArchPath) -> ArchPath:
+        """Make ``path`` the acting path (what ``forward`` runs without a path); returns it."""
+        self.acting_path = path
+        return path
 
     def use_architecture(self, indices: dict[str, int]) -> None:
-        """Fix the path to given candidates (gates 1, no gradient), e.g. to evaluate one."""
-        ones = {label: torch.ones(()) for label in self.choices}
-        self.path = Path(dict(indices), {}, ones)
+        """Act with the given candidates, e.g. to evaluate one architecture."""
+        self.act_with(self.fixed_path(indices))
 
     def probabilities(self) -> dict[str, torch.Tensor]:
         return self.arch_logits.probabilities()
@@ -315,40 +327,44 @@ class SuperNet(nn.Module):
         """The most likely architecture under the current logits."""
         return self.space.arch_from_indices(self.arch_logits.argmax(), self.obs_shape, name)
 
-    def _value(self, label: str) -> object:
-        assert self.path is not None, "sample_path() first"
-        return self.choices[label][self.path.indices[label]]
+    def _value(self, label: str, path: ArchPath) -> object:
+        return self.choices[label][path.indices[label]]
 
     # -- forward -------------------------------------------------------------------------
 
-    def features(self, obs: torch.Tensor) -> torch.Tensor:
-        """Head activations ``[B, head width]`` on the current path."""
-        path = self.path
-        assert path is not None, "sample_path() first"
+    def features(self, obs: torch.Tensor, path: ArchPath) -> torch.Tensor:
+        """Head activations ``[B, head width]`` on ``path``."""
         x = obs.float()
         if self.obs_scale != 1.0:
             x = x * self.obs_scale
         if self.obs_transform is not None:
             x = self.obs_transform(x)
         for i, ops in enumerate(self.trunk):
-            op = self._value(f"layers.{i}.op")
+            op = self._value(f"layers.{i}.op", path)
             gate = path.gates[f"layers.{i}.op"]
             if op == "skip":
                 x = x * gate
                 continue
-            width = int(self._value(f"layers.{i}.width"))
-            fmt = self._formats[str(self._value(f"layers.{i}.format"))]
+            width = int(self._value(f"layers.{i}.width", path))
+            fmt = self._formats[str(self._value(f"layers.{i}.format", path))]
             y = self.act(ops[op](x, width, fmt))
             x = y * gate * path.gates[f"layers.{i}.width"] * path.gates[f"layers.{i}.format"]
-        head_width = int(self._value("head.width"))
-        fmt = self._formats[str(self._value("head.format"))]
+        head_width = int(self._value("head.width", path))
+        fmt = self._formats[str(self._value("head.format", path))]
         head = self.heads[_shape_key(tuple(x.shape[1:]))]
         h = self.act(head(x.flatten(1), head_width, fmt))
         return h * path.gates["head.width"] * path.gates["head.format"]
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``obs [B, *obs_shape]`` -> ``(dist_params [B, P], value [B])``."""
-        h = self.features(obs)
+    def forward(self, obs: torch.Tensor, path: ArchPath | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``obs [B, *obs_shape]`` -> ``(dist_params [B, P], value [B])`` on ``path`` (default:
+        the acting path, for the training loop's ``model(obs)``)."""
+        if path is None:
+            path = self.acting_path
+            if path is None:
+                raise RuntimeError("no path: pass one, or set the acting path (act_with, "
+                                   "use_architecture) first")
+        h = self.features(obs, path)
         width = h.shape[1]
         out = F.linear(h, self.policy.weight[:, :width], self.policy.bias)
         if self.log_std is not None:

@@ -151,8 +151,7 @@ def test_n_m_is_a_co_search_choice_on_both_sides(repo, tmp_path):
     generator = torch.Generator().manual_seed(0)
     net = SuperNet(space, obs, action_dim=3, generator=generator)
     for _ in range(4):
-        net.sample_path(1.0, generator)
-        logits, value = net(torch.rand(2, *obs))
+        logits, value = net(torch.rand(2, *obs), net.sample_path(1.0, generator))
         (logits.sum() + value.sum()).backward()
     assert all(torch.isfinite(p.grad).all() for p in net.arch_parameters() if p.grad is not None)
     net.use_architecture({label: len(values) - 1 for label, values in

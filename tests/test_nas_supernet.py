@@ -91,7 +91,7 @@ def test_supernet_paths_gradients_and_derive():
     for _ in range(8):
         path = net.sample_path(tau=1.0, generator=generator)
         seen.add(path.indices["layers.0.op"])
-        dist, value = net(torch.rand(5, *OBS))
+        dist, value = net(torch.rand(5, *OBS), path)
         assert dist.shape == (5, 3) and value.shape == (5,)
         net.zero_grad()
         (dist.pow(2).sum() + value.sum()).backward()
@@ -118,10 +118,13 @@ def test_fixed_path_function_matches_its_gates_of_one():
     net = SuperNet(vector_space(), (6,), action_dim=2, gaussian=True, generator=generator)
     path = net.sample_path(1.0, generator)
     obs = torch.rand(4, 6)
-    sampled, _ = net(obs)
+    sampled, _ = net(obs, path)
     net.use_architecture(path.indices)
-    fixed, _ = net(obs)
+    fixed, _ = net(obs)  # the acting path
     assert torch.allclose(sampled, fixed)
+    assert torch.equal(net(obs, net.fixed_path(path.indices))[0], fixed)
+    with pytest.raises(RuntimeError, match="no path"):
+        SuperNet(vector_space(), (6,), action_dim=2)(obs)
     assert sampled.shape == (4, 4)  # mean and log-std of a 2-d action
     assert OneByN(n=4, sparsity=0.75).label() == "1x4@0.75"
     assert OneByN(n=4, density=0.25).label() == "1x4@0.75"

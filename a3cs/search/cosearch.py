@@ -58,7 +58,7 @@ from distill.losses import distill_loss
 from nas.arch import Arch, reference_arch
 from nas.expected_cost import CandidateTable
 from nas.space import SearchSpace
-from nas.supernet import SuperNet
+from nas.supernet import ArchPath, SuperNet
 
 CHECKPOINT = "search_checkpoint.pt"
 
@@ -78,20 +78,22 @@ class SearchOutcome:
 
 
 def architecture_task_loss(supernet: SuperNet, mb: Minibatch,
-                           coefs: tuple[float, float] | None, rl: TrainConfig) -> torch.Tensor:
-    """The task loss the architecture descends, on the supernet's current path: A2D's
-    distillation loss with a teacher, PPO's loss without one."""
+                           coefs: tuple[float, float] | None, rl: TrainConfig,
+                           path: ArchPath) -> torch.Tensor:
+    """The task loss the architecture descends, on ``path``: A2D's distillation loss with a
+    teacher, PPO's loss without one."""
+    model = functools.partial(supernet, path=path)
     if coefs is not None and mb.teacher_dist is not None and mb.teacher_value is not None:
-        return distill_loss(supernet, mb.obs, mb.teacher_dist, mb.teacher_value,
+        return distill_loss(model, mb.obs, mb.teacher_dist, mb.teacher_value,
                             kind=supernet.kind, actor_coef=coefs[0],
                             critic_coef=coefs[1]).total
-    return ppo_loss(supernet, mb, kind=supernet.kind, clip_range=rl.clip_range,
+    return ppo_loss(model, mb, kind=supernet.kind, clip_range=rl.clip_range,
                     ent_coef=rl.ent_coef, vf_coef=rl.vf_coef,
                     normalize_advantage=bool(rl.normalize_advantage)).total
 
 
 def local_expectation(supernet: SuperNet, indices: dict[str, int],
-                      loss: Callable[[], torch.Tensor]) -> torch.Tensor:
+                      loss: Callable[[ArchPath], torch.Tensor]) -> torch.Tensor:
     """``sum_label sum_o p_label[o] * loss(path with label = o)``, the other choices at
     ``indices``: its gradient to each label's logits is the exact gradient of the expected loss
     in that choice (Titsias and Lazaro-Gredilla, "Local expectation gradients", NeurIPS 2015).
@@ -99,7 +101,7 @@ def local_expectation(supernet: SuperNet, indices: dict[str, int],
     probabilities = supernet.probabilities()
     total = next(iter(probabilities.values())).new_zeros(())
     with torch.no_grad():
-        base = float(_loss_on(supernet, indices, loss))
+        base = float(loss(supernet.fixed_path(indices)))
     for label, probs in probabilities.items():
         values = []
         for option in range(probs.shape[0]):
@@ -107,16 +109,10 @@ def local_expectation(supernet: SuperNet, indices: dict[str, int],
                 values.append(base)
                 continue
             with torch.no_grad():
-                values.append(float(_loss_on(supernet, {**indices, label: option}, loss)))
+                values.append(float(loss(supernet.fixed_path({**indices, label: option}))))
         table = probs.new_tensor(values)
         total = total + (probs * (table - base)).sum()  # a baseline: same gradient, less noise
     return total + base
-
-
-def _loss_on(supernet: SuperNet, indices: dict[str, int],
-             loss: Callable[[], torch.Tensor]) -> torch.Tensor:
-    supernet.use_architecture(indices)
-    return loss()
 
 
 def temperature(progress: float, start: float, end: float) -> float:
@@ -161,7 +157,7 @@ class SearchHooks(LoopHooks):
         settings = self.config.supernet
         self.tau = temperature(search_progress, settings.tau_start, settings.tau_end)
         with torch.no_grad():  # 1. the path the rollout acts with (uniform while warming up)
-            self.supernet.sample_path(self.tau, state.generator)
+            self.supernet.act_with(self.supernet.sample_path(self.tau, state.generator))
 
     def after_update(self, state: LoopState, batch: RolloutBatch,
                      distill_coefs: tuple[float, float] | None,
@@ -189,12 +185,13 @@ class SearchHooks(LoopHooks):
         weights = supernet.weight_parameters()
         for _ in range(settings.distill_paths):
             with torch.no_grad():
-                supernet.sample_path(self.tau, state.generator)
+                path = supernet.sample_path(self.tau, state.generator)
             index = torch.randperm(data.obs.shape[0], generator=state.generator)[
                 : rl.batch_size or data.obs.shape[0]]
             mb = data.take(index.to(data.obs.device))
             assert mb.teacher_dist is not None and mb.teacher_value is not None
-            extra = distill_loss(supernet, mb.obs, mb.teacher_dist, mb.teacher_value,
+            extra = distill_loss(functools.partial(supernet, path=path), mb.obs,
+                                 mb.teacher_dist, mb.teacher_value,
                                  kind=supernet.kind, actor_coef=coefs[0], critic_coef=coefs[1])
             kls.append(float(extra.actor_kl))
             state.optimizer.zero_grad(set_to_none=True)
@@ -225,7 +222,7 @@ class SearchHooks(LoopHooks):
                 if config.supernet.arch_gradient == "local_expectation":
                     losses.append(local_expectation(supernet, path.indices, task_loss))
                 else:
-                    losses.append(task_loss())  # gates of the sampled path carry gradients
+                    losses.append(task_loss(path))  # the sampled path's gates carry gradients
             task = torch.stack(losses).mean()
             # The hardware models run on the CPU; .cpu() keeps the gradient path.
             latency = target.expected_latency(
