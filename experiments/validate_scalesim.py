@@ -476,22 +476,30 @@ def error_pct(ours: int | None, reference: int | None) -> float | None:
     return 100.0 * (ours - reference) / reference
 
 
-def run_case(name: str, topology: Path, array: ArraySpec, dataflow: str, bandwidth: int | None,
-             cache: ScaleSimCache, inputs: Path, timeout_s: float, repeats: int,
-             bar: tqdm) -> tuple[list[LayerRow], RunRow]:
-    """Both tools on one topology, array and dataflow."""
-    calc_hw = hardware(array, dataflow, None)
-    calc_cfg = write_scalesim_cfg(calc_hw, inputs / f"{calc_hw.name}.cfg")
-    workload = load_topology_csv(topology)
-    ours = simulate(workload, load_scalesim_cfg(calc_cfg)).layers
-    bar.set_postfix_str(f"SCALE-Sim {name} {array.name} {dataflow} CALC")
-    calc = cache.run(calc_cfg, topology, timeout_s=float("inf"))
+def run_calc(topology: Path, hw: Hardware, cache: ScaleSimCache, inputs: Path, bar: tqdm,
+             label: str) -> tuple[list[LayerReport], ScaleSimRun, Path]:
+    """hw_sim and SCALE-Sim (CALC: no stalls) on ``topology`` with the cfg written for ``hw``
+    (returned too); both tools read the same two files."""
+    cfg = write_scalesim_cfg(hw, inputs / f"{hw.name}.cfg")
+    ours = list(simulate(load_topology_csv(topology), load_scalesim_cfg(cfg)).layers)
+    bar.set_postfix_str(label)
+    calc = cache.run(cfg, topology, timeout_s=float("inf"))
     if calc.status != "ok":
-        raise RuntimeError(f"SCALE-Sim failed on {topology} with {calc_cfg}: {calc.message}")
+        raise RuntimeError(f"SCALE-Sim failed on {topology} with {cfg}: {calc.message}")
     if len(calc.layers) != len(ours):
         raise RuntimeError(f"{topology}: SCALE-Sim reports {len(calc.layers)} layers, hw_sim "
                            f"{len(ours)} (depthwise rows are split per channel by SCALE-Sim)")
     bar.update()
+    return ours, calc, cfg
+
+
+def run_case(name: str, topology: Path, array: ArraySpec, dataflow: str, bandwidth: int | None,
+             cache: ScaleSimCache, inputs: Path, timeout_s: float, repeats: int,
+             bar: tqdm) -> tuple[list[LayerRow], RunRow]:
+    """Both tools on one topology, array and dataflow."""
+    workload = load_topology_csv(topology)
+    ours, calc, calc_cfg = run_calc(topology, hardware(array, dataflow, None), cache, inputs,
+                                    bar, f"SCALE-Sim {name} {array.name} {dataflow} CALC")
 
     user_runs: list[ScaleSimRun | None] = [None] * len(ours)
     ours_bw: Sequence[LayerReport | None] = [None] * len(ours)
@@ -607,18 +615,9 @@ def ws_ifmap_factor(dataflow: str, fmt: NM) -> float:
 def run_n_m_case(name: str, topology: Path, array: ArraySpec, dataflow: str,
                  cache: ScaleSimCache, inputs: Path, bar: tqdm) -> list[NMRow]:
     """Both tools on one N:M topology, array and dataflow (CALC: no stalls)."""
-    hw = n_m_hardware(array, dataflow)
-    cfg = write_scalesim_cfg(hw, inputs / f"{hw.name}.cfg")
     workload = load_topology_csv(topology)
-    ours = simulate(workload, load_scalesim_cfg(cfg)).layers
-    bar.set_postfix_str(f"SCALE-Sim {name} {array.name} {dataflow} CALC N:M")
-    calc = cache.run(cfg, topology, timeout_s=float("inf"))
-    if calc.status != "ok":
-        raise RuntimeError(f"SCALE-Sim failed on {topology} with {cfg}: {calc.message}")
-    if len(calc.layers) != len(ours):
-        raise RuntimeError(f"{topology}: SCALE-Sim reports {len(calc.layers)} layers, hw_sim "
-                           f"{len(ours)}")
-    bar.update()
+    ours, calc, _ = run_calc(topology, n_m_hardware(array, dataflow), cache, inputs, bar,
+                             f"SCALE-Sim {name} {array.name} {dataflow} CALC N:M")
     rows = []
     for layer, hw_layer, ss in zip(workload.layers, ours, calc.layers, strict=True):
         fmt = layer.weight_format
@@ -835,53 +834,33 @@ def write_csv(path: Path, rows: Sequence[Any]) -> None:
 REGRESSION_COLUMNS = ("topology", "form", "topology_row", "layer", "array_rows", "array_cols",
                       "sram_kb", "dataflow", "compute_cycles", "ifmap_sram_reads",
                       "filter_sram_reads", "ofmap_sram_writes")
+#: The N:M file has the ratio after the layer, and ws ifmap reads as SCALE-Sim reports them
+#: (possibly fractional).
+N_M_REGRESSION_COLUMNS = (*REGRESSION_COLUMNS[:4], "ratio", *REGRESSION_COLUMNS[4:])
 
 
-def write_regression_data(path: Path, layers: list[LayerRow], topologies: dict[str, Path]) -> None:
+def write_regression_data(path: Path, rows: Sequence[LayerRow] | Sequence[NMRow],
+                          topologies: dict[str, Path]) -> None:
     """SCALE-Sim's own numbers for the test suite (which cannot run SCALE-Sim): per layer,
-    the topology row exactly as SCALE-Sim read it, the array, and SCALE-Sim's compute cycles
-    and SRAM counts."""
+    the topology row exactly as SCALE-Sim read it (the N:M rows: and the ratio), the array,
+    and SCALE-Sim's compute cycles and SRAM counts."""
+    n_m = bool(rows) and isinstance(rows[0], NMRow)
     rows_of = {name: topology_rows(file)[1] for name, file in topologies.items()}
     forms = {name: "gemm" if is_gemm_topology(file) else "conv"
              for name, file in topologies.items()}
     index: dict[tuple[str, str, str], int] = {}
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(REGRESSION_COLUMNS)
-    for r in layers:
-        i = index[(r.topology, r.array, r.dataflow)] = index.get(
-            (r.topology, r.array, r.dataflow), -1) + 1
-        array = ARRAYS[r.array]
-        writer.writerow((r.topology, forms[r.topology], rows_of[r.topology][i], r.layer,
-                         array.rows, array.cols, array.sram_kb, r.dataflow,
-                         r.scalesim_compute_cycles, r.scalesim_ifmap_sram_reads,
-                         r.scalesim_filter_sram_reads, r.scalesim_ofmap_sram_writes))
-    atomic_write_text(path, buffer.getvalue())
-
-
-N_M_REGRESSION_COLUMNS = ("topology", "form", "topology_row", "layer", "ratio", "array_rows",
-                          "array_cols", "sram_kb", "dataflow", "compute_cycles",
-                          "ifmap_sram_reads", "filter_sram_reads", "ofmap_sram_writes")
-
-
-def write_n_m_regression_data(path: Path, rows: list[NMRow],
-                              topologies: dict[str, Path]) -> None:
-    """SCALE-Sim's own numbers on the N:M cases, as :func:`write_regression_data` (plus the
-    ratio; ws ifmap reads as SCALE-Sim reports them, possibly fractional)."""
-    rows_of = {name: topology_rows(file)[1] for name, file in topologies.items()}
-    forms = {name: "gemm" if is_gemm_topology(file) else "conv"
-             for name, file in topologies.items()}
-    index: dict[tuple[str, str, str], int] = {}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(N_M_REGRESSION_COLUMNS)
+    writer.writerow(N_M_REGRESSION_COLUMNS if n_m else REGRESSION_COLUMNS)
     for r in rows:
         i = index[(r.topology, r.array, r.dataflow)] = index.get(
             (r.topology, r.array, r.dataflow), -1) + 1
         array = ARRAYS[r.array]
+        ratio = (r.ratio,) if isinstance(r, NMRow) else ()
+        ifmap_reads = repr(r.scalesim_ifmap_sram_reads) if n_m else r.scalesim_ifmap_sram_reads
         writer.writerow((r.topology, forms[r.topology], rows_of[r.topology][i], r.layer,
-                         r.ratio, array.rows, array.cols, array.sram_kb, r.dataflow,
-                         r.scalesim_compute_cycles, repr(r.scalesim_ifmap_sram_reads),
+                         *ratio, array.rows, array.cols, array.sram_kb, r.dataflow,
+                         r.scalesim_compute_cycles, ifmap_reads,
                          r.scalesim_filter_sram_reads, r.scalesim_ofmap_sram_writes))
     atomic_write_text(path, buffer.getvalue())
 
@@ -1192,7 +1171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.regression_data is not None:
         write_regression_data(args.regression_data, layers, topologies)
     if args.n_m_regression_data is not None and n_m_rows:
-        write_n_m_regression_data(args.n_m_regression_data, n_m_rows, n_m_topologies)
+        write_regression_data(args.n_m_regression_data, n_m_rows, n_m_topologies)
     command = ("python experiments/validate_scalesim.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv))).strip()
     section = n_m_section(n_m_rows, command, versions, args.n_m_only) if n_m_rows else ""

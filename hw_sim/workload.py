@@ -24,6 +24,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from a3cs_common.errors import ConfigError
 from a3cs_common.formats import BlockCirculant, Dense, OneByN, WeightFormat
+from a3cs_common.formats.base import GemmGeometry
 from a3cs_common.schema import FrozenModel
 
 __all__ = ["BlockCirculant", "Conv2d", "Dense", "Layer", "Linear", "OneByN", "Workload",
@@ -39,7 +40,7 @@ def _pair(value: Any) -> Any:
     return value
 
 
-class _LayerBase(FrozenModel):
+class _LayerBase(FrozenModel, GemmGeometry):
     """Fields and GEMM view shared by all layer kinds."""
 
     name: str = Field(min_length=1, description="unique layer name")
@@ -73,32 +74,9 @@ class _LayerBase(FrozenModel):
         return self.kernel_size[0] * self.kernel_size[1]
 
     @property
-    def channels_per_group(self) -> int:
-        return self.in_channels // self.groups
-
-    @property
     def gemm_m(self) -> int:
         """Output pixels over the batch: rows of the im2col input, per group."""
         return self.batch * self.out_height * self.out_width
-
-    @property
-    def gemm_n(self) -> int:
-        """Output channels per group: columns of the weight matrix."""
-        return self.out_channels // self.groups
-
-    @property
-    def gemm_k(self) -> int:
-        """Reduction length per group: ``in_channels / groups * taps``."""
-        return self.channels_per_group * self.taps
-
-    @property
-    def dense_macs(self) -> int:
-        """Multiply-accumulates of the dense layer, all groups."""
-        return self.groups * self.gemm_m * self.gemm_n * self.gemm_k
-
-    @property
-    def dense_weight_words(self) -> int:
-        return self.groups * self.gemm_n * self.gemm_k
 
     @property
     def ifmap_words(self) -> int:

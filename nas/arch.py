@@ -47,6 +47,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from a3cs_common.errors import ConfigError
 from a3cs_common.formats import Dense, OneByN, WeightFormat
+from a3cs_common.formats.base import GemmGeometry
 from a3cs_common.io import load_mapping
 from a3cs_common.schema import FrozenModel, validate
 from hw_sim.workload import Conv2d, Linear, Workload
@@ -221,7 +222,7 @@ class Arch(FrozenModel):
 
 
 @dataclass(frozen=True)
-class PlannedLayer:
+class PlannedLayer(GemmGeometry):
     """One hardware layer of an architecture with its shapes (no batch dimension).
 
     ``in_shape``/``out_shape`` are ``(C, H, W)`` for convolutions and ``(features,)`` for
@@ -240,12 +241,12 @@ class PlannedLayer:
     weight_format: WeightFormat
 
     @property
-    def out_channels(self) -> int:
-        return self.out_shape[0]
+    def in_channels(self) -> int:
+        return self.in_shape[0]
 
     @property
-    def channels_per_group(self) -> int:
-        return self.in_shape[0] // self.groups
+    def out_channels(self) -> int:
+        return self.out_shape[0]
 
     @property
     def taps(self) -> int:
@@ -254,22 +255,6 @@ class PlannedLayer:
     @property
     def gemm_m(self) -> int:
         return math.prod(self.out_shape[1:])
-
-    @property
-    def gemm_n(self) -> int:
-        return self.out_channels // self.groups
-
-    @property
-    def gemm_k(self) -> int:
-        return self.channels_per_group * self.taps
-
-    @property
-    def dense_weight_words(self) -> int:
-        return self.groups * self.gemm_n * self.gemm_k
-
-    @property
-    def dense_macs(self) -> int:
-        return self.gemm_m * self.dense_weight_words
 
     def hw_layer(self, batch: int = 1) -> Conv2d | Linear:
         """The hw_sim layer (1xN: random mask at the target density, seed 0)."""

@@ -233,6 +233,80 @@ class BlockCirculantConv2d(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
+# Masked layers (1xN and N:M keep a dense weight and a mask; a mixin says how it is pruned)
+
+
+class MaskedLinear(nn.Module):
+    """A linear layer that multiplies ``masked_weight()`` (given by its pruning mixin) and
+    exports its format as ``_format()``.  Shapes: ``[..., in_features]`` -> ``[..., out]``."""
+
+    masked_weight: Callable[[], torch.Tensor]
+    _format: Callable[[], object]
+
+    def __init__(self, in_features: int, out_features: int, bias: bool) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.masked_weight(), self.bias)
+
+    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Linear:
+        return Linear(name=name, in_features=self.in_features, out_features=self.out_features,
+                      batch=math.prod(input_shape[:-1]), weight_format=self._format())
+
+
+class MaskedConv2d(nn.Module):
+    """A 2-D convolution that multiplies ``masked_weight()`` (given by its pruning mixin) and
+    exports its format as ``_format()``.  Shapes as :class:`torch.nn.Conv2d`."""
+
+    masked_weight: Callable[[], torch.Tensor]
+    _format: Callable[[], object]
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int], padding: int | tuple[int, int],
+                 bias: bool) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
+                                                       _pair(padding))
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.masked_weight(), self.bias, self.stride, self.padding)
+
+    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Conv2d:
+        return Conv2d(name=name, in_channels=self.in_channels, out_channels=self.out_channels,
+                      in_height=input_shape[-2], in_width=input_shape[-1],
+                      kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                      batch=input_shape[0] if len(input_shape) == 4 else 1,
+                      weight_format=self._format())
+
+    def _conv_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class PrunableMixin(nn.Module):
+    """What the pruned layers share: a ``weight``, an optional ``bias`` and a boolean ``mask``
+    buffer that the subclass shapes and prunes."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    mask: torch.Tensor
+
+    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
+        """Orthogonal weights times ``gain``, zero bias, everything kept."""
+        with torch.no_grad():
+            nn.init.orthogonal_(self.weight, gain, generator=generator)
+            if self.bias is not None:
+                self.bias.zero_()
+            self.mask.fill_(True)
+
+
+# --------------------------------------------------------------------------------------------
 # 1xN block sparsity
 
 
@@ -259,7 +333,7 @@ def block_l1_mask(weight: torch.Tensor, n: int, sparsity: float) -> torch.Tensor
     return mask.reshape(out // n, cin)
 
 
-class OneByNMixin(nn.Module):
+class OneByNMixin(PrunableMixin):
     """Shared state of the 1xN layers: ``weight`` ``[out, in, *taps]``, a ``mask`` buffer
     ``[out/n, in]`` (saved in the state dict) and the target sparsity of the architecture."""
 
@@ -276,14 +350,6 @@ class OneByNMixin(nn.Module):
             raise ConfigError("sparsity", target_sparsity, "a fraction in [0, 1)")
         self.n, self.target_sparsity = n, target_sparsity
         self.register_buffer("mask", torch.ones(out // n, cin, dtype=torch.bool))
-
-    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
-        """Orthogonal weights times ``gain``, zero bias, every block kept."""
-        with torch.no_grad():
-            nn.init.orthogonal_(self.weight, gain, generator=generator)
-            if self.bias is not None:
-                self.bias.zero_()
-            self.mask.fill_(True)
 
     def masked_weight(self) -> torch.Tensor:
         """The weight with pruned blocks zeroed (what the forward pass multiplies by)."""
@@ -312,7 +378,7 @@ class OneByNMixin(nn.Module):
         return OneByN(n=self.n, mask=rows)
 
 
-class OneByNLinear(OneByNMixin):
+class OneByNLinear(OneByNMixin, MaskedLinear):
     """Linear layer with 1xN block sparsity (blocks: ``n`` outputs x 1 input).
 
     Shapes: ``[..., in_features]`` -> ``[..., out_features]``; ``mask`` ``[out/n, in]``.
@@ -320,55 +386,29 @@ class OneByNLinear(OneByNMixin):
 
     def __init__(self, in_features: int, out_features: int, n: int, target_sparsity: float,
                  *, bias: bool = True) -> None:
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        MaskedLinear.__init__(self, in_features, out_features, bias)
         self._init_mask(out_features, in_features, n, target_sparsity)
         self.reset_parameters(1.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.masked_weight(), self.bias)
-
-    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Linear:
-        return Linear(name=name, in_features=self.in_features, out_features=self.out_features,
-                      batch=math.prod(input_shape[:-1]), weight_format=self._format())
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, n={self.n}, "
                 f"target_sparsity={self.target_sparsity}")
 
 
-class OneByNConv2d(OneByNMixin):
+class OneByNConv2d(OneByNMixin, MaskedConv2d):
     """2-D convolution with 1xN block sparsity (blocks: ``n`` output channels x 1 input
     channel x all taps).  Shapes as :class:`torch.nn.Conv2d`; ``mask`` ``[out/n, in]``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  n: int, target_sparsity: float, *, stride: int | tuple[int, int] = 1,
                  padding: int | tuple[int, int] = 0, bias: bool = True) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
-                                                       _pair(padding))
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        MaskedConv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                              bias)
         self._init_mask(out_channels, in_channels, n, target_sparsity)
         self.reset_parameters(1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.masked_weight(), self.bias, self.stride, self.padding)
-
-    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Conv2d:
-        return Conv2d(name=name, in_channels=self.in_channels, out_channels=self.out_channels,
-                      in_height=input_shape[-2], in_width=input_shape[-1],
-                      kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                      batch=input_shape[0] if len(input_shape) == 4 else 1,
-                      weight_format=self._format())
-
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, n={self.n}, "
-                f"target_sparsity={self.target_sparsity}")
+        return f"{self._conv_repr()}, n={self.n}, target_sparsity={self.target_sparsity}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,7 +450,7 @@ def n_m_mask(weight: torch.Tensor, keep: int, m: int) -> torch.Tensor:
     return mask
 
 
-class NMMixin(nn.Module):
+class NMMixin(PrunableMixin):
     """Shared state of the N:M layers: ``weight``, a ``mask`` buffer of its shape (saved in
     the state dict), the target ``n`` of every ``m``.  Pruning is gradual like 1xN's: at a
     fraction ``f`` of the target sparsity ``1 - n/m`` every group keeps
@@ -430,14 +470,6 @@ class NMMixin(nn.Module):
     @property
     def target_sparsity(self) -> float:
         return 1.0 - self.n / self.m
-
-    def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
-        """Orthogonal weights times ``gain``, zero bias, every weight kept."""
-        with torch.no_grad():
-            nn.init.orthogonal_(self.weight, gain, generator=generator)
-            if self.bias is not None:
-                self.bias.zero_()
-            self.mask.fill_(True)
 
     def masked_weight(self) -> torch.Tensor:
         return self.weight * self.mask.to(self.weight.dtype)
@@ -459,7 +491,7 @@ class NMMixin(nn.Module):
         return NM(n=self.n, m=self.m)
 
 
-class NMLinear(NMMixin):
+class NMLinear(NMMixin, MaskedLinear):
     """Linear layer with N:M sparsity along its input features.
 
     Shapes: ``[..., in_features]`` -> ``[..., out_features]``; ``mask`` ``[out, in]``.
@@ -467,53 +499,28 @@ class NMLinear(NMMixin):
 
     def __init__(self, in_features: int, out_features: int, n: int, m: int, *,
                  bias: bool = True) -> None:
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        MaskedLinear.__init__(self, in_features, out_features, bias)
         self._init_mask(n, m)
         self.reset_parameters(1.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.masked_weight(), self.bias)
-
-    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Linear:
-        return Linear(name=name, in_features=self.in_features, out_features=self.out_features,
-                      batch=math.prod(input_shape[:-1]), weight_format=self._format())
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, n={self.n}, m={self.m}"
 
 
-class NMConv2d(NMMixin):
+class NMConv2d(NMMixin, MaskedConv2d):
     """2-D convolution with N:M sparsity along its reduction dimension (im2col order).
     Shapes as :class:`torch.nn.Conv2d`; ``mask`` ``[out, in, kh, kw]``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  n: int, m: int, *, stride: int | tuple[int, int] = 1,
                  padding: int | tuple[int, int] = 0, bias: bool = True) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
-                                                       _pair(padding))
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        MaskedConv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                              bias)
         self._init_mask(n, m)
         self.reset_parameters(1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.masked_weight(), self.bias, self.stride, self.padding)
-
-    def hw_sim_layer(self, name: str, input_shape: tuple[int, ...]) -> Conv2d:
-        return Conv2d(name=name, in_channels=self.in_channels, out_channels=self.out_channels,
-                      in_height=input_shape[-2], in_width=input_shape[-1],
-                      kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                      batch=input_shape[0] if len(input_shape) == 4 else 1,
-                      weight_format=self._format())
-
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, n={self.n}, m={self.m}")
+        return f"{self._conv_repr()}, n={self.n}, m={self.m}"
 
 
 # --------------------------------------------------------------------------------------------

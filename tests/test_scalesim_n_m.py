@@ -12,9 +12,7 @@ is not needed.
 
 from __future__ import annotations
 
-import csv
 import math
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from hw_sim.hardware import Hardware
 from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv, write_scalesim_cfg
 from hw_sim.simulate import simulate
 from hw_sim.workload import Linear, Workload
+from tests.scalesim_data import read_cases
 
 DATA = Path(__file__).parent / "data" / "scalesim_n_m_cycles.csv"
 HEADERS = {
@@ -33,20 +32,7 @@ HEADERS = {
             "Num Filter, Strides, Sparsity,",
     "gemm": "Layer, M, N, K, Sparsity,",
 }
-CaseKey = tuple[str, str, int, int, int, str]
-
-
-def _cases() -> dict[CaseKey, list[dict[str, str]]]:
-    cases = defaultdict(list)
-    with DATA.open() as handle:
-        for row in csv.DictReader(handle):
-            key = (row["topology"], row["form"], int(row["array_rows"]), int(row["array_cols"]),
-                   int(row["sram_kb"]), row["dataflow"])
-            cases[key].append(row)
-    return dict(cases)
-
-
-CASES = _cases()
+CASES = read_cases(DATA)
 
 
 def _hardware(rows: int, cols: int, sram_kb: int, dataflow: str, n_m: bool = True) -> Hardware:

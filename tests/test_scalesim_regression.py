@@ -10,9 +10,7 @@ with hw_sim's reader and checks the event engine's numbers against SCALE-Sim's.
 from __future__ import annotations
 
 import configparser
-import csv
 import math
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from hw_sim.scalesim_files import (
 )
 from hw_sim.simulate import simulate
 from hw_sim.workload import Conv2d, Linear, Workload
+from tests.scalesim_data import read_cases
 
 DATA = Path(__file__).parent / "data" / "scalesim_compute_cycles.csv"
 HEADERS = {
@@ -38,17 +37,7 @@ HEADERS = {
 }
 
 
-def _cases() -> dict[tuple[str, str, int, int, int, str], list[dict[str, str]]]:
-    cases = defaultdict(list)
-    with DATA.open() as handle:
-        for row in csv.DictReader(handle):
-            key = (row["topology"], row["form"], int(row["array_rows"]), int(row["array_cols"]),
-                   int(row["sram_kb"]), row["dataflow"])
-            cases[key].append(row)
-    return dict(cases)
-
-
-CASES = _cases()
+CASES = read_cases(DATA)
 
 
 def _hardware(rows: int, cols: int, sram_kb: int, dataflow: str) -> Hardware:

@@ -11,7 +11,7 @@ written back to YAML.  Nothing outside the format's own module tests which forma
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from a3cs_common.schema import FrozenModel
 
@@ -44,6 +44,42 @@ class LayerGeometry(Protocol):
 
     @property
     def dense_macs(self) -> int: ...
+
+
+class GemmGeometry:
+    """The GEMM view of a layer from its ``groups``, ``in_channels``, ``out_channels``,
+    ``taps`` and ``gemm_m`` (output pixels over the batch), which the class using it provides:
+    ``hw_sim``'s layers and ``nas``'s planned layers derive it the same way through it."""
+
+    if TYPE_CHECKING:  # provided by the using class (annotations here would be pydantic fields)
+        groups: int
+        in_channels: int
+        out_channels: int
+        taps: int
+        gemm_m: int
+
+    @property
+    def channels_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def gemm_n(self) -> int:
+        """Output channels per group: columns of the weight matrix."""
+        return self.out_channels // self.groups
+
+    @property
+    def gemm_k(self) -> int:
+        """Reduction length per group: ``in_channels / groups * taps``."""
+        return self.channels_per_group * self.taps
+
+    @property
+    def dense_weight_words(self) -> int:
+        return self.groups * self.gemm_n * self.gemm_k
+
+    @property
+    def dense_macs(self) -> int:
+        """Multiply-accumulates of the dense layer, all groups."""
+        return self.gemm_m * self.dense_weight_words
 
 
 class FormatBase(FrozenModel):
