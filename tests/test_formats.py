@@ -169,3 +169,22 @@ def test_n_m_is_a_co_search_choice_on_both_sides(repo, tmp_path):
     assert skipping.n_m and estimate(workload, skipping).total_cycles > 0
     with pytest.raises(ConfigError, match="n_m: got False; allowed: true"):
         estimate(workload, dense)
+
+
+@pytest.mark.parametrize(("fmt", "message"), [
+    ("{type: n_m, n: 4, m: 4}", "layers[0].weight_format.n: got 4; allowed: an integer in [1, m)"),
+    ("{type: n_m, n: 1, m: 1}", "layers[0].weight_format.m: got 1; allowed: an integer >= 2"),
+    ("{type: n_m, n: 2}", "layers[0].weight_format.m"),
+])
+def test_bad_n_m_in_a_workload_is_one_line_exit_2(tmp_path, capsys, fmt, message) -> None:
+    from a3cs.cli import main
+
+    workload = tmp_path / "w.yaml"
+    workload.write_text("name: w\nlayers:\n  - {name: fc, kind: linear, in_features: 8, "
+                        f"out_features: 4, weight_format: {fmt}}}\n")
+    hw = tmp_path / "hw.yaml"
+    hw.write_text("name: h\nclock_mhz: 100\npe_array: {rows: 4, cols: 4, dataflow: ws}\n"
+                  "sram_kb: {ifmap: 8, filter: 8, ofmap: 8}\nn_m: true\n")
+    assert main(["simulate", "--hw", str(hw), "--workload", str(workload)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
