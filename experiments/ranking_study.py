@@ -1,0 +1,356 @@
+"""Does the co-search's supernet rank architectures the way they rank trained alone?
+
+For ``--archs`` architectures sampled from the search space (seeded, every weight format
+represented), the supernet's estimate of each (its test score and its A2D distillation loss
+at the architecture's path, after the co-search's supernet training) is set against the same
+architecture trained stand-alone with distillation from the same teacher; Kendall's tau
+measures the agreement (issue goal: tau >= 0.6).  One variant of the supernet training is
+measured per ``--variant`` (``baseline``: today's co-search); the stand-alone runs are shared::
+
+    python experiments/ranking_study.py run --config experiments/configs/ranking_breakout.yaml \
+        --out experiments/results/ranking_breakout --archs 12 --standalone-steps 500000
+    python experiments/ranking_study.py report --out experiments/results/ranking_breakout
+
+``run`` resumes whatever a previous call left unfinished (the supernet training, each
+stand-alone run) and skips what is done; ``--jobs`` stand-alone runs go at once (one core
+each).  ``report`` writes ``ranking.md``, ``ranking.csv`` and ``ranking.png/.svg`` (estimate
+against stand-alone score per variant) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+VARIANTS = ("baseline",)
+TEACHER_SAMPLES = 4096  # observations of the teacher's own play the distillation loss is taken on
+ESTIMATE_EPISODES = 30
+
+
+def _a3cs(*args: str) -> list[str]:
+    return [sys.executable, "-m", "a3cs", *args]
+
+
+# --------------------------------------------------------------------------------------------
+# The supernet
+
+
+def supernet_stage(config_path: Path, out: Path, variant: str, progress: bool) -> Path:
+    """Train the co-search's supernet (resuming); returns its stage folder."""
+    from a3cs.rl.checkpoint import load_teacher
+    from a3cs.search.config import load_search_config
+    from a3cs.search.cosearch import CHECKPOINT, run_supernet_search
+    from a3cs.search.prepare import prepare
+
+    stage = out / variant / "supernet"
+    done = stage / "probabilities.yaml"
+    if done.is_file():
+        return stage
+    prep = prepare(load_search_config(str(config_path)))
+    teacher = load_teacher(prep.teacher_path) if prep.teacher_path else None
+    rl = prep.rl.model_copy(update={"teacher": teacher.source if teacher else None})
+    run_supernet_search(prep.config, rl, prep.space, prep.target, stage,
+                        lam=prep.config.cost.lam, search_hardware=True,
+                        resume=(stage / CHECKPOINT).is_file(), progress=progress)
+    return stage
+
+
+def load_supernet(config_path: Path, stage: Path) -> tuple[Any, Any]:
+    """The trained supernet of ``stage`` and the prepared search inputs."""
+    import torch
+
+    from a3cs.rl.checkpoint import read_checkpoint
+    from a3cs.rl.envs import make_env
+    from a3cs.rl.networks import RunningNorm, action_dim, policy_kind
+    from a3cs.search.config import load_search_config
+    from a3cs.search.cosearch import CHECKPOINT
+    from a3cs.search.prepare import prepare
+    from nas.supernet import SuperNet
+
+    prep = prepare(load_search_config(str(config_path)))
+    probe = make_env(prep.config.env_id, 1, prep.config.seed)
+    obs_space, action_space = probe.single_observation_space, probe.single_action_space
+    probe.close()
+    supernet = SuperNet(prep.space, prep.obs_shape, action_dim(action_space),
+                        gaussian=policy_kind(action_space) == "gaussian",
+                        obs_scale=1.0 / 255.0 if obs_space.dtype.name == "uint8" else 1.0,
+                        obs_transform=RunningNorm(prep.obs_shape) if prep.rl.normalize_obs
+                        else None, generator=torch.Generator().manual_seed(0))
+    saved = read_checkpoint(stage / CHECKPOINT, field="supernet")
+    supernet.load_state_dict(saved["model"])
+    return supernet.eval(), prep
+
+
+# --------------------------------------------------------------------------------------------
+# The architectures
+
+
+def sample_architectures(config_path: Path, out: Path, count: int, seed: int) -> list[Path]:
+    """``count`` distinct architectures drawn uniformly from the space (seeded), redrawn until
+    every weight format of the space appears; written once to ``out/archs/``."""
+    import torch
+
+    from a3cs.search.config import load_search_config
+    from a3cs.search.prepare import prepare
+    from a3cs_common.io import atomic_write_text, dump_yaml
+
+    folder = out / "archs"
+    existing = sorted(folder.glob("arch_*.yaml"))
+    if len(existing) >= count:
+        return existing[:count]
+    prep = prepare(load_search_config(str(config_path)))
+    choices = prep.space.choices(prep.obs_shape)
+    generator = torch.Generator().manual_seed(seed)
+    wanted = {fmt.label() for fmt in (*prep.space.formats, *prep.space.head_formats)}
+    for _attempt in range(1000):
+        picked: dict[str, dict[str, int]] = {}
+        while len(picked) < count:
+            indices = {label: int(torch.randint(len(values), (1,), generator=generator))
+                       for label, values in choices.items()}
+            arch = prep.space.arch_from_indices(indices, prep.obs_shape)
+            picked.setdefault(json.dumps(arch.to_dict(), sort_keys=True), indices)
+        archs = [prep.space.arch_from_indices(ix, prep.obs_shape, f"arch_{i:02d}")
+                 for i, ix in enumerate(picked.values())]
+        seen = {spec.weight_format.label() for a in archs for spec in (*a.layers, a.head)
+                if spec.width is not None}
+        if seen >= wanted:
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for arch, indices in zip(archs, picked.values(), strict=True):
+        path = folder / f"{arch.name}.yaml"
+        atomic_write_text(path, dump_yaml(arch.to_dict()))
+        atomic_write_text(path.with_suffix(".indices.json"), json.dumps(indices, indent=1))
+        paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# The supernet's estimates
+
+
+def teacher_data(prep: Any, out: Path) -> dict[str, Any]:
+    """Observations of the teacher's own play (seeded) with its policy and value on them."""
+    import numpy as np
+    import torch
+
+    from a3cs.rl.checkpoint import load_teacher
+    from a3cs.rl.envs import make_env
+    from a3cs.rl.evaluate import model_policy
+
+    path = out / "teacher_data.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    teacher = load_teacher(prep.teacher_path)
+    policy = model_policy(teacher.model, seed=1)
+    envs = make_env(prep.config.env_id, 16, 30_000)
+    obs = envs.last_obs
+    frames = []
+    while sum(len(f) for f in frames) < TEACHER_SAMPLES:
+        frames.append(np.array(obs))
+        obs, *_ = envs.step(policy(obs))
+    envs.close()
+    batch = torch.as_tensor(np.concatenate(frames)[:TEACHER_SAMPLES])
+    with torch.no_grad():
+        dist, value = teacher.model(batch)
+    data = {"obs": batch, "teacher_dist": dist, "teacher_value": value}
+    torch.save(data, path)
+    return data
+
+
+def estimates_stage(config_path: Path, out: Path, variant: str, archs: list[Path]) -> Path:
+    """The supernet's estimate of each architecture: test score at its path
+    (``ESTIMATE_EPISODES`` episodes) and the distillation loss on the teacher's data."""
+    import torch
+
+    from a3cs.rl.evaluate import evaluate_policy, model_policy
+    from a3cs_common.io import atomic_write_text
+    from distill.losses import distill_loss
+
+    path = out / variant / "estimates.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    todo = [a for a in archs if a.stem not in done]
+    if not todo:
+        return path
+    supernet, prep = load_supernet(config_path, out / variant / "supernet")
+    data = teacher_data(prep, out)
+    coefs = prep.config.distill
+    for arch_path in todo:
+        indices = json.loads(arch_path.with_suffix(".indices.json").read_text())
+        supernet.use_architecture(indices)
+        score = evaluate_policy(model_policy(supernet, seed=0), prep.config.env_id,
+                                ESTIMATE_EPISODES, seed=40_000)
+        with torch.no_grad():
+            loss = distill_loss(supernet, data["obs"], data["teacher_dist"],
+                                data["teacher_value"], kind=supernet.kind,
+                                actor_coef=coefs.actor_coef, critic_coef=coefs.critic_coef)
+        done[arch_path.stem] = {"score": score.mean_return, "distill_loss": float(loss.total),
+                                "actor_kl": float(loss.actor_kl)}
+        atomic_write_text(path, json.dumps(done, indent=1))
+        print(f"{variant} {arch_path.stem}: supernet score {score.mean_return:.2f}, "
+              f"distill loss {float(loss.total):.4f}", flush=True)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Stand-alone training
+
+
+def standalone_one(config_path: Path, out: Path, arch: Path, steps: int, episodes: int) -> str:
+    """``a3cs train --arch`` with distillation from the search's teacher and its RL settings
+    (resumed when unfinished), then ``a3cs evaluate``; cached in ``eval.json``."""
+    from a3cs.search.config import load_search_config
+    from a3cs.search.prepare import prepare
+    from a3cs_common.io import atomic_write_text, dump_yaml
+
+    run = out / "standalone" / arch.stem
+    result = run / "eval.json"
+    if result.is_file():
+        return f"{run}: done before"
+    prep = prepare(load_search_config(str(config_path)))
+    run.parent.mkdir(parents=True, exist_ok=True)
+    train_config = run.parent / f"{arch.stem}.train.yaml"
+    settings = {**prep.config.rl, "distill": prep.config.distill.model_dump()}
+    atomic_write_text(train_config, dump_yaml(settings))
+    command = _a3cs("train", "--env", prep.config.env_id, "--arch", str(arch), "--teacher",
+                    prep.teacher_path, "--steps", str(steps), "--seed", "0", "--config",
+                    str(train_config), "--out", str(run), "--threads", "1", "--no-progress")
+    if (run / "checkpoint.pt").is_file():
+        command.append("--resume")
+    with (run.parent / f"{arch.stem}.log").open("a") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        return f"{run}: train exit {code}"
+    printed = subprocess.run(_a3cs("evaluate", str(run / "checkpoint.pt"), "--episodes",
+                                   str(episodes), "--format", "json", "--device", "cpu"),
+                             check=True, capture_output=True, text=True).stdout
+    atomic_write_text(result, printed.strip().splitlines()[-1] + "\n")
+    return f"{run}: finished"
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(x, y).statistic)
+
+
+def report(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from a3cs_common.io import atomic_write_text, save_figure
+
+    standalone = {p.parent.name: json.loads(p.read_text())["mean_return"]
+                  for p in sorted((out / "standalone").glob("*/eval.json"))}
+    variants = [v for v in VARIANTS if (out / v / "estimates.json").is_file()]
+    rows, lines = [], ["| variant | archs | tau (supernet score vs stand-alone score) | "
+                       "tau (-distillation loss vs stand-alone score) | goal |",
+                       "|---|---:|---:|---:|---|"]
+    fig, axes = plt.subplots(1, 2 * max(1, len(variants)), figsize=(8 * max(1, len(variants)),
+                                                                    3.6), squeeze=False)
+    for v_index, variant in enumerate(variants):
+        estimates = json.loads((out / variant / "estimates.json").read_text())
+        names = sorted(set(estimates) & set(standalone))
+        truth = [standalone[n] for n in names]
+        score = [estimates[n]["score"] for n in names]
+        loss = [estimates[n]["distill_loss"] for n in names]
+        tau_score = kendall_tau(score, truth) if len(names) > 1 else math.nan
+        tau_loss = kendall_tau([-v for v in loss], truth) if len(names) > 1 else math.nan
+        lines.append(f"| {variant} | {len(names)} | {tau_score:.2f} | {tau_loss:.2f} | "
+                     f"{'met' if max(tau_score, tau_loss) >= 0.6 else 'not met'} (0.6) |")
+        for n in names:
+            rows.append({"variant": variant, "arch": n, "standalone_score": standalone[n],
+                         "supernet_score": estimates[n]["score"],
+                         "supernet_distill_loss": estimates[n]["distill_loss"]})
+        for ax, values, label, tau in ((axes[0][2 * v_index], score, "supernet score", tau_score),
+                                       (axes[0][2 * v_index + 1], loss,
+                                        "supernet distillation loss", tau_loss)):
+            ax.scatter(values, truth)
+            for n, xv, yv in zip(names, values, truth, strict=True):
+                ax.annotate(n.removeprefix("arch_"), (xv, yv), fontsize=7)
+            ax.set_xlabel(f"{label} ({variant})")
+            ax.set_ylabel("stand-alone test score")
+            ax.set_title(f"Kendall tau {tau:.2f}", fontsize=9)
+    fig.tight_layout()
+    figures = save_figure(fig, out / "ranking")
+    plt.close(fig)
+    if rows:
+        with (out / "ranking.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    per_arch = ["", "| arch | stand-alone score | " + " | ".join(
+        f"{v} supernet score | {v} distill loss" for v in variants) + " |",
+        "|---|---:|" + "---:|---:|" * len(variants)]
+    for name in sorted(standalone):
+        cells = []
+        for variant in variants:
+            est = json.loads((out / variant / "estimates.json").read_text()).get(name)
+            cells.append(f"{est['score']:.2f} | {est['distill_loss']:.4f}" if est else "- | -")
+        per_arch.append(f"| {name} | {standalone[name]:.2f} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines + per_arch) + "\n"
+    atomic_write_text(out / "ranking.md", text)
+    print(text)
+    print("figures: " + ", ".join(str(p) for p in figures))
+    if standalone:
+        print(f"stand-alone scores: median {statistics.median(standalone.values()):.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("--config", type=Path,
+                        default=Path("experiments/configs/ranking_breakout.yaml"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/ranking_breakout"))
+    parser.add_argument("--variant", choices=VARIANTS, default="baseline")
+    parser.add_argument("--archs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draw")
+    parser.add_argument("--standalone-steps", type=int, default=500_000)
+    parser.add_argument("--episodes", type=int, default=50, help="stand-alone evaluation")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--skip", nargs="*", default=[], choices=("supernet", "standalone"),
+                        help="stages not to run now (e.g. to give the stand-alone runs the "
+                        "cores first)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    for name in ("archs", "standalone_steps", "episodes", "jobs"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')}: got {getattr(args, name)}; allowed: an "
+                  "integer >= 1", file=sys.stderr)
+            return 2
+    if args.action == "report":
+        report(args.out)
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    archs = sample_architectures(args.config, args.out, args.archs, args.seed)
+    print(f"{len(archs)} architectures in {args.out / 'archs'}", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = []
+        if "standalone" not in args.skip:
+            futures = [pool.submit(standalone_one, args.config, args.out, arch,
+                                   args.standalone_steps, args.episodes) for arch in archs]
+        if "supernet" not in args.skip:
+            supernet_stage(args.config, args.out, args.variant, not args.no_progress)
+            estimates_stage(args.config, args.out, args.variant, archs)
+        for future in futures:
+            print(future.result(), flush=True)
+    report(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
