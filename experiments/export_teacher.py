@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from a3cs.rl.checkpoint import load_agent, read_checkpoint, save_checkpoint
-
-KEEP = ("config", "arch", "spaces", "model", "global_step")
+from a3cs.rl.checkpoint import export_agent
 
 
 def main() -> None:
@@ -19,10 +17,7 @@ def main() -> None:
     parser.add_argument("checkpoint", help="a checkpoint written by a3cs train")
     parser.add_argument("out", help="where the slim teacher goes")
     args = parser.parse_args()
-    data = read_checkpoint(args.checkpoint)
-    slim = {key: data[key] for key in KEEP}
-    save_checkpoint(args.out, slim)
-    agent = load_agent(args.out)  # the slim file loads as an agent (and so as a teacher)
+    agent = export_agent(args.checkpoint, args.out)
     print(f"{args.out}: {agent.arch.name}, {agent.global_step:,} steps")
 
 

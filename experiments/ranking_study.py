@@ -207,6 +207,7 @@ def estimates_stage(config_path: Path, out: Path, variant: str, archs: list[Path
 def standalone_one(config_path: Path, out: Path, arch: Path, steps: int, episodes: int) -> str:
     """``a3cs train --arch`` with distillation from the search's teacher and its RL settings
     (resumed when unfinished), then ``a3cs evaluate``; cached in ``eval.json``."""
+    from a3cs.rl.checkpoint import export_agent
     from a3cs.search.config import load_search_config
     from a3cs.search.prepare import prepare
     from a3cs_common.io import atomic_write_text, dump_yaml
@@ -214,6 +215,8 @@ def standalone_one(config_path: Path, out: Path, arch: Path, steps: int, episode
     run = out / "standalone" / arch.stem
     result = run / "eval.json"
     if result.is_file():
+        if not (run / "agent.pt").is_file():
+            export_agent(run / "checkpoint.pt", run / "agent.pt")
         return f"{run}: done before"
     prep = prepare(load_search_config(str(config_path)))
     run.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +232,8 @@ def standalone_one(config_path: Path, out: Path, arch: Path, steps: int, episode
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
     if code != 0:
         return f"{run}: train exit {code}"
-    printed = subprocess.run(_a3cs("evaluate", str(run / "checkpoint.pt"), "--episodes",
+    export_agent(run / "checkpoint.pt", run / "agent.pt")  # committed; checkpoint.pt is not
+    printed = subprocess.run(_a3cs("evaluate", str(run / "agent.pt"), "--episodes",
                                    str(episodes), "--format", "json", "--device", "cpu"),
                              check=True, capture_output=True, text=True).stdout
     atomic_write_text(result, printed.strip().splitlines()[-1] + "\n")

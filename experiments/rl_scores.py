@@ -106,13 +106,12 @@ def train_one(out: Path, env_id: str, seed: int, threads: int) -> str:
 
 def evaluate_run(directory: Path, episodes: int) -> dict[str, float]:
     """Export ``agent.pt`` and evaluate it (cached in ``eval.json`` per trained step)."""
-    from a3cs.rl.checkpoint import load_agent, read_checkpoint, save_checkpoint
+    from a3cs.rl.checkpoint import export_agent, load_agent, read_checkpoint
 
     agent_path = directory / "agent.pt"
     data = read_checkpoint(directory / "checkpoint.pt")
     if not agent_path.is_file() or load_agent(agent_path).global_step != data["global_step"]:
-        save_checkpoint(agent_path, {key: data[key] for key in
-                                     ("config", "arch", "spaces", "model", "global_step")})
+        export_agent(directory / "checkpoint.pt", agent_path)
     cache = directory / "eval.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from a3cs.cli import main
-from a3cs.rl.checkpoint import load_agent, read_checkpoint
+from a3cs.rl.checkpoint import export_agent, load_agent, load_teacher, read_checkpoint
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.defaults import with_env_defaults
 from a3cs.rl.evaluate import evaluate_policy, model_policy
@@ -74,6 +74,19 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
     for p, q in zip(load_agent(a.checkpoint).model.parameters(),
                     load_agent(b.checkpoint).model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_exported_agent_is_the_checkpoints_network_alone(tmp_path: Path) -> None:
+    result = train(small_config(total_steps=128, seed=1), tmp_path / "run", progress=False)
+    exported = export_agent(result.checkpoint, tmp_path / "agent.pt")
+    assert (tmp_path / "agent.pt").stat().st_size < result.checkpoint.stat().st_size
+    assert set(read_checkpoint(tmp_path / "agent.pt")) == {"format", "config", "arch", "spaces",
+                                                             "model", "global_step"}
+    original = load_agent(result.checkpoint)
+    assert exported.global_step == original.global_step
+    for p, q in zip(exported.model.parameters(), original.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert load_teacher(tmp_path / "agent.pt").kind == original.model.kind
 
 
 def test_training_yields_each_update_then_returns_what_train_returns(tmp_path: Path) -> None:

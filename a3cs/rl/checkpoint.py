@@ -188,6 +188,19 @@ def load_agent(path: str | Path, *, field: str = "CHECKPOINT",
                                  device=device)
 
 
+def export_agent(checkpoint: str | Path, out: str | Path) -> LoadedAgent:
+    """Write the agent of a training checkpoint alone (network, config, spaces, steps: no
+    optimizer, environments or metrics; small enough to commit) to ``out``; it loads as an
+    agent and as a teacher.
+
+    Raises:
+        ConfigError: as :func:`read_checkpoint` and :func:`agent_from_checkpoint`.
+    """
+    data = read_checkpoint(checkpoint)
+    save_checkpoint(out, {key: data[key] for key in AGENT_KEYS})
+    return load_agent(out)
+
+
 def load_teacher(path: str | Path, *, device: str | torch.device = "cpu",
                  field: str = "--teacher") -> Teacher:
     """A frozen :class:`~distill.teacher.Teacher` from a checkpoint (or run directory).
