@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from a3cs_common.errors import ConfigError
 from nas.arch import KERNEL_OF_OP, Arch, ArchWeightFormat
 from nas.layers import HIDDEN_GAIN, POLICY_GAIN, VALUE_GAIN
 from nas.space import SearchSpace
@@ -139,20 +140,37 @@ class _FormattedWeights:
         return self.value
 
 
-class SharedConv(nn.Module):
-    """A ``k x k`` convolution at its largest size; candidates slice it."""
+class _SharedWeight(nn.Module):
+    """A weight at its largest size that candidates slice and project into their format; with
+    ``groups`` (few-shot NAS), each of those format types has its own copy instead."""
 
-    def __init__(self, in_max: int, out_max: int, kernel: int, padding: int):
+    def __init__(self, shape: tuple[int, ...], groups: tuple[str, ...]):
         super().__init__()
-        self.padding = padding
-        self.weight = nn.Parameter(torch.empty(out_max, in_max, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(out_max))
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.group_weights = nn.ParameterDict({g: nn.Parameter(torch.empty(shape))
+                                               for g in groups})
+        self.bias = nn.Parameter(torch.zeros(shape[0]))
         self._formatted = _FormattedWeights()
 
+    def all_weights(self) -> list[nn.Parameter]:
+        return [self.weight, *self.group_weights.values()]
+
+    def formatted(self, width: int, cin: int, fmt: ArchWeightFormat) -> torch.Tensor:
+        full = self.group_weights.get(fmt.type, self.weight)
+        return self._formatted.get(full, (width, cin, fmt.label()),
+                                   lambda: apply_format(full[:width, :cin], fmt))
+
+
+class SharedConv(_SharedWeight):
+    """A ``k x k`` convolution at its largest size; candidates slice it."""
+
+    def __init__(self, in_max: int, out_max: int, kernel: int, padding: int,
+                 groups: tuple[str, ...] = ()):
+        super().__init__((out_max, in_max, kernel, kernel), groups)
+        self.padding = padding
+
     def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
-        cin = x.shape[1]
-        weight = self._formatted.get(self.weight, (width, cin, fmt.label()),
-                                     lambda: apply_format(self.weight[:width, :cin], fmt))
+        weight = self.formatted(width, x.shape[1], fmt)
         return F.conv2d(x, weight, self.bias[:width], padding=self.padding)
 
 
@@ -160,12 +178,12 @@ class SharedDepthwiseSeparable(nn.Module):
     """Depthwise ``k x k`` (dense) -> activation -> pointwise ``1x1`` carrying the format."""
 
     def __init__(self, in_max: int, out_max: int, kernel: int, padding: int,
-                 activation: nn.Module):
+                 activation: nn.Module, groups: tuple[str, ...] = ()):
         super().__init__()
         self.padding = padding
         self.depthwise = nn.Parameter(torch.empty(in_max, 1, kernel, kernel))
         self.depthwise_bias = nn.Parameter(torch.zeros(in_max))
-        self.pointwise = SharedConv(in_max, out_max, 1, 0)
+        self.pointwise = SharedConv(in_max, out_max, 1, 0, groups)
         self.act = activation
 
     def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
@@ -175,20 +193,14 @@ class SharedDepthwiseSeparable(nn.Module):
         return self.pointwise(self.act(h), width, fmt)
 
 
-class SharedLinear(nn.Module):
+class SharedLinear(_SharedWeight):
     """A linear layer at its largest size; candidates slice it."""
 
-    def __init__(self, in_max: int, out_max: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_max, in_max))
-        self.bias = nn.Parameter(torch.zeros(out_max))
-        self._formatted = _FormattedWeights()
+    def __init__(self, in_max: int, out_max: int, groups: tuple[str, ...] = ()):
+        super().__init__((out_max, in_max), groups)
 
     def forward(self, x: torch.Tensor, width: int, fmt: ArchWeightFormat) -> torch.Tensor:
-        cin = x.shape[1]
-        weight = self._formatted.get(self.weight, (width, cin, fmt.label()),
-                                     lambda: apply_format(self.weight[:width, :cin], fmt))
-        return F.linear(x, weight, self.bias[:width])
+        return F.linear(x, self.formatted(width, x.shape[1], fmt), self.bias[:width])
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,6 +219,9 @@ class SuperNet(nn.Module):
         obs_scale: factor applied to observations (1/255 for uint8 frames).
         obs_transform: optional module applied after scaling (e.g. running normalisation).
         generator: RNG of the initial weights.
+        weight_sharing: ``shared`` (one weight per layer and operation, every format a
+            projection of it) or ``per_format`` (few-shot NAS: one copy per format type, so
+            dense, block-circulant, 1xN and N:M candidates stop competing for one tensor).
 
     Raises:
         ConfigError: some architecture in the space does not fit the observation.
@@ -215,8 +230,11 @@ class SuperNet(nn.Module):
     def __init__(self, space: SearchSpace, obs_shape: tuple[int, ...], action_dim: int, *,
                  gaussian: bool = False, obs_scale: float = 1.0,
                  obs_transform: nn.Module | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None,
+                 weight_sharing: str = "shared"):
         super().__init__()
+        if weight_sharing not in ("shared", "per_format"):
+            raise ConfigError("supernet.weight_sharing", weight_sharing, "shared or per_format")
         space.check_fits(obs_shape)
         self.space = space
         self.obs_shape = tuple(obs_shape)
@@ -228,6 +246,9 @@ class SuperNet(nn.Module):
         self.choices = space.choices(obs_shape)
         self.arch_logits = ArchLogits(self.choices)
         self._formats = {f.label(): f for f in (*space.formats, *space.head_formats)}
+        # few-shot: the first format type keeps the base weight, the others get copies
+        types = list(dict.fromkeys(f.type for f in (*space.formats, *space.head_formats)))
+        groups = tuple(types[1:]) if weight_sharing == "per_format" else ()
 
         widest = max(space.widths)
         trunk = nn.ModuleList()
@@ -244,8 +265,9 @@ class SuperNet(nn.Module):
                         continue
                     k = KERNEL_OF_OP[op]
                     pad = k // 2 if pad_same else 0
-                    ops[op] = (SharedDepthwiseSeparable(in_max, widest, k, pad, self.act)
-                               if op.startswith("dwsep") else SharedConv(in_max, widest, k, pad))
+                    ops[op] = (SharedDepthwiseSeparable(in_max, widest, k, pad, self.act, groups)
+                               if op.startswith("dwsep")
+                               else SharedConv(in_max, widest, k, pad, groups))
                     for _, h, w in shapes:
                         reachable |= {(width, h + 2 * pad - k + 1, w + 2 * pad - k + 1)
                                       for width in space.widths}
@@ -254,12 +276,13 @@ class SuperNet(nn.Module):
         else:
             for i in range(space.num_layers):
                 trunk.append(nn.ModuleDict({"linear": SharedLinear(
-                    obs_shape[0] if i == 0 else widest, widest)}))
+                    obs_shape[0] if i == 0 else widest, widest, groups)}))
                 shapes = ({(w,) for w in space.widths}
                           | (shapes if "skip" in space.layer_ops(i) else set()))
         self.trunk = trunk
         head_max = max(space.head_widths)
-        self.heads = nn.ModuleDict({_shape_key(shape): SharedLinear(math.prod(shape), head_max)
+        self.heads = nn.ModuleDict({_shape_key(shape): SharedLinear(math.prod(shape), head_max,
+                                                                    groups)
                                     for shape in sorted(shapes)})
         self.policy = nn.Linear(head_max, action_dim)
         self.value = nn.Linear(head_max, 1)
@@ -274,8 +297,9 @@ class SuperNet(nn.Module):
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Orthogonal initialisation at the largest sizes (gains as in ActorCritic)."""
         for module in [*self.trunk.modules(), *self.heads.modules()]:
-            if isinstance(module, SharedConv | SharedLinear):
-                nn.init.orthogonal_(module.weight, HIDDEN_GAIN, generator=generator)
+            if isinstance(module, _SharedWeight):
+                for weight in module.all_weights():
+                    nn.init.orthogonal_(weight, HIDDEN_GAIN, generator=generator)
             if isinstance(module, SharedDepthwiseSeparable):
                 nn.init.orthogonal_(module.depthwise, HIDDEN_GAIN, generator=generator)
         nn.init.orthogonal_(self.policy.weight, POLICY_GAIN, generator=generator)
@@ -305,6 +329,20 @@ class SuperNet(nn.Module):
         """Sample a path (Gumbel-softmax at temperature ``tau``); the acting path is not
         changed."""
         return self.arch_logits.sample(tau, generator)
+
+    def fair_paths(self, count: int, generator: torch.Generator | None = None
+                   ) -> list[ArchPath]:
+        """``count`` paths with FairNAS's strict fairness: for every choice, each run of as many
+        paths as it has options uses every option once (a fresh random order per run),
+        whatever the logits; gates 1 (they train weights, not logits)."""
+        orders: dict[str, list[int]] = {}
+        for label, values in self.choices.items():
+            order: list[int] = []
+            while len(order) < count:
+                order += torch.randperm(len(values), generator=generator).tolist()
+            orders[label] = order
+        return [self.fixed_path({label: orders[label][j] for label in self.choices})
+                for j in range(count)]
 
     def fixed_path(self, indices: dict[str, int]) -> ArchPath:
         """The path of given candidates (gates 1, no gradient to the logits)."""

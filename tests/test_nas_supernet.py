@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from a3cs_common.errors import ConfigError
-from a3cs_common.formats import OneByN
+from a3cs_common.formats import Dense, OneByN
 from a3cs_common.schema import validate
 from hw_sim.workload import BlockCirculant
 from nas.layers import expand_circulant
@@ -171,3 +171,32 @@ def test_expected_cost_is_exact():
     assert float(expected.detach()) == pytest.approx(brute, rel=1e-5)
     expected.backward()
     assert all(v.grad.abs().sum() > 0 for v in logits.values() if len(v) > 1)
+
+
+def test_fair_paths_use_every_option_equally_often():
+    net = SuperNet(pixel_space(), OBS, action_dim=3)
+    generator = torch.Generator().manual_seed(0)
+    most = max(len(v) for v in net.choices.values())
+    paths = net.fair_paths(2 * most, generator)
+    for label, values in net.choices.items():
+        counts = [0] * len(values)
+        for path in paths[: len(values)]:
+            counts[path.indices[label]] += 1
+        assert counts == [1] * len(values), label  # every option once in each run
+    obs = torch.rand(2, *OBS)
+    assert net(obs, paths[0])[0].shape == (2, 3)
+
+
+def test_per_format_weights_are_separate_copies():
+    shared = SuperNet(pixel_space(), OBS, action_dim=3, generator=torch.Generator().manual_seed(0))
+    few_shot = SuperNet(pixel_space(), OBS, action_dim=3, weight_sharing="per_format",
+                        generator=torch.Generator().manual_seed(0))
+    assert not any("group_weights" in k for k in shared.state_dict())
+    copies = [k for k in few_shot.state_dict() if "group_weights" in k]
+    assert {k.split("group_weights.")[1] for k in copies} == {"block_circulant", "one_by_n"}
+    head = next(iter(few_shot.heads.values()))
+    dense = head.formatted(8, head.weight.shape[1], Dense())
+    sparse = head.formatted(8, head.weight.shape[1], OneByN(n=4, density=1.0))
+    assert not torch.equal(dense, sparse)  # density 1 keeps every block: a different tensor
+    with pytest.raises(ConfigError, match=r"supernet\.weight_sharing"):
+        SuperNet(pixel_space(), OBS, action_dim=3, weight_sharing="per_layer")

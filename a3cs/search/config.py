@@ -78,6 +78,13 @@ class SupernetSettings(FrozenModel):
         "straight_through: the Gumbel-softmax gates' gradient")
     arch_paths: PositiveInt = Field(default=2, description="sampled paths the architecture "
                                     "step averages")
+    weight_paths: Literal["sampled", "fair"] = Field(
+        default="sampled", description="how the distillation-only steps pick their paths: "
+        "sampled from the architecture distribution, or fair (FairNAS: every option of every "
+        "choice equally often, whatever the distribution)")
+    weight_sharing: Literal["shared", "per_format"] = Field(
+        default="shared", description="shared: one weight per layer and operation, each format "
+        "a projection of it; per_format: one copy per format type (few-shot NAS)")
 
 
 class CostSettings(FrozenModel):

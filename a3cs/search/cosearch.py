@@ -183,9 +183,14 @@ class SearchHooks(LoopHooks):
             group["lr"] = settings.distill_lr
         kls = []
         weights = supernet.weight_parameters()
-        for _ in range(settings.distill_paths):
-            with torch.no_grad():
-                path = supernet.sample_path(self.tau, state.generator)
+        fair = (supernet.fair_paths(settings.distill_paths, state.generator)
+                if settings.weight_paths == "fair" else None)
+        for step in range(settings.distill_paths):
+            if fair is not None:
+                path = fair[step]
+            else:
+                with torch.no_grad():
+                    path = supernet.sample_path(self.tau, state.generator)
             index = torch.randperm(data.obs.shape[0], generator=state.generator)[
                 : rl.batch_size or data.obs.shape[0]]
             mb = data.take(index.to(data.obs.device))
@@ -308,7 +313,8 @@ def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpac
                             gaussian=policy_kind(action_space) == "gaussian",
                             obs_scale=1.0 / 255.0 if obs_space.dtype.name == "uint8" else 1.0,
                             obs_transform=RunningNorm(obs_shape) if rl.normalize_obs else None,
-                            generator=torch.Generator().manual_seed(config.seed))
+                            generator=torch.Generator().manual_seed(config.seed),
+                            weight_sharing=config.supernet.weight_sharing)
         tables["candidates"] = CandidateTable(space, obs_shape, action_dim(action_space))
         return supernet
 
