@@ -30,7 +30,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("baseline",)
+#: Supernet trainings compared (search-config overrides): today's, and the field's remedies.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    # FairNAS: the weight steps train every option of every choice equally often
+    "fair": {"supernet": {"weight_paths": "fair"}},
+    # few-shot NAS: one weight copy per format type
+    "per_format": {"supernet": {"weight_sharing": "per_format"}},
+    # TuNAS / FBNet: the operations warm up (architecture frozen) for the first quarter
+    "warmup_quarter": {"budget": {"warmup_steps": 45_000, "search_steps": 135_000}},
+}
 TEACHER_SAMPLES = 4096  # observations of the teacher's own play the distillation loss is taken on
 ESTIMATE_EPISODES = 30
 
@@ -54,7 +63,7 @@ def supernet_stage(config_path: Path, out: Path, variant: str, progress: bool) -
     done = stage / "probabilities.yaml"
     if done.is_file():
         return stage
-    prep = prepare(load_search_config(str(config_path)))
+    prep = prepare(load_search_config(str(config_path), VARIANTS[variant]))
     teacher = load_teacher(prep.teacher_path) if prep.teacher_path else None
     rl = prep.rl.model_copy(update={"teacher": teacher.source if teacher else None})
     run_supernet_search(prep.config, rl, prep.space, prep.target, stage,
@@ -63,7 +72,7 @@ def supernet_stage(config_path: Path, out: Path, variant: str, progress: bool) -
     return stage
 
 
-def load_supernet(config_path: Path, stage: Path) -> tuple[Any, Any]:
+def load_supernet(config_path: Path, stage: Path, variant: str) -> tuple[Any, Any]:
     """The trained supernet of ``stage`` and the prepared search inputs."""
     import torch
 
@@ -75,7 +84,7 @@ def load_supernet(config_path: Path, stage: Path) -> tuple[Any, Any]:
     from a3cs.search.prepare import prepare
     from nas.supernet import SuperNet
 
-    prep = prepare(load_search_config(str(config_path)))
+    prep = prepare(load_search_config(str(config_path), VARIANTS[variant]))
     probe = make_env(prep.config.env_id, 1, prep.config.seed)
     obs_space, action_space = probe.single_observation_space, probe.single_action_space
     probe.close()
@@ -83,7 +92,8 @@ def load_supernet(config_path: Path, stage: Path) -> tuple[Any, Any]:
                         gaussian=policy_kind(action_space) == "gaussian",
                         obs_scale=1.0 / 255.0 if obs_space.dtype.name == "uint8" else 1.0,
                         obs_transform=RunningNorm(prep.obs_shape) if prep.rl.normalize_obs
-                        else None, generator=torch.Generator().manual_seed(0))
+                        else None, generator=torch.Generator().manual_seed(0),
+                        weight_sharing=prep.config.supernet.weight_sharing)
     saved = read_checkpoint(stage / CHECKPOINT, field="supernet")
     supernet.load_state_dict(saved["model"])
     return supernet.eval(), prep
@@ -180,7 +190,7 @@ def estimates_stage(config_path: Path, out: Path, variant: str, archs: list[Path
     todo = [a for a in archs if a.stem not in done]
     if not todo:
         return path
-    supernet, prep = load_supernet(config_path, out / variant / "supernet")
+    supernet, prep = load_supernet(config_path, out / variant / "supernet", variant)
     data = teacher_data(prep, out)
     coefs = prep.config.distill
     for arch_path in todo:
@@ -320,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path,
                         default=Path("experiments/configs/ranking_breakout.yaml"))
     parser.add_argument("--out", type=Path, default=Path("experiments/results/ranking_breakout"))
-    parser.add_argument("--variant", choices=VARIANTS, default="baseline")
+    parser.add_argument("--variant", choices=list(VARIANTS), default="baseline",
+                        help="the supernet training measured: " + "; ".join(
+                            f"{name} {overrides or '(the co-search as it is)'}"
+                            for name, overrides in VARIANTS.items()))
     parser.add_argument("--archs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draw")
     parser.add_argument("--standalone-steps", type=int, default=500_000)
