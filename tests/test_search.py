@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -162,3 +163,17 @@ def test_teacher_of_another_action_space(tmp_path, capsys):
     err = _bad(["search", _config(tmp_path), "--teacher", str(cartpole.checkpoint),
                 "--out", str(tmp_path / "run")], capsys)
     assert "teacher: got" in err and ("action space" in err or "observation shape" in err)
+
+
+@pytest.mark.slow
+def test_absolute_penalty_keeps_lambda_and_aims_at_the_target(tmp_path, teacher, capsys):
+    config = _config(tmp_path, cost={"lam": 0.5, "target_speedup": 2.0, "penalty": "absolute"})
+    run_dir = tmp_path / "run"
+    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet"]) == 0
+    with (run_dir / "search" / "metrics.csv").open() as handle:
+        lams = {row["lam"] for row in csv.DictReader(handle) if row["lam"]}
+    assert lams == {"0.5"}  # fixed: the absolute penalty pulls towards the target itself
+    bad = _config(tmp_path, "bad.yaml", cost={"penalty": "absolute"})
+    assert main(["search", bad, "--out", str(tmp_path / "bad")]) == 2
+    assert "cost.penalty: got 'absolute'; allowed: relative, or absolute together with" in \
+        capsys.readouterr().err

@@ -100,6 +100,18 @@ class CostSettings(FrozenModel):
         "network's divided by this (on the same hardware model)")
     lam_rate: PositiveFloat = Field(default=0.05, description="multiplicative step of lam's "
                                     "adaptation per architecture update")
+    penalty: Literal["relative", "absolute"] = Field(
+        default="relative", description="relative: lam * E[latency] / latency_ref, lam adapted "
+        "towards the target (pushes latency down on both sides of it); absolute (TuNAS): "
+        "lam * |E[latency] / target - 1|, which pulls towards the target from both sides "
+        "(needs target_fps or target_speedup; lam stays fixed)")
+
+    @model_validator(mode="after")
+    def _absolute_needs_a_target(self) -> CostSettings:
+        if self.penalty == "absolute" and self.target_fps is None and self.target_speedup is None:
+            raise ConfigError("cost.penalty", "absolute", "relative, or absolute together with "
+                              "cost.target_fps or cost.target_speedup (the latency it aims at)")
+        return self
 
 
 class SearchConfig(FrozenModel):

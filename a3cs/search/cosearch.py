@@ -233,7 +233,13 @@ class SearchHooks(LoopHooks):
             latency = target.expected_latency(
                 {k: v.cpu() for k, v in supernet.probabilities().items()})
             latency_ref = self.reference_latency()
-            arch_loss = task + self.lam * latency.to(task.device) / latency_ref
+            target_latency = self._target_latency(latency_ref)
+            if config.cost.penalty == "absolute":
+                assert target_latency is not None  # checked with the config
+                hardware_term = torch.abs(latency / target_latency - 1.0)
+            else:
+                hardware_term = latency / latency_ref
+            arch_loss = task + self.lam * hardware_term.to(task.device)
             self.arch_opt.zero_grad(set_to_none=True)
             if self.accel_opt is not None:
                 self.accel_opt.zero_grad(set_to_none=True)
@@ -251,17 +257,21 @@ class SearchHooks(LoopHooks):
                 hardware_loss.backward()
                 self.accel_opt.step()
 
-        # 5. lam towards the latency target
+        # 5. lam towards the latency target (the absolute penalty aims at it by itself)
         expected_latency = latency.item()
-        target_latency = (1.0 / config.cost.target_fps if config.cost.target_fps
-                          else latency_ref / config.cost.target_speedup
-                          if config.cost.target_speedup else None)
-        if target_latency is not None:
+        if target_latency is not None and config.cost.penalty == "relative":
             self.lam *= math.exp(config.cost.lam_rate * math.copysign(
                 1.0, expected_latency - target_latency))
         return {"expected_latency_s": expected_latency, "reference_latency_s": latency_ref,
                 "expected_fps": 1.0 / expected_latency, "lam": self.lam,
                 "task_loss": task.item()}
+
+    def _target_latency(self, latency_ref: float) -> float | None:
+        """The latency the cost aims at (s), or None without a target."""
+        cost = self.config.cost
+        if cost.target_fps:
+            return 1.0 / cost.target_fps
+        return latency_ref / cost.target_speedup if cost.target_speedup else None
 
     def state_dict(self) -> dict[str, Any]:
         return {"arch_opt": self.arch_opt.state_dict(),
