@@ -203,6 +203,7 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
             + (f", energy {measured.energy_pj * 1e-6:.3f} uJ" if measured.energy_pj else ""))
         finish("measure", fps=measured.fps, latency_s=measured.latency_s,
                energy_pj=measured.energy_pj, resources=measured.resources,
+               reference=_hand_designed(prep, choice, teacher),
                wall_time_s=time.perf_counter() - started)
 
     # results ----------------------------------------------------------------------------
@@ -226,6 +227,15 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
                          title=f"{config.env_id}: {config.method} (seed {config.seed})")
     if "results" not in state:
         finish("results", wall_time_s=0.0)
+    reference = measure.get("reference") or {}
+    if reference.get("fps"):
+        scored = reference.get("score_mean") is not None
+        log(f"what the search bought: the agent scores {row.score_mean:.2f} at "
+            f"{row.fps:,.0f} FPS; the hand-designed network "
+            + (f"(the teacher) scores {reference['score_mean']:.2f} at " if scored else "runs at ")
+            + f"{reference['fps']:,.0f} FPS on the same hardware: "
+            f"{row.fps / reference['fps']:.2f}x its speed"
+            + (f", {row.score_mean - reference['score_mean']:+.2f} score" if scored else ""))
     log(f"results: {json_path}")
     log(f"pareto plot: {figure.png}")
     return RunPaths(out, json_path, csv_path, figure.png, figure.svg)
@@ -248,6 +258,27 @@ def _read_state(path: Path) -> dict[str, Any]:
         raise ConfigError("--resume", str(path), "a state.json mapping stages "
                           f"({', '.join(STAGES)}) to what they left: start a new run")
     return state
+
+
+def _hand_designed(prep: Prepared, choice: HardwareChoice,
+                   teacher: Teacher | None) -> dict[str, float | None]:
+    """The hand-designed network beside the searched agent: its FPS on the chosen hardware and,
+    when the teacher is that network (the shipped teachers are), the teacher's test score over
+    the same episodes."""
+    config = prep.config
+    reference = reference_arch(prep.obs_shape)
+    try:
+        fps: float | None = prep.target.measure(
+            reference.workload(prep.obs_shape, prep.action_dim, name="hand_designed"),
+            choice).fps
+    except ConfigError:  # e.g. a chunked accelerator sized for the searched layers only
+        fps = None
+    score = None
+    if teacher is not None and getattr(teacher.model, "arch", None) == reference:
+        score = evaluate_policy(model_policy(teacher.model, seed=config.seed), config.env_id,
+                                config.budget.eval_episodes, seed=10_000 + config.seed
+                                ).mean_return
+    return {"fps": fps, "score_mean": score}
 
 
 def _reference_rows(out: Path) -> list[RunResult]:
