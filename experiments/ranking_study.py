@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "per_format": {"supernet": {"weight_sharing": "per_format"}},
     # TuNAS / FBNet: the operations warm up (architecture frozen) for the first quarter
     "warmup_quarter": {"budget": {"warmup_steps": 45_000, "search_steps": 135_000}},
+    # diagnosis: no distillation-only steps on extra paths (only the acting path's update)
+    "no_distill_paths": {"supernet": {"distill_paths": 0}},
 }
 TEACHER_SAMPLES = 4096  # observations of the teacher's own play the distillation loss is taken on
 ESTIMATE_EPISODES = 30
