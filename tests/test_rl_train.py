@@ -277,3 +277,27 @@ def test_tensorboard_holds_every_metrics_column_at_each_update(tmp_path: Path) -
         assert [s.step for s in scalars] == [int(row["global_step"]) for row in rows]
         expected = [float(row[tag.removeprefix("train/")]) for row in rows]
         assert [s.value for s in scalars] == pytest.approx(expected, rel=1e-6, nan_ok=True)
+
+
+def test_reward_aware_pruning_pauses_while_the_return_drops() -> None:
+    from types import SimpleNamespace
+
+    from a3cs.rl.train import _TrainHooks
+
+    config = small_config(sparsity_schedule="reward_aware", sparsity_start=0.1,
+                          sparsity_end=0.5, sparsity_tolerance=0.9)
+    hooks = _TrainHooks(config, torch.nn.Linear(1, 1))
+    returns = iter([10.0, 10.0, 5.0, 8.0, 9.5, 1.0, 1.0])
+
+    def state() -> SimpleNamespace:
+        ret = next(returns)
+        return SimpleNamespace(collector=SimpleNamespace(recent_mean_return=lambda: ret))
+
+    applied = [hooks._reward_aware_progress(state(), p)
+               for p in (0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.95)]
+    # holds at 0.2 while the return is below 90 % of its best, catches up when it recovers,
+    # and reaches the schedule's end by the deadline (0.9) whatever the return
+    assert applied == [0.1, 0.2, 0.2, 0.2, 0.4, 0.4, 0.5]
+    restored = _TrainHooks(config, torch.nn.Linear(1, 1))
+    restored.load_state_dict(hooks.state_dict())
+    assert restored.state_dict() == hooks.state_dict()

@@ -68,6 +68,14 @@ class TrainConfig(FrozenModel):
                                   "starts at this fraction of training")
     sparsity_end: float = Field(default=0.6, ge=0.0, le=1.0, description="and reaches the "
                                 "architecture's sparsity at this fraction")
+    sparsity_schedule: Literal["cubic", "reward_aware"] = Field(
+        default="cubic", description="cubic: Zhu and Gupta's gradual schedule; reward_aware "
+        "(GST): the same schedule, but pruning pauses while the recent return is below "
+        "sparsity_tolerance x its best so far, and catches up once it recovers (the target "
+        "is reached by the end of training whatever the return)")
+    sparsity_tolerance: float = Field(default=0.9, gt=0.0, le=1.0, description="reward_aware: "
+                                      "the share of the best recent return below which "
+                                      "pruning pauses")
     teacher: str | None = Field(default=None, description="checkpoint of the A2D teacher")
     distill: DistillConfig = Field(default_factory=DistillConfig)
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto",

@@ -13,6 +13,7 @@ directory gets:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +82,41 @@ class _TrainHooks(LoopHooks):
         self.config = config
         self.sparsity = cubic_sparsity_schedule(config.sparsity_start, config.sparsity_end)
         self.prunes = any(True for _ in prunable_layers(model))
+        # reward-aware (GST): the schedule's progress actually applied, and the best return
+        self.applied_progress = 0.0
+        self.best_return = -math.inf
 
     def before_rollout(self, state: LoopState, progress: float) -> None:
-        if self.prunes:
-            prune_to_schedule(state.model, progress, self.sparsity)
+        if not self.prunes:
+            return
+        if self.config.sparsity_schedule == "reward_aware":
+            progress = self._reward_aware_progress(state, progress)
+        prune_to_schedule(state.model, progress, self.sparsity)
+
+    def _reward_aware_progress(self, state: LoopState, progress: float) -> float:
+        """The schedule advances only while the return holds up; in the last stretch of
+        training (the schedule's own length after sparsity_end) it catches up whatever the
+        return, so the architecture's sparsity is always reached."""
+        recent = state.collector.recent_mean_return()
+        if math.isfinite(recent):
+            self.best_return = max(self.best_return, recent)
+        holding = (math.isfinite(recent) and math.isfinite(self.best_return)
+                   and recent >= self.config.sparsity_tolerance * self.best_return
+                   - 1e-9 * abs(self.best_return))
+        if holding or not math.isfinite(recent):
+            self.applied_progress = progress
+        deadline = min(1.0, 2 * self.config.sparsity_end - self.config.sparsity_start)
+        if progress >= deadline:
+            self.applied_progress = max(self.applied_progress, self.config.sparsity_end)
+        return self.applied_progress
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"applied_progress": self.applied_progress, "best_return": self.best_return}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        if saved:  # runs written before reward-aware pruning carry none
+            self.applied_progress = float(saved["applied_progress"])
+            self.best_return = float(saved["best_return"])
 
     def checkpoint_extras(self, state: LoopState, out: Path) -> dict[str, Any]:
         atomic_write_text(out / "workload.yaml",
@@ -137,7 +169,10 @@ def prepare(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         loaded = agent_from_checkpoint(saved, str(ckpt_path), field="--resume")
         saved = {**saved, "model": loaded.model.state_dict()}  # older checkpoints: upgraded
         state.load_state_dict(saved, source=str(ckpt_path), trust=trust_run)
-    return state, _TrainHooks(config, state.model)
+    hooks = _TrainHooks(config, state.model)
+    if saved is not None:
+        hooks.load_state_dict(saved.get("hooks") or {})
+    return state, hooks
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
