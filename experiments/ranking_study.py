@@ -149,7 +149,8 @@ def sample_architectures(config_path: Path, out: Path, count: int, seed: int) ->
 # The supernet's estimates
 
 
-def teacher_data(prep: Any, out: Path) -> dict[str, Any]:
+def teacher_data(prep: Any, out: Path, samples: int = TEACHER_SAMPLES,
+                 name: str = "teacher_data.pt", seed: int = 30_000) -> dict[str, Any]:
     """Observations of the teacher's own play (seeded) with its policy and value on them."""
     import numpy as np
     import torch
@@ -158,19 +159,19 @@ def teacher_data(prep: Any, out: Path) -> dict[str, Any]:
     from a3cs.rl.envs import make_env
     from a3cs.rl.evaluate import model_policy
 
-    path = out / "teacher_data.pt"
+    path = out / name
     if path.is_file():
         return torch.load(path, weights_only=True)
     teacher = load_teacher(prep.teacher_path)
     policy = model_policy(teacher.model, seed=1)
-    envs = make_env(prep.config.env_id, 16, 30_000)
+    envs = make_env(prep.config.env_id, 16, seed)
     obs = envs.last_obs
     frames = []
-    while sum(len(f) for f in frames) < TEACHER_SAMPLES:
+    while sum(len(f) for f in frames) < samples:
         frames.append(np.array(obs))
         obs, *_ = envs.step(policy(obs))
     envs.close()
-    batch = torch.as_tensor(np.concatenate(frames)[:TEACHER_SAMPLES])
+    batch = torch.as_tensor(np.concatenate(frames)[:samples])
     with torch.no_grad():
         dist, value = teacher.model(batch)
     data = {"obs": batch, "teacher_dist": dist, "teacher_value": value}
@@ -213,6 +214,68 @@ def estimates_stage(config_path: Path, out: Path, variant: str, archs: list[Path
 
 
 # --------------------------------------------------------------------------------------------
+# A supervised distillation proxy (no supernet, no environment steps)
+
+PROXY_TRAIN, PROXY_HELD_OUT, PROXY_STEPS, PROXY_BATCH = 16_384, 4_096, 2_000, 256
+
+
+def proxy_stage(config_path: Path, out: Path, archs: list[Path]) -> Path:
+    """Each architecture alone, trained by A2D's loss on the teacher's play (``PROXY_STEPS``
+    Adam steps of ``PROXY_BATCH`` states, seeded), scored on held-out states of the teacher:
+    ``score`` is the share of states where its greedy action is the teacher's (%),
+    ``distill_loss`` the held-out A2D loss."""
+    import torch
+
+    from a3cs.rl.envs import make_env
+    from a3cs.rl.networks import build_agent
+    from a3cs.search.config import load_search_config
+    from a3cs.search.prepare import prepare
+    from a3cs_common.io import atomic_write_text
+    from distill.losses import distill_loss
+    from nas.arch import load_arch
+
+    path = out / "distill_proxy" / "estimates.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    todo = [a for a in archs if a.stem not in done]
+    if not todo:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prep = prepare(load_search_config(str(config_path)))
+    data = teacher_data(prep, out, PROXY_TRAIN + PROXY_HELD_OUT, "teacher_proxy_data.pt",
+                        seed=50_000)
+    train = {k: v[:PROXY_TRAIN] for k, v in data.items()}
+    held = {k: v[PROXY_TRAIN:] for k, v in data.items()}
+    probe = make_env(prep.config.env_id, 1, 0)
+    spaces = probe.single_observation_space, probe.single_action_space
+    probe.close()
+    coefs = prep.config.distill
+    for arch_path in todo:
+        model = build_agent(load_arch(str(arch_path)), *spaces, seed=0)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(PROXY_STEPS):
+            index = torch.randint(PROXY_TRAIN, (PROXY_BATCH,), generator=generator)
+            loss = distill_loss(model, train["obs"][index], train["teacher_dist"][index],
+                                train["teacher_value"][index], kind=model.kind,
+                                actor_coef=coefs.actor_coef, critic_coef=coefs.critic_coef)
+            optimizer.zero_grad()
+            loss.total.backward()
+            optimizer.step()
+        with torch.no_grad():
+            loss = distill_loss(model, held["obs"], held["teacher_dist"], held["teacher_value"],
+                                kind=model.kind, actor_coef=coefs.actor_coef,
+                                critic_coef=coefs.critic_coef)
+            dist, _ = model(held["obs"])
+            agree = float((dist.argmax(-1) == held["teacher_dist"].argmax(-1)).float().mean())
+        done[arch_path.stem] = {"score": 100 * agree, "distill_loss": float(loss.total),
+                                "actor_kl": float(loss.actor_kl)}
+        atomic_write_text(path, json.dumps(done, indent=1))
+        print(f"distill_proxy {arch_path.stem}: agreement {100 * agree:.1f} %, held-out loss "
+              f"{float(loss.total):.4f}", flush=True)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
 # Stand-alone training
 
 
@@ -227,7 +290,7 @@ def standalone_one(config_path: Path, out: Path, arch: Path, steps: int, episode
     run = out / "standalone" / arch.stem
     result = run / "eval.json"
     if result.is_file():
-        if not (run / "agent.pt").is_file():
+        if not (run / "agent.pt").is_file() and (run / "checkpoint.pt").is_file():
             export_agent(run / "checkpoint.pt", run / "agent.pt")
         return f"{run}: done before"
     prep = prepare(load_search_config(str(config_path)))
@@ -272,8 +335,9 @@ def report(out: Path) -> None:
 
     standalone = {p.parent.name: json.loads(p.read_text())["mean_return"]
                   for p in sorted((out / "standalone").glob("*/eval.json"))}
-    variants = [v for v in VARIANTS if (out / v / "estimates.json").is_file()]
-    rows, lines = [], ["| variant | archs | tau (supernet score vs stand-alone score) | "
+    variants = [v for v in (*VARIANTS, "distill_proxy")
+                if (out / v / "estimates.json").is_file()]
+    rows, lines = [], ["| variant | archs | tau (score estimate vs stand-alone score) | "
                        "tau (-distillation loss vs stand-alone score) | goal |",
                        "|---|---:|---:|---:|---|"]
     fig, axes = plt.subplots(1, 2 * max(1, len(variants)), figsize=(8 * max(1, len(variants)),
@@ -290,11 +354,11 @@ def report(out: Path) -> None:
                      f"{'met' if max(tau_score, tau_loss) >= 0.6 else 'not met'} (0.6) |")
         for n in names:
             rows.append({"variant": variant, "arch": n, "standalone_score": standalone[n],
-                         "supernet_score": estimates[n]["score"],
-                         "supernet_distill_loss": estimates[n]["distill_loss"]})
-        for ax, values, label, tau in ((axes[0][2 * v_index], score, "supernet score", tau_score),
+                         "score_estimate": estimates[n]["score"],
+                         "distill_loss_estimate": estimates[n]["distill_loss"]})
+        for ax, values, label, tau in ((axes[0][2 * v_index], score, "score estimate", tau_score),
                                        (axes[0][2 * v_index + 1], loss,
-                                        "supernet distillation loss", tau_loss)):
+                                        "distillation loss estimate", tau_loss)):
             ax.scatter(values, truth)
             for n, xv, yv in zip(names, values, truth, strict=True):
                 ax.annotate(n.removeprefix("arch_"), (xv, yv), fontsize=7)
@@ -310,7 +374,7 @@ def report(out: Path) -> None:
             writer.writeheader()
             writer.writerows(rows)
     per_arch = ["", "| arch | stand-alone score | " + " | ".join(
-        f"{v} supernet score | {v} distill loss" for v in variants) + " |",
+        f"{v} score estimate | {v} distill loss" for v in variants) + " |",
         "|---|---:|" + "---:|---:|" * len(variants)]
     for name in sorted(standalone):
         cells = []
@@ -318,7 +382,11 @@ def report(out: Path) -> None:
             est = json.loads((out / variant / "estimates.json").read_text()).get(name)
             cells.append(f"{est['score']:.2f} | {est['distill_loss']:.4f}" if est else "- | -")
         per_arch.append(f"| {name} | {standalone[name]:.2f} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines + per_arch) + "\n"
+    legend = ["", "Score estimate: the supernet's test score at the architecture's path "
+              f"({ESTIMATE_EPISODES} episodes); for distill_proxy, the share of the teacher's "
+              "held-out states (%) where the architecture, distilled alone on the teacher's "
+              "play, takes the teacher's greedy action."]
+    text = "\n".join(lines + per_arch + legend) + "\n"
     atomic_write_text(out / "ranking.md", text)
     print(text)
     print("figures: " + ", ".join(str(p) for p in figures))
@@ -341,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--standalone-steps", type=int, default=500_000)
     parser.add_argument("--episodes", type=int, default=50, help="stand-alone evaluation")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--proxy", action="store_true",
+                        help="also the supervised distillation proxy of every architecture "
+                        "(estimator distill_proxy: no supernet, no environment steps)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("supernet", "standalone"),
                         help="stages not to run now (e.g. to give the stand-alone runs the "
                         "cores first)")
@@ -365,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         if "supernet" not in args.skip:
             supernet_stage(args.config, args.out, args.variant, not args.no_progress)
             estimates_stage(args.config, args.out, args.variant, archs)
+        if args.proxy:
+            proxy_stage(args.config, args.out, archs)
         for future in futures:
             print(future.result(), flush=True)
     report(args.out)

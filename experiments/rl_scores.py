@@ -61,6 +61,9 @@ ANCHORS: dict[str, Anchor] = {
 }
 
 
+ALL_ENVS = ["CartPole-v1", *(f"MinAtar/{game}-v1" for game in GAMES)]
+
+
 def slug(env_id: str) -> str:
     """``MinAtar/Breakout-v1`` -> ``breakout``, ``CartPole-v1`` -> ``cartpole``."""
     return env_id.split("/")[-1].split("-")[0].lower()
@@ -74,19 +77,26 @@ def _a3cs(*args: str) -> list[str]:
     return [sys.executable, "-m", "a3cs", *args]
 
 
+def _trained_steps(directory: Path) -> int | None:
+    """Steps behind the run's final model: the checkpoint's, else the committed ``agent.pt``'s
+    (checkpoints are not committed, so a fresh clone has only the agent)."""
+    from a3cs.rl.checkpoint import load_agent, read_checkpoint
+
+    if (directory / "checkpoint.pt").is_file():
+        return int(read_checkpoint(directory / "checkpoint.pt")["global_step"])
+    if (directory / "agent.pt").is_file():
+        return load_agent(directory / "agent.pt").global_step
+    return None
+
+
 def _finished(directory: Path) -> bool:
     import yaml
 
     config = directory / "config.yaml"
-    metrics = directory / "metrics.csv"
-    if not (config.is_file() and metrics.is_file() and (directory / "checkpoint.pt").is_file()):
+    steps = _trained_steps(directory)
+    if not config.is_file() or steps is None:
         return False
-    settings = yaml.safe_load(config.read_text())
-    rollout = int(settings["num_envs"]) * int(settings["n_steps"])
-    updates = -(-int(settings["total_steps"]) // rollout)
-    with metrics.open() as handle:
-        rows = list(csv.DictReader(handle))
-    return bool(rows) and int(rows[-1]["update"]) >= updates
+    return steps >= int(yaml.safe_load(config.read_text())["total_steps"])
 
 
 def train_one(out: Path, env_id: str, seed: int, threads: int) -> str:
@@ -109,26 +119,40 @@ def evaluate_run(directory: Path, episodes: int) -> dict[str, float]:
     from a3cs.rl.checkpoint import export_agent, load_agent, read_checkpoint
 
     agent_path = directory / "agent.pt"
-    data = read_checkpoint(directory / "checkpoint.pt")
-    if not agent_path.is_file() or load_agent(agent_path).global_step != data["global_step"]:
-        export_agent(directory / "checkpoint.pt", agent_path)
+    checkpoint = directory / "checkpoint.pt"
+    if checkpoint.is_file():
+        data = read_checkpoint(checkpoint)
+        if not agent_path.is_file() or load_agent(agent_path).global_step != data["global_step"]:
+            export_agent(checkpoint, agent_path)
+        trained_steps, wall_time_s = int(data["global_step"]), float(data["wall_time_s"])
+    else:  # a fresh clone: the committed agent and its metrics
+        trained_steps = load_agent(agent_path).global_step
+        with (directory / "metrics.csv").open() as handle:
+            wall_time_s = float(list(csv.DictReader(handle))[-1]["wall_time_s"])
     cache = directory / "eval.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
-        if cached.get("trained_steps") == data["global_step"] and cached["episodes"] == episodes:
+        if cached.get("trained_steps") == trained_steps and cached["episodes"] == episodes:
             return cached
     printed = subprocess.run(_a3cs("evaluate", str(agent_path), "--episodes", str(episodes),
                                    "--format", "json", "--device", "cpu"),
                              check=True, capture_output=True, text=True).stdout
     result = json.loads(printed.strip().splitlines()[-1])
-    result["wall_time_s"] = float(data["wall_time_s"])
+    result["wall_time_s"] = wall_time_s
     from a3cs_common.io import atomic_write_text
 
     atomic_write_text(cache, json.dumps(result, indent=2) + "\n")
     return result
 
 
-def report(out: Path, envs: list[str], seeds: list[int], episodes: int) -> None:
+def seeds_present(out: Path, env_id: str) -> list[int]:
+    """Seeds with a run directory (``<slug>_s<seed>``) under ``out``."""
+    prefix = f"{slug(env_id)}_s"
+    return sorted(int(path.name[len(prefix):]) for path in out.glob(f"{prefix}*")
+                  if path.is_dir() and path.name[len(prefix):].isdigit())
+
+
+def report(out: Path, envs: list[str], episodes: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,14 +161,14 @@ def report(out: Path, envs: list[str], seeds: list[int], episodes: int) -> None:
     from a3cs_common.io import atomic_write_text
 
     rows = []
-    present = [env for env in envs if any(run_dir(out, env, s).is_dir() for s in seeds)]
+    present = [env for env in envs if seeds_present(out, env)]
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False)
     for ax, env_id in zip(axes[0], present, strict=True):
         anchor = ANCHORS[env_id]
         scores = []
-        for seed in seeds:
+        for seed in seeds_present(out, env_id):
             directory = run_dir(out, env_id, seed)
-            if not (directory / "checkpoint.pt").is_file():
+            if _trained_steps(directory) is None:
                 continue
             with (directory / "metrics.csv").open() as handle:
                 curve = [(int(r["global_step"]), float(r["recent_return"]))
@@ -242,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "report", "teachers"))
     parser.add_argument("--out", type=Path, default=Path("experiments/results/rl_scores"))
-    parser.add_argument("--envs", nargs="+", default=["CartPole-v1",
-                        *(f"MinAtar/{g}-v1" for g in GAMES)], choices=sorted(ANCHORS))
+    parser.add_argument("--envs", nargs="+", default=ALL_ENVS, choices=sorted(ANCHORS),
+                        help="environments to train (the report covers every one present)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
     parser.add_argument("--episodes", type=int, default=100)
@@ -261,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "teachers":
         ship_teachers(args.out, args.seeds, args.episodes)
         return 0
-    report(args.out, args.envs, args.seeds, args.episodes)
+    report(args.out, ALL_ENVS, args.episodes)
     return 0
 
 

@@ -8,12 +8,15 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("a3cs", "nas", "accelerator_model", "distill", "hw_sim")
+# The top-level packages the wheel ships, read from pyproject so that a new package is copied too.
+PACKAGES = tuple(pattern.rstrip("*") for pattern in tomllib.loads(
+    (REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"])
 
 
 @pytest.mark.slow
