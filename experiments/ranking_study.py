@@ -26,6 +26,7 @@ import math
 import statistics
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -151,30 +152,21 @@ def sample_architectures(config_path: Path, out: Path, count: int, seed: int) ->
 
 def teacher_data(prep: Any, out: Path, samples: int = TEACHER_SAMPLES,
                  name: str = "teacher_data.pt", seed: int = 30_000) -> dict[str, Any]:
-    """Observations of the teacher's own play (seeded) with its policy and value on them."""
-    import numpy as np
+    """Observations of the teacher's own play (seeded) with its policy and value on them
+    (cached in ``out/name``)."""
+    import dataclasses
+
     import torch
 
     from a3cs.rl.checkpoint import load_teacher
-    from a3cs.rl.envs import make_env
-    from a3cs.rl.evaluate import model_policy
+    from a3cs.search.teacher_play import collect_teacher_play
 
     path = out / name
     if path.is_file():
         return torch.load(path, weights_only=True)
-    teacher = load_teacher(prep.teacher_path)
-    policy = model_policy(teacher.model, seed=1)
-    envs = make_env(prep.config.env_id, 16, seed)
-    obs = envs.last_obs
-    frames = []
-    while sum(len(f) for f in frames) < samples:
-        frames.append(np.array(obs))
-        obs, *_ = envs.step(policy(obs))
-    envs.close()
-    batch = torch.as_tensor(np.concatenate(frames)[:samples])
-    with torch.no_grad():
-        dist, value = teacher.model(batch)
-    data = {"obs": batch, "teacher_dist": dist, "teacher_value": value}
+    play = collect_teacher_play(load_teacher(prep.teacher_path).model, prep.config.env_id,
+                                samples, seed=seed)
+    data = dataclasses.asdict(play)
     torch.save(data, path)
     return data
 
@@ -219,59 +211,47 @@ def estimates_stage(config_path: Path, out: Path, variant: str, archs: list[Path
 PROXY_TRAIN, PROXY_HELD_OUT, PROXY_STEPS, PROXY_BATCH = 16_384, 4_096, 2_000, 256
 
 
-def proxy_stage(config_path: Path, out: Path, archs: list[Path]) -> Path:
-    """Each architecture alone, trained by A2D's loss on the teacher's play (``PROXY_STEPS``
-    Adam steps of ``PROXY_BATCH`` states, seeded), scored on held-out states of the teacher:
-    ``score`` is the share of states where its greedy action is the teacher's (%),
-    ``distill_loss`` the held-out A2D loss."""
-    import torch
-
+def proxy_stage(config_path: Path, out: Path, archs: list[Path], steps: int) -> Path:
+    """Each architecture alone, trained by A2D's loss on the teacher's play (``steps`` Adam
+    steps of ``PROXY_BATCH`` states, seeded), scored on held-out states of the teacher
+    (:func:`distill.proxy.distill_proxy`): ``score`` is the share of states where its greedy
+    action is the teacher's (%), ``distill_loss`` the held-out A2D loss.  Written to
+    ``distill_proxy/`` (``distill_proxy_<steps>/`` for other than ``PROXY_STEPS`` steps)."""
     from a3cs.rl.envs import make_env
     from a3cs.rl.networks import build_agent
     from a3cs.search.config import load_search_config
     from a3cs.search.prepare import prepare
     from a3cs_common.io import atomic_write_text
-    from distill.losses import distill_loss
+    from distill.proxy import TeacherPlay, distill_proxy
     from nas.arch import load_arch
 
-    path = out / "distill_proxy" / "estimates.json"
+    variant = "distill_proxy" if steps == PROXY_STEPS else f"distill_proxy_{steps}"
+    path = out / variant / "estimates.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
     todo = [a for a in archs if a.stem not in done]
     if not todo:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     prep = prepare(load_search_config(str(config_path)))
-    data = teacher_data(prep, out, PROXY_TRAIN + PROXY_HELD_OUT, "teacher_proxy_data.pt",
-                        seed=50_000)
-    train = {k: v[:PROXY_TRAIN] for k, v in data.items()}
-    held = {k: v[PROXY_TRAIN:] for k, v in data.items()}
+    play = TeacherPlay(**teacher_data(prep, out, PROXY_TRAIN + PROXY_HELD_OUT,
+                                      "teacher_proxy_data.pt", seed=50_000))
+    train, held_out = play.split(PROXY_TRAIN)
     probe = make_env(prep.config.env_id, 1, 0)
     spaces = probe.single_observation_space, probe.single_action_space
     probe.close()
     coefs = prep.config.distill
     for arch_path in todo:
         model = build_agent(load_arch(str(arch_path)), *spaces, seed=0)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        generator = torch.Generator().manual_seed(0)
-        for _ in range(PROXY_STEPS):
-            index = torch.randint(PROXY_TRAIN, (PROXY_BATCH,), generator=generator)
-            loss = distill_loss(model, train["obs"][index], train["teacher_dist"][index],
-                                train["teacher_value"][index], kind=model.kind,
-                                actor_coef=coefs.actor_coef, critic_coef=coefs.critic_coef)
-            optimizer.zero_grad()
-            loss.total.backward()
-            optimizer.step()
-        with torch.no_grad():
-            loss = distill_loss(model, held["obs"], held["teacher_dist"], held["teacher_value"],
-                                kind=model.kind, actor_coef=coefs.actor_coef,
-                                critic_coef=coefs.critic_coef)
-            dist, _ = model(held["obs"])
-            agree = float((dist.argmax(-1) == held["teacher_dist"].argmax(-1)).float().mean())
-        done[arch_path.stem] = {"score": 100 * agree, "distill_loss": float(loss.total),
-                                "actor_kl": float(loss.actor_kl)}
+        started = time.perf_counter()
+        score = distill_proxy(model, train, held_out, kind=model.kind, steps=steps,
+                              batch_size=PROXY_BATCH, lr=1e-3, actor_coef=coefs.actor_coef,
+                              critic_coef=coefs.critic_coef, seed=0)
+        done[arch_path.stem] = {"score": 100 * score.agreement,
+                                "distill_loss": score.distill_loss, "actor_kl": score.actor_kl,
+                                "seconds": round(time.perf_counter() - started, 1)}
         atomic_write_text(path, json.dumps(done, indent=1))
-        print(f"distill_proxy {arch_path.stem}: agreement {100 * agree:.1f} %, held-out loss "
-              f"{float(loss.total):.4f}", flush=True)
+        print(f"{variant} {arch_path.stem}: agreement {100 * score.agreement:.1f} %, held-out "
+              f"loss {score.distill_loss:.4f}", flush=True)
     return path
 
 
@@ -335,8 +315,8 @@ def report(out: Path) -> None:
 
     standalone = {p.parent.name: json.loads(p.read_text())["mean_return"]
                   for p in sorted((out / "standalone").glob("*/eval.json"))}
-    variants = [v for v in (*VARIANTS, "distill_proxy")
-                if (out / v / "estimates.json").is_file()]
+    variants = [v for v in VARIANTS if (out / v / "estimates.json").is_file()] + sorted(
+        p.parent.name for p in out.glob("distill_proxy*/estimates.json"))
     rows, lines = [], ["| variant | archs | tau (score estimate vs stand-alone score) | "
                        "tau (-distillation loss vs stand-alone score) | goal |",
                        "|---|---:|---:|---:|---|"]
@@ -412,12 +392,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proxy", action="store_true",
                         help="also the supervised distillation proxy of every architecture "
                         "(estimator distill_proxy: no supernet, no environment steps)")
+    parser.add_argument("--proxy-steps", type=int, default=PROXY_STEPS,
+                        help="Adam steps of each architecture's distillation proxy")
     parser.add_argument("--skip", nargs="*", default=[], choices=("supernet", "standalone"),
                         help="stages not to run now (e.g. to give the stand-alone runs the "
                         "cores first)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    for name in ("archs", "standalone_steps", "episodes", "jobs"):
+    for name in ("archs", "standalone_steps", "episodes", "jobs", "proxy_steps"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')}: got {getattr(args, name)}; allowed: an "
                   "integer >= 1", file=sys.stderr)
@@ -437,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             supernet_stage(args.config, args.out, args.variant, not args.no_progress)
             estimates_stage(args.config, args.out, args.variant, archs)
         if args.proxy:
-            proxy_stage(args.config, args.out, archs)
+            proxy_stage(args.config, args.out, archs, args.proxy_steps)
         for future in futures:
             print(future.result(), flush=True)
     report(args.out)

@@ -181,3 +181,44 @@ def test_absolute_penalty_keeps_lambda_and_aims_at_the_target(tmp_path, teacher,
     assert main(["search", bad, "--out", str(tmp_path / "bad")]) == 2
     assert "cost.penalty: got 'absolute'; allowed: relative, or absolute together with" in \
         capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evolution_with_the_distill_proxy(tmp_path, teacher, capsys):
+    """Trials scored by supervised distillation on the teacher's play: no environment steps
+    of their own, an agreement per trial, the hardware term of cost.penalty."""
+    proxy = {"kind": "distill", "distill_steps": 20, "distill_batch": 32, "train_states": 256,
+             "held_out_states": 128}
+    config = _config(tmp_path, method="evolution", proxy=proxy,
+                     budget={**TINY_BUDGET, "trials": 5},
+                     cost={"lam": 0.5, "target_speedup": 2.0, "penalty": "absolute"})
+    run_dir = tmp_path / "run"
+    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet"]) == 0
+    trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    scored = [t for t in trials if t["agreement"] is not None]
+    assert len(trials) == 5 and scored
+    for trial in scored:
+        assert 0.0 <= trial["agreement"] <= 1.0 and trial["env_steps"] == 0
+        target = trial["reference_latency_s"] / 2.0
+        assert trial["reward"] == pytest.approx(
+            trial["agreement"] - 0.5 * abs(trial["latency_s"] / target - 1.0))
+    assert not list((run_dir / "search").glob("trial_*"))  # no RL trainings
+    (row,) = read_results(run_dir)
+    assert row.method == "evolution" and row.fps > 0
+    # searched hardware: each trial's network on its own accelerator search
+    config = _config(tmp_path, "searched.yaml", method="random",
+                     proxy={**proxy, "hardware": "searched"}, budget={**TINY_BUDGET, "trials": 2})
+    run_dir = tmp_path / "searched"
+    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet"]) == 0
+    trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    assert len(trials) == 2 and all("hw" not in t["sample"] for t in trials)
+    assert len({t["reference_latency_s"] for t in trials}) == 1  # the hand-designed one's
+    best = max(trials, key=lambda t: t["reward"])
+    assert yaml.safe_load((run_dir / "hardware.yaml").read_text()) == \
+        best["hardware"]["description"]
+    (row,) = read_results(run_dir)
+    # the trial measured the architecture's nominal workload, the result the trained agent's
+    assert row.latency_s == pytest.approx(best["latency_s"], rel=0.05)
+    bad = _config(tmp_path, "bad.yaml", proxy={"kind": "supernet"})
+    assert main(["search", bad, "--out", str(tmp_path / "bad")]) == 2
+    assert "proxy.kind: got 'supernet'" in capsys.readouterr().err

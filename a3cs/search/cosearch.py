@@ -233,12 +233,8 @@ class SearchHooks(LoopHooks):
             latency = target.expected_latency(
                 {k: v.cpu() for k, v in supernet.probabilities().items()})
             latency_ref = self.reference_latency()
-            target_latency = self._target_latency(latency_ref)
-            if config.cost.penalty == "absolute":
-                assert target_latency is not None  # checked with the config
-                hardware_term = torch.abs(latency / target_latency - 1.0)
-            else:
-                hardware_term = latency / latency_ref
+            target_latency = config.cost.target_latency_s(latency_ref)
+            hardware_term = config.cost.hardware_term(latency, latency_ref)
             arch_loss = task + self.lam * hardware_term.to(task.device)
             self.arch_opt.zero_grad(set_to_none=True)
             if self.accel_opt is not None:
@@ -265,13 +261,6 @@ class SearchHooks(LoopHooks):
         return {"expected_latency_s": expected_latency, "reference_latency_s": latency_ref,
                 "expected_fps": 1.0 / expected_latency, "lam": self.lam,
                 "task_loss": task.item()}
-
-    def _target_latency(self, latency_ref: float) -> float | None:
-        """The latency the cost aims at (s), or None without a target."""
-        cost = self.config.cost
-        if cost.target_fps:
-            return 1.0 / cost.target_fps
-        return latency_ref / cost.target_speedup if cost.target_speedup else None
 
     def state_dict(self) -> dict[str, Any]:
         return {"arch_opt": self.arch_opt.state_dict(),

@@ -1,16 +1,27 @@
 """Multi-trial baselines: nni's Random and RegularizedEvolution strategies over the joint
 discrete space (agent architecture choices and accelerator parameters).
 
-Each trial trains its agent for ``budget.proxy_steps`` steps (with distillation when there is
-a teacher) and is scored by a short-training proxy::
+Each trial's agent is scored by a proxy (``proxy.kind``) and the hardware term::
 
-    reward = return / |teacher score| - lam * latency / latency_ref
+    reward = quality - lam * hardware_term(latency, latency_ref)
 
-where ``latency`` is the analytical model's latency of the trial's agent on the trial's
-hardware and ``latency_ref`` that of the hand-designed network on the same hardware.  A
-hardware sample on which the agent cannot run scores ``-inf`` without training.  The number
-of trials is ``search_steps // proxy_steps``, so the search spends the same environment steps
-as the differentiable co-search.
+* ``rl``: the agent trains for ``budget.proxy_steps`` environment steps (with distillation
+  when there is a teacher); ``quality = return / |teacher score|``.
+* ``distill``: the agent trains by A2D's loss alone on states of the teacher's play, collected
+  once per run (:mod:`distill.proxy`); ``quality`` is the share of held-out states where it
+  takes the teacher's action.  No environment steps; ranks architectures the way stand-alone
+  training does far better than a short RL run or the supernet (the ranking study).
+
+With ``proxy.hardware: sampled`` the hardware is part of the joint sample: ``latency`` is the
+analytical model's latency of the trial's agent on the sampled hardware and ``latency_ref``
+that of the hand-designed network on the same hardware; a hardware sample on which the agent
+cannot run scores ``-inf`` without training.  With ``searched`` only the architecture is
+sampled: each trial's network gets its own accelerator search (:meth:`Target.choose`) and
+``latency`` is measured there (hw_sim), ``latency_ref`` is the hand-designed network's on its
+own searched accelerator.  The hardware term is ``cost.penalty``'s: ``latency / latency_ref``
+or ``|latency / target - 1|``.  The number of trials is
+``budget.trials``, by default ``search_steps // proxy_steps``, so that the ``rl`` proxy spends
+the environment steps of the differentiable co-search.
 
 nni runs in-process (``SequentialExecutionEngine``: no experiment server, nothing listens on
 a port).  Finished trials are cached in ``trials.json``, so a resumed run replays them without
@@ -26,11 +37,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from a3cs.rl.envs import make_env
 from a3cs.rl.evaluate import evaluate_policy, model_policy
+from a3cs.rl.networks import build_agent
 from a3cs.rl.train import train
 from a3cs.search.prepare import Prepared, RunLog
 from a3cs.search.targets import HardwareChoice
+from a3cs.search.teacher_play import collect_teacher_play
 from a3cs_common.io import atomic_write_text
+from distill.proxy import TeacherPlay, distill_proxy
 from distill.teacher import Teacher
 from nas.arch import Arch, reference_arch
 
@@ -42,10 +57,12 @@ class TrialRecord:
     trial: int
     sample: dict[str, Any]
     reward: float
-    proxy_return: float | None
+    proxy_return: float | None  # rl proxy: the recent training return
     latency_s: float | None
     reference_latency_s: float | None
     env_steps: int
+    agreement: float | None = None  # distill proxy: held-out agreement with the teacher
+    hardware: dict[str, Any] | None = None  # searched hardware: the trial's HardwareChoice
 
 
 @dataclass(frozen=True)
@@ -86,15 +103,29 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
 
     config = prep.config
     stage.mkdir(parents=True, exist_ok=True)
-    n_trials = max(1, config.budget.search_steps // config.budget.proxy_steps)
+    n_trials = config.budget.trials or max(1, config.budget.search_steps //
+                                           config.budget.proxy_steps)
     parts: dict[str, Any] = {"arch": prep.space.mutable(prep.obs_shape)}
     hardware_space = prep.target.mutable()
-    if hardware_space is not None:
+    searched = config.proxy.hardware == "searched"
+    if hardware_space is not None and not searched:
         parts["hw"] = hardware_space
-    reference = reference_arch(prep.obs_shape).workload(prep.obs_shape, prep.action_dim)
+    reference: Any = reference_arch(prep.obs_shape).workload(prep.obs_shape, prep.action_dim)
+    if searched:  # the hand-designed network on its own searched hardware, measured once
+        choice = prep.target.choose(reference, config.seed)
+        reference = prep.target.measure(reference, choice).latency_s
+        log(f"hand-designed network: {reference * 1e6:.2f} us on {choice.label}")
 
-    scale = 1.0
-    if teacher is not None:
+    scale, play = 1.0, None
+    if config.proxy.kind == "distill":
+        if teacher is None:
+            from a3cs_common.errors import ConfigError
+
+            raise ConfigError("proxy.kind", "distill", "rl for a run without a teacher")
+        play = _teacher_play(prep, teacher)
+        log(f"distill proxy: {len(play[0])} states of the teacher's play to train on, "
+            f"{len(play[1])} held out")
+    elif teacher is not None:
         score = evaluate_policy(model_policy(teacher.model, seed=config.seed), config.env_id,
                                 10, seed=20_000 + config.seed)
         scale = max(abs(score.mean_return), 1e-6)
@@ -114,7 +145,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
         key = json.dumps(sample, sort_keys=True)
         if key not in cached:
             cached[key] = _run_trial(prep, teacher, stage, sample, len(records), reference,
-                                     scale)
+                                     scale, play)
             records.append(cached[key])
             atomic_write_text(cache_path, json.dumps([asdict(r) for r in records], indent=1))
         seen += 1
@@ -144,24 +175,52 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                           f"run (none of {len(records)} trials could)")
     arch = prep.space.arch(best.sample["arch"], prep.obs_shape,
                            name=f"{config.method}_seed{config.seed}")
-    hardware = prep.target.choice_for_sample(best.sample.get("hw"), arch.workload(
-        prep.obs_shape, prep.action_dim))
-    log(f"best of {len(records)} trials: reward {best.reward:.3f}, proxy return "
-        f"{best.proxy_return:.2f}, latency {best.latency_s * 1e6:.2f} us")
+    hardware = (HardwareChoice(**best.hardware) if best.hardware is not None else
+                prep.target.choice_for_sample(best.sample.get("hw"), arch.workload(
+                    prep.obs_shape, prep.action_dim)))
+    quality = (f"agreement {best.agreement:.3f}" if best.agreement is not None else
+               f"proxy return {best.proxy_return:.2f}")
+    log(f"best of {len(records)} trials: reward {best.reward:.3f}, {quality}, latency "
+        f"{best.latency_s * 1e6:.2f} us")
+    play_steps = 0 if play is None else len(play[0]) + len(play[1])  # the teacher's
     return MultiTrialOutcome(arch=arch, hardware=hardware,
-                             env_steps=sum(r.env_steps for r in records), trials=len(records),
+                             env_steps=play_steps + sum(r.env_steps for r in records),
+                             trials=len(records),
                              best_reward=best.reward)
 
 
+def _teacher_play(prep: Prepared, teacher: Teacher) -> tuple[TeacherPlay, TeacherPlay]:
+    """The distill proxy's training and held-out states (seeded by the run's seed)."""
+    settings = prep.config.proxy
+    play = collect_teacher_play(teacher.model, prep.config.env_id,
+                                settings.train_states + settings.held_out_states,
+                                seed=50_000 + prep.config.seed, policy_seed=prep.config.seed)
+    return play.split(settings.train_states)
+
+
 def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dict[str, Any],
-               index: int, reference: Any, scale: float) -> TrialRecord:
+               index: int, reference: Any, scale: float,
+               play: tuple[TeacherPlay, TeacherPlay] | None) -> TrialRecord:
+    """One trial; ``reference`` is the hand-designed workload (sampled hardware) or its
+    measured latency in seconds on its own searched hardware (searched hardware)."""
     config = prep.config
     arch = prep.space.arch(sample["arch"], prep.obs_shape, name=f"trial{index:03d}")
     workload = arch.workload(prep.obs_shape, prep.action_dim)
-    latency = prep.target.sample_latency(workload, sample.get("hw"))
-    reference_latency = prep.target.sample_latency(reference, sample.get("hw"))
+    hardware = None
+    if config.proxy.hardware == "searched":
+        choice = prep.target.choose(workload, config.seed)
+        latency, reference_latency = prep.target.measure(workload, choice).latency_s, reference
+        hardware = asdict(choice)
+    else:
+        latency = prep.target.sample_latency(workload, sample.get("hw"))
+        reference_latency = prep.target.sample_latency(reference, sample.get("hw"))
     if latency is None or reference_latency is None:
         return TrialRecord(index, sample, -math.inf, None, latency, reference_latency, 0)
+    penalty = config.cost.lam * config.cost.hardware_term(latency, reference_latency)
+    if play is not None:
+        agreement = _distill_trial(prep, arch, play)
+        return TrialRecord(index, sample, agreement - penalty, None, latency,
+                           reference_latency, 0, agreement, hardware)
     run_dir = stage / f"trial_{index:03d}"
     trial_cfg = prep.rl.model_copy(update={
         "total_steps": config.budget.proxy_steps, "arch": arch,
@@ -169,6 +228,24 @@ def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dic
     result = train(trial_cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(),
                    progress=False)
     proxy = result.recent_return_mean if math.isfinite(result.recent_return_mean) else 0.0
-    reward = proxy / scale - config.cost.lam * latency / reference_latency
-    return TrialRecord(index, sample, reward, proxy, latency, reference_latency,
-                       result.global_step)
+    return TrialRecord(index, sample, proxy / scale - penalty, proxy, latency,
+                       reference_latency, result.global_step, None, hardware)
+
+
+def _distill_trial(prep: Prepared, arch: Arch, play: tuple[TeacherPlay, TeacherPlay]) -> float:
+    """The distill proxy's agreement of a fresh agent of ``arch`` (initialised from the run's
+    seed) with the teacher."""
+    config = prep.config
+    probe = make_env(config.env_id, 1, config.seed)
+    try:
+        model = build_agent(arch, probe.single_observation_space, probe.single_action_space,
+                            seed=config.seed).to(prep.device)
+    finally:
+        probe.close()
+    train_play, held_out = (TeacherPlay(p.obs.to(prep.device), p.teacher_dist.to(prep.device),
+                                        p.teacher_value.to(prep.device)) for p in play)
+    score = distill_proxy(model, train_play, held_out, kind=model.kind,
+                          steps=config.proxy.distill_steps, batch_size=config.proxy.distill_batch,
+                          lr=config.proxy.distill_lr, actor_coef=config.distill.actor_coef,
+                          critic_coef=config.distill.critic_coef, seed=config.seed)
+    return score.agreement

@@ -1,0 +1,77 @@
+"""The supervised distillation proxy (distill.proxy) on the shipped Breakout teacher's play."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from a3cs.rl.checkpoint import load_teacher
+from a3cs.rl.envs import make_env
+from a3cs.rl.networks import build_agent
+from a3cs.search.teacher_play import collect_teacher_play
+from distill.proxy import TeacherPlay, distill_proxy
+from nas.arch import reference_arch
+
+REPO = Path(__file__).resolve().parents[1]
+TEACHER = REPO / "a3cs/data/teachers/minatar_breakout.pt"
+ENV = "MinAtar/Breakout-v1"
+
+
+@pytest.fixture(scope="module")
+def play() -> tuple[TeacherPlay, TeacherPlay]:
+    teacher = load_teacher(str(TEACHER))
+    return collect_teacher_play(teacher.model, ENV, 1536, seed=7).split(1024)
+
+
+def _student(seed: int = 0) -> torch.nn.Module:
+    envs = make_env(ENV, 1, 0)
+    try:
+        return build_agent(reference_arch(envs.single_observation_space.shape),
+                           envs.single_observation_space,
+                           envs.single_action_space, seed=seed)
+    finally:
+        envs.close()
+
+
+def _score(model: torch.nn.Module, play: tuple[TeacherPlay, TeacherPlay], steps: int,
+           seed: int = 0):
+    return distill_proxy(model, *play, kind="categorical", steps=steps, batch_size=64, lr=1e-3,
+                         actor_coef=1.0, critic_coef=0.5, seed=seed)
+
+
+def test_teacher_play_is_seeded_and_holds_the_teachers_outputs(play) -> None:
+    train, held_out = play
+    assert len(train) == 1024 and len(held_out) == 512
+    teacher = load_teacher(str(TEACHER))
+    assert train.obs.shape == (1024, *teacher.obs_shape) and train.teacher_dist.shape == (1024, 3)
+    again = collect_teacher_play(teacher.model, ENV, 1536, seed=7)
+    assert torch.equal(again.obs[:1024], train.obs)
+    with torch.no_grad():
+        dist, value = teacher.model(held_out.obs)
+    assert torch.allclose(dist, held_out.teacher_dist) and torch.allclose(value,
+                                                                         held_out.teacher_value)
+    other = collect_teacher_play(teacher.model, ENV, 1536, seed=8)
+    assert not torch.equal(other.obs, again.obs)
+    with pytest.raises(ValueError, match="allowed: 0 < first < 1536"):
+        again.split(1536)
+
+
+def test_the_teacher_itself_agrees_everywhere(play) -> None:
+    teacher = copy.deepcopy(load_teacher(str(TEACHER)).model)
+    for param in teacher.parameters():
+        param.requires_grad_(True)
+    score = _score(teacher, play, steps=0)
+    assert score.agreement == 1.0
+    assert score.actor_kl == pytest.approx(0.0, abs=1e-6)
+    assert score.distill_loss == pytest.approx(0.0, abs=1e-6)
+
+
+def test_training_on_the_play_raises_agreement_and_is_deterministic(play) -> None:
+    untrained = _score(_student(), play, steps=0)
+    trained = _score(_student(), play, steps=150)
+    assert trained.distill_loss < untrained.distill_loss
+    assert trained.agreement > untrained.agreement
+    assert _score(_student(), play, steps=150) == trained
