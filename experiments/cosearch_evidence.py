@@ -23,31 +23,41 @@ from pathlib import Path
 from a3cs.results import read_results
 from a3cs_common.io import atomic_write_text
 
-METHODS = ("a3cs", "hand_designed", "sequential")
+#: Compared runs: label -> the ``a3cs search`` arguments that make it.
+VARIANTS: dict[str, list[str]] = {
+    **{method: ["--method", method] for method in ("a3cs", "a3cs_no_distill", "hand_designed",
+                                                    "sequential", "random", "evolution")},
+    # evolution scored by the distillation proxy, each trial's network on its own searched
+    # accelerator (the ranking study's estimator; docs/search.md)
+    "evolution_distill": ["--method", "evolution", "--set", "proxy.kind=distill",
+                          "--set", "proxy.hardware=searched"],
+}
+METHODS = ("a3cs", "hand_designed", "sequential")  # the first evidence's
 
 
-def run_one(config: str, out: Path, method: str, seed: int) -> str:
-    run_dir = out / f"{method}_s{seed}"
+def run_one(config: str, out: Path, label: str, seed: int) -> str:
+    run_dir = out / f"{label}_s{seed}"
     if (run_dir / "results.json").is_file():
         return f"{run_dir}: done before"
-    command = [sys.executable, "-m", "a3cs", "search", config, "--method", method,
+    command = [sys.executable, "-m", "a3cs", "search", config, *VARIANTS[label],
                "--seed", str(seed), "--out", str(run_dir), "--quiet"]
     if (run_dir / "state.json").is_file():
         command.append("--resume")
     started = time.time()
-    with (out / f"{method}_s{seed}.log").open("a") as log:
+    with (out / f"{label}_s{seed}.log").open("a") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
     return f"{run_dir}: exit {code} after {time.time() - started:.0f} s"
 
 
 def summarise(out: Path) -> str:
-    rows = [row for p in sorted(out.glob("*/results.json")) for row in read_results(p.parent)]
+    labelled = [(p.parent.name.rpartition("_s")[0], row)
+                for p in sorted(out.glob("*/results.json")) for row in read_results(p.parent)]
     lines = ["| method | seeds | test score (mean +- std over seeds) | FPS (mean +- std) | "
              "latency (us) | energy (uJ) | weights | FPS vs hand-designed |",
              "|---|---|---|---|---|---|---|---|"]
-    hand = [r.fps for r in rows if r.method == "hand_designed"]
-    for method in METHODS:
-        mine = [r for r in rows if r.method == method]
+    hand = [r.fps for label, r in labelled if label == "hand_designed"]
+    for method in VARIANTS:
+        mine = [r for label, r in labelled if label == method]
         if not mine:
             continue
         scores = [r.score_mean for r in mine]
@@ -65,8 +75,8 @@ def summarise(out: Path) -> str:
             f"{statistics.mean(r.params for r in mine):,.0f} | {ratio} |")
     lines.append("")
     lines.append("Per run: " + "; ".join(
-        f"{r.method} s{r.seed}: {r.score_mean:.2f}, {r.fps:,.0f} FPS, {r.wall_time_s / 60:.0f} min"
-        for r in rows))
+        f"{label} s{r.seed}: {r.score_mean:.2f}, {r.fps:,.0f} FPS, {r.wall_time_s / 60:.0f} min"
+        for label, r in labelled))
     return "\n".join(lines)
 
 
@@ -75,7 +85,9 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(VARIANTS),
+                        help="the runs compared (labels: " + "; ".join(
+                            f"{k}: {' '.join(v)}" for k, v in VARIANTS.items()) + ")")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     out = Path(args.out)

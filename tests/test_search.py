@@ -151,6 +151,14 @@ def test_search_bad_input(tmp_path, teacher, capsys):
     assert "--resume: got True; allowed: together with --out" in _bad(
         ["search", cfg, "--resume"], capsys)
     assert "--resume: got" in bad(cfg, "--resume")  # nothing to resume in a fresh folder
+    assert "--set: got 'proxy.kind'; allowed: FIELD=VALUE" in bad(cfg, "--set", "proxy.kind")
+    assert "--set: got '.kind=x'; allowed: FIELD=VALUE" in bad(cfg, "--set", ".kind=x")
+    assert "--set proxy.kind: got '[x'; allowed: a YAML value" in bad(cfg, "--set",
+                                                                     "proxy.kind=[x")
+    assert "proxy.kind: got 'supernet'" in bad(cfg, "--set", "proxy.kind=supernet")
+    assert "did you mean 'trials'" in bad(cfg, "--set", "budget.trails=3")
+    assert "--set: got 'proxy.kind'; allowed: a field inside a mapping" in bad(
+        cfg, "--set", "proxy=1", "--set", "proxy.kind=rl")
     assert not out.exists() or not any(out.iterdir())  # nothing was trained
 
 
@@ -206,10 +214,12 @@ def test_evolution_with_the_distill_proxy(tmp_path, teacher, capsys):
     (row,) = read_results(run_dir)
     assert row.method == "evolution" and row.fps > 0
     # searched hardware: each trial's network on its own accelerator search
-    config = _config(tmp_path, "searched.yaml", method="random",
-                     proxy={**proxy, "hardware": "searched"}, budget={**TINY_BUDGET, "trials": 2})
+    config = _config(tmp_path, "searched.yaml", method="random", proxy=proxy)
     run_dir = tmp_path / "searched"
-    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet"]) == 0
+    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet",
+                 "--set", "proxy.hardware=searched", "--set", "budget.trials=2"]) == 0
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["proxy"]["hardware"] == \
+        "searched"
     trials = json.loads((run_dir / "search" / "trials.json").read_text())
     assert len(trials) == 2 and all("hw" not in t["sample"] for t in trials)
     assert len({t["reference_latency_s"] for t in trials}) == 1  # the hand-designed one's

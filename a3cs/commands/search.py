@@ -49,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                  "proxy_steps", "teacher_steps"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name,
                             help=f"budget.{name}")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        dest="settings", help="any config field by its dotted name, the value "
+                        "read as YAML (repeatable), e.g. --set proxy.kind=distill --set "
+                        "budget.trials=24")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where every stage "
                         "trains and evaluates (default auto: CUDA when present)")
     parser.add_argument("--out", metavar="RUN_DIR",
@@ -57,6 +61,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue the run in --out where it stopped")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log echo")
     parser.set_defaults(run=run)
+
+
+def _parse_setting(raw: str) -> tuple[str, object]:
+    """``a.b=value`` -> ``("a.b", value read as YAML)``.
+
+    Raises:
+        ConfigError: no ``=``, an empty field name, or a value that is not YAML.
+    """
+    import yaml
+
+    from a3cs_common.errors import ConfigError
+
+    field, sep, text = raw.partition("=")
+    if not sep or not field or any(not part for part in field.split(".")):
+        raise ConfigError("--set", raw, "FIELD=VALUE with a dotted field name, e.g. "
+                          "proxy.kind=distill")
+    try:
+        return field, yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {field}", text, "a YAML value (a number, a word, "
+                          "[a, list] or {a: mapping})") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,14 +96,17 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise ConfigError("--resume", True, "together with --out RUN_DIR (the run to continue)")
     overrides: dict[str, object] = {}
-    for flag, field in _OVERRIDES.items():
-        value = getattr(args, flag)
-        if value is None:
-            continue
+    assignments = [_parse_setting(raw) for raw in args.settings]
+    assignments += [(field, getattr(args, flag)) for flag, field in _OVERRIDES.items()
+                    if getattr(args, flag) is not None]  # flags win over --set
+    for field, value in assignments:
         node = overrides
         *parents, leaf = field.split(".")
         for parent in parents:
             node = node.setdefault(parent, {})  # type: ignore[assignment]
+            if not isinstance(node, dict):
+                raise ConfigError("--set", field, f"a field inside a mapping ({parent} is "
+                                  "set to a single value by another --set)")
         node[leaf] = value
     cost = overrides.get("cost")
     if isinstance(cost, dict):  # one latency target: a flag replaces the file's other one

@@ -239,6 +239,45 @@ def resolve_path(value: str, base: Path | None) -> str:
     return value
 
 
+def portable_path(value: str) -> str:
+    """``value`` as it should be recorded in a run directory, valid on another machine: a
+    file of the packaged data folder by its path there, a file under the working directory
+    (a repository's root) relative to it, anything else unchanged.  :func:`resolve_path`
+    (with no base) reads it back."""
+    path = Path(value)
+    if not path.is_absolute():
+        return value
+    for root in (DATA_DIR, Path.cwd()):
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return value
+
+
+def resolve_paths(config: SearchConfig, base: Path | None) -> SearchConfig:
+    """``config`` with its target, space and teacher paths resolved (:func:`resolve_path`)."""
+    kind, _, value = config.target.partition(":")
+    updates: dict[str, Any] = {"target": f"{kind}:{resolve_path(value, base)}"}
+    if config.space:
+        updates["space"] = resolve_path(config.space, base)
+    if config.teacher and config.teacher != TRAIN_TEACHER:
+        updates["teacher"] = resolve_path(config.teacher, base)
+    return config.model_copy(update=updates)
+
+
+def portable_paths(config: SearchConfig) -> SearchConfig:
+    """``config`` with its target, space and teacher paths made portable
+    (:func:`portable_path`), for the run directory's config.yaml and results."""
+    kind, _, value = config.target.partition(":")
+    updates: dict[str, Any] = {"target": f"{kind}:{portable_path(value)}"}
+    if config.space:
+        updates["space"] = portable_path(config.space)
+    if config.teacher and config.teacher != TRAIN_TEACHER:
+        updates["teacher"] = portable_path(config.teacher)
+    return config.model_copy(update=updates)
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
     """Deep-merge ``extra`` (CLI overrides, nested by dotted field) into ``base``."""
     for key, value in extra.items():
@@ -260,11 +299,4 @@ def load_search_config(path: str | None, overrides: dict[str, Any] | None = None
     data = load_mapping(source, field="CONFIG")
     _merge(data, overrides or {})
     config = validate(SearchConfig, data, source=source)
-    base = Path(source).resolve().parent
-    kind, _, value = config.target.partition(":")
-    updates: dict[str, Any] = {"target": f"{kind}:{resolve_path(value, base)}"}
-    if config.space:
-        updates["space"] = resolve_path(config.space, base)
-    if config.teacher and config.teacher != TRAIN_TEACHER:
-        updates["teacher"] = resolve_path(config.teacher, base)
-    return config.model_copy(update=updates)
+    return resolve_paths(config, Path(source).resolve().parent)

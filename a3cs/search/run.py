@@ -33,7 +33,13 @@ from a3cs.results import RunResult, write_results
 from a3cs.rl.checkpoint import load_agent, load_teacher
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.train import train
-from a3cs.search.config import SearchConfig
+from a3cs.search.config import (
+    SearchConfig,
+    portable_path,
+    portable_paths,
+    resolve_path,
+    resolve_paths,
+)
 from a3cs.search.prepare import Prepared, RunLog, prepare
 from a3cs.search.targets import HardwareChoice
 from a3cs_common.errors import ConfigError
@@ -79,8 +85,8 @@ def run_search(config: SearchConfig, out: str | Path, *, resume: bool = False,
     if resume:
         if not state_path.is_file():
             raise ConfigError("--resume", str(out), f"a run directory holding {STATE}")
-        saved = validate(SearchConfig, load_mapping(out / "config.yaml", field="--resume"),
-                         source=str(out / "config.yaml"))
+        saved = resolve_paths(validate(SearchConfig, load_mapping(
+            out / "config.yaml", field="--resume"), source=str(out / "config.yaml")), None)
         if saved != config:
             changed = sorted(k for k in SearchConfig.model_fields
                              if getattr(saved, k) != getattr(config, k))
@@ -103,7 +109,8 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
     out.mkdir(parents=True, exist_ok=True)
     log = RunLog(out / "log.txt", echo=progress)
     if not resume:
-        atomic_write_text(out / "config.yaml", dump_yaml(config.model_dump(mode="json")))
+        atomic_write_text(out / "config.yaml",
+                          dump_yaml(portable_paths(config).model_dump(mode="json")))
         log(f"run {out}: method {config.method}, seed {config.seed}, env {config.env_id}, "
             f"target {config.target}, device {prep.device}")
         log(prep.defaults.describe())
@@ -126,13 +133,14 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
                 "total_steps": config.budget.teacher_steps, "arch": None})
             result = train(teacher_cfg, out / "teacher", resume=(out / "teacher").is_dir(),
                            progress=progress)
-            teacher_path = str(result.checkpoint)
-            finish("teacher", path=teacher_path, wall_time_s=time.perf_counter() - started)
+            finish("teacher", path=portable_path(str(result.checkpoint.resolve())),
+                   wall_time_s=time.perf_counter() - started)
         else:
             if teacher_path is not None and config.distills:
                 log(f"teacher: {teacher_path}")
-            finish("teacher", path=teacher_path, wall_time_s=0.0)
-    teacher_path = state["teacher"]["path"]
+            finish("teacher", path=teacher_path and portable_path(teacher_path),
+                   wall_time_s=0.0)
+    teacher_path = state["teacher"]["path"] and resolve_path(state["teacher"]["path"], None)
     teacher: Teacher | None = None
     if config.distills and teacher_path is not None:
         teacher = load_teacher(teacher_path, field="teacher")
@@ -173,15 +181,16 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
             f"{' with distillation' if teacher is not None else ''}")
         result = train(retrain_cfg, out / "retrain",
                        resume=(out / "retrain" / "checkpoint.pt").is_file(), progress=progress)
-        finish("retrain", checkpoint=str(result.checkpoint), env_steps=result.global_step,
+        finish("retrain", checkpoint=str(result.checkpoint.relative_to(out)),
+               env_steps=result.global_step,
                wall_time_s=time.perf_counter() - started)
     # on the CPU: the workload export and the hardware models
-    agent = load_agent(state["retrain"]["checkpoint"], field="retrain checkpoint")
+    agent = load_agent(out / state["retrain"]["checkpoint"], field="retrain checkpoint")
 
     # evaluate ---------------------------------------------------------------------------
     if "evaluate" not in state:
         started = time.perf_counter()
-        acting = load_agent(state["retrain"]["checkpoint"], field="retrain checkpoint",
+        acting = load_agent(out / state["retrain"]["checkpoint"], field="retrain checkpoint",
                             device=prep.device)
         with deterministic_kernels(prep.device):
             score = evaluate_policy(model_policy(acting.model, seed=config.seed),
@@ -213,7 +222,7 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
         method=config.method, seed=config.seed,
         lam=config.cost.lam if config.method in ("a3cs", "a3cs_no_distill", "random",
                                                  "evolution") else None,
-        env_id=config.env_id, target=config.target, score_mean=evaluation["mean_return"],
+        env_id=config.env_id, target=portable_paths(config).target, score_mean=evaluation["mean_return"],
         score_std=evaluation["std_return"], episodes=int(evaluation["episodes"]),
         fps=measure["fps"], latency_s=measure["latency_s"], energy_pj=measure["energy_pj"],
         flops=trained_workload.flops, params=trained_workload.stored_weight_words,
