@@ -19,7 +19,7 @@ from typing import NoReturn
 from a3cs_common.errors import ConfigError
 
 # Subcommand modules, in the order `a3cs --help` lists them.
-COMMANDS = ("search", "plot", "simulate", "estimate", "accel-search", "train", "evaluate",
+COMMANDS = ("search", "sweep", "plot", "simulate", "estimate", "accel-search", "train", "evaluate",
             "calibrate-cpu")
 
 

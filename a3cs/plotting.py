@@ -77,12 +77,12 @@ def plot_pareto(rows: list[RunResult], metric: str, stem: Path,
 
     raw = np.array([[row.metric(metric), row.score_mean] for row in rows], dtype=float)
     scaled, reference, _ = normalised_reference(oriented(raw, metric))
-    methods = sorted({row.method for row in rows})
+    methods = sorted({row.name for row in rows})
     stats: dict[str, MethodStats] = {}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.get_cmap("tab10")
     for k, method in enumerate(methods):
-        idx = [i for i, row in enumerate(rows) if row.method == method]
+        idx = [i for i, row in enumerate(rows) if row.name == method]
         pts = raw[idx]
         err = np.array([rows[i].score_std for i in idx])
         front = non_dominated(oriented(pts, metric))

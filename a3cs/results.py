@@ -46,6 +46,7 @@ class RunResult:
         env_steps: environment steps spent (search + retraining).
         device: where the agent was trained and evaluated (``cpu``, ``cuda``; None in results
             written before this was recorded).
+        label: the run's name in tables and plots (a sweep's variant); None: the method.
     """
 
     method: str
@@ -67,6 +68,12 @@ class RunResult:
     wall_time_s: float = 0.0
     env_steps: int = 0
     device: str | None = None
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        """What tables and plots call the run: its label, else its method."""
+        return self.label or self.method
 
     def metric(self, name: str) -> float:
         """The efficiency metric ``name`` (``fps``, ``latency``, ``energy``)."""

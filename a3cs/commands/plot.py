@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="plot test score against FPS / latency / energy per method, with Pareto fronts",
         description="Read results.json from each RUN_DIR, draw score against an efficiency "
         "metric per method (non-dominated points marked, each method's front as a step line), "
-        "write PNG and SVG, and print each method's hypervolume.",
+        "write PNG and SVG, and print each method's hypervolume.  A sweep directory (a3cs "
+        "sweep) also gets its summary table and a Pareto plot per game.",
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="run directories (or folders holding run directories)")
@@ -54,4 +55,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"hypervolume: normalised objectives, reference at the worst value - 10 % of the "
           f"range (max {1.21:.2f})")
     print(f"plot: {figure.png}\nplot: {figure.svg}")
+    sweeps = [Path(p) for p in args.run_dirs if (Path(p) / "sweep.json").is_file()]
+    for sweep_dir in sweeps:  # a sweep's own summary: the table and a front per game
+        from a3cs.sweep.summary import summarise
+
+        summary = summarise(sweep_dir)
+        print(f"summary: {summary.markdown}")
+        for plot in summary.plots:
+            print(f"pareto plot: {plot}")
     return 0

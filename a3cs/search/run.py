@@ -228,7 +228,7 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
         flops=trained_workload.flops, params=trained_workload.stored_weight_words,
         resources=measure["resources"], arch_path="arch.yaml", hw_path="hardware.yaml",
         wall_time_s=sum(float(v["wall_time_s"]) for v in state.values()), env_steps=env_steps,
-        device=str(prep.device))
+        device=str(prep.device), label=config.label)
     json_path, csv_path = write_results(out, [row])
     from a3cs.plotting import plot_pareto
 

@@ -1,0 +1,107 @@
+"""A sweep's summary: mean +- std per method (or variant) and game, Pareto plots per game.
+
+Written at the end of ``a3cs sweep`` and by ``a3cs plot SWEEP_DIR``: ``summary.md``,
+``summary.csv``, ``summary.json`` and ``pareto_<game>.png/.svg`` in the sweep directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from a3cs.plotting import collect_runs, plot_pareto
+from a3cs.results import RunResult
+from a3cs_common.io import atomic_write_text
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One method (or variant) on one game, over its seeds."""
+
+    env_id: str
+    method: str
+    runs: int
+    score_mean: float
+    score_std: float  # over the runs' mean scores
+    fps_mean: float
+    fps_std: float
+    latency_us: float
+    energy_uj: float | None
+    params: float
+    fps_vs_hand_designed: float | None
+    hypervolume: float
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    rows: list[SummaryRow]
+    markdown: Path
+    csv: Path
+    json: Path
+    plots: list[Path]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(out: Path) -> SweepSummary:
+    """Summarise every finished run under ``out``.
+
+    Raises:
+        ConfigError: no run under ``out`` has results.
+    """
+    runs = collect_runs([out], on_bad=lambda error: None)
+    by_env: dict[str, list[RunResult]] = {}
+    for row in runs:
+        by_env.setdefault(row.env_id, []).append(row)
+    rows: list[SummaryRow] = []
+    plots = []
+    for env_id, env_runs in sorted(by_env.items()):
+        slug = env_id.split("/")[-1].split("-")[0].lower()
+        figure = plot_pareto(env_runs, "fps", out / f"pareto_{slug}",
+                             title=f"{env_id}: test score vs FPS")
+        plots.append(figure.png)
+        hand = [r.fps for r in env_runs if r.name == "hand_designed"]
+        for name in sorted({r.name for r in env_runs}):
+            mine = [r for r in env_runs if r.name == name]
+            score, score_std = _mean_std([r.score_mean for r in mine])
+            fps, fps_std = _mean_std([r.fps for r in mine])
+            energies = [r.energy_pj for r in mine if r.energy_pj is not None]
+            rows.append(SummaryRow(
+                env_id=env_id, method=name, runs=len(mine), score_mean=score,
+                score_std=score_std, fps_mean=fps, fps_std=fps_std,
+                latency_us=statistics.mean(r.latency_s for r in mine) * 1e6,
+                energy_uj=statistics.mean(energies) * 1e-6 if energies else None,
+                params=statistics.mean(r.params for r in mine),
+                fps_vs_hand_designed=fps / statistics.mean(hand) if hand else None,
+                hypervolume=figure.methods[name].hypervolume))
+    lines = ["| game | method | runs | test score (mean +- std over seeds) | FPS (mean +- std) "
+             "| latency (us) | energy (uJ) | weights | FPS vs hand-designed | hypervolume |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r.env_id} | {r.method} | {r.runs} | {r.score_mean:.2f} +- {r.score_std:.2f} | "
+            f"{r.fps_mean:,.0f} +- {r.fps_std:,.0f} | {r.latency_us:.2f} | "
+            + (f"{r.energy_uj:.3f}" if r.energy_uj is not None else "-")
+            + f" | {r.params:,.0f} | "
+            + (f"{r.fps_vs_hand_designed:.2f}x" if r.fps_vs_hand_designed else "-")
+            + f" | {r.hypervolume:.3f} |")
+    lines.append("")
+    lines.append("Per run: " + "; ".join(
+        f"{r.name} s{r.seed} ({r.env_id.split('/')[-1]}): {r.score_mean:.2f}, {r.fps:,.0f} FPS"
+        for r in sorted(runs, key=lambda r: (r.env_id, r.name, r.seed))))
+    markdown = atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(SummaryRow.__dataclass_fields__))
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r.__dict__)
+    csv_path = atomic_write_text(out / "summary.csv", buffer.getvalue())
+    json_path = atomic_write_text(out / "summary.json", json.dumps(
+        [r.__dict__ for r in rows], indent=1) + "\n")
+    return SweepSummary(rows, markdown, csv_path, json_path, plots)

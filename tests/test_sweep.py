@@ -1,0 +1,161 @@
+"""`a3cs sweep`: the sweep file and its trials, bad input before Ray starts, and the smoke
+sweep on Ray Tune killed with SIGKILL mid-way and resumed to the uninterrupted result."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from a3cs.cli import main
+from a3cs.results import read_results
+from a3cs.sweep.config import expand, load_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "experiments/sweeps/smoke.yaml"
+TINY = REPO / "experiments/sweeps/tiny_search.yaml"
+
+
+def _sweep(tmp_path: Path, name: str = "sweep.yaml", **fields: object) -> str:
+    data = {"base": str(TINY), "grid": {"method": ["a3cs", "hand_designed"], "seed": [0, 1]},
+            **fields}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_trials_are_every_grid_point_named_after_what_varies(tmp_path: Path) -> None:
+    path = _sweep(tmp_path, grid={"env_id": ["MinAtar/Breakout-v1", "MinAtar/Asterix-v1"],
+                                  "cost.lam": [0.1, 0.5], "seed": [3]},
+                  variants={"hand": {"method": "hand_designed"},
+                            "evo_distill": {"method": "evolution", "proxy.kind": "distill",
+                                            "budget.trials": 2}},
+                  torch_threads=2)
+    sweep, base = load_sweep(path)
+    trials = expand(sweep, base, path)
+    assert len(trials) == 2 * 2 * 2
+    names = {t.name for t in trials}
+    assert "breakout_hand_lam=0.1_s3" in names and "asterix_evo_distill_lam=0.5_s3" in names
+    evo = next(t for t in trials if t.name == "asterix_evo_distill_lam=0.5_s3")
+    assert (evo.config.method, evo.config.proxy.kind, evo.config.budget.trials) == (
+        "evolution", "distill", 2)
+    assert evo.config.cost.lam == 0.5 and evo.config.env_id == "MinAtar/Asterix-v1"
+    assert evo.config.label == "evo_distill_lam=0.5" and evo.config.torch_threads == 2
+    assert evo.config.budget.retrain_steps == 2048  # from the base config
+    plain = expand(*load_sweep(str(SMOKE)), str(SMOKE))
+    assert [t.name for t in plain] == ["a3cs_s0", "a3cs_s1", "hand_designed_s0",
+                                       "hand_designed_s1"]
+    assert all(t.config.label is None for t in plain)
+
+
+def _bad(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_bad_sweeps_are_one_line_errors_before_ray_starts(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+
+    def bad(**fields: object) -> str:
+        return _bad(["sweep", _sweep(tmp_path, **fields), "--out", str(out)], capsys)
+
+    assert "(trial cost.lamm=0.1): cost.lamm: got 'lamm'; allowed: did you mean 'lam'?" in bad(
+        grid={"cost.lamm": [0.1]})
+    assert "method: got 'darts'" in bad(grid={"method": ["darts"]})
+    assert "env_id: got 'MinAtar/Pong-v1'" in bad(grid={"env_id": ["MinAtar/Pong-v1"]})
+    assert "grid.seed: got []; allowed: a non-empty list" in bad(grid={"seed": []})
+    assert "grid: got {}; allowed: at least one field" in bad(grid={})
+    assert "resources.cpu: got 1000.0; allowed: at most" in bad(resources={"cpu": 1000})
+    assert "resources.gpu: got" in bad(resources={"gpu": 8})
+    assert "grid: got 'a3cs_s0'; allowed: trials with distinct names" in bad(
+        grid={"method": ["a3cs", "a3cs"], "seed": [0]})
+    assert "base: got" in bad(base="nope.yaml")
+    assert "did you mean 'grid'" in _bad(["sweep", _write(tmp_path, "gird: {}\n"), "--out",
+                                          str(out)], capsys)
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(b"\x00\xff\xfe binary")
+    assert "SWEEP: got" in _bad(["sweep", str(garbage), "--out", str(out)], capsys)
+    assert "--resume: got" in _bad(["sweep", str(SMOKE), "--out", str(out), "--resume"],
+                                   capsys)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "raw.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _ray_processes() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"raylet" in command or b"gcs_server" in command or command.startswith(b"ray::"):
+                found.add(int(entry.name))
+    return found
+
+
+def _rows(out: Path) -> dict[str, tuple]:
+    return {p.parent.name: (r.score_mean, r.score_std, r.fps, r.latency_s, r.flops,
+                            (p.parent / "arch.yaml").read_text())
+            for p in sorted(out.glob("*/results.json")) for r in read_results(p.parent)}
+
+
+@pytest.mark.slow
+def test_smoke_sweep_killed_and_resumed_equals_the_uninterrupted_one(tmp_path: Path) -> None:
+    before = _ray_processes()
+    command = [sys.executable, "-m", "a3cs", "sweep", str(SMOKE), "--quiet"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    try:
+        done = subprocess.run([*command, "--out", str(straight)], capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "4 of 4 trials done" in done.stdout and (straight / "summary.md").is_file()
+
+        process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.time() + 600
+        while not list(killed.glob("*/results.json")) and time.time() < deadline:
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.2)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        finished = {p.parent.name: p.stat().st_mtime for p in killed.glob("*/results.json")}
+        assert 0 < len(finished) < 4
+
+        resumed = subprocess.run([*command, "--out", str(killed), "--resume"],
+                                 capture_output=True, text=True, timeout=900)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert _rows(killed) == _rows(straight) and len(_rows(straight)) == 4
+        for name, mtime in finished.items():  # finished trials were not run again
+            assert (killed / name / "results.json").stat().st_mtime == mtime
+        outcomes = json.loads((killed / "trials.json").read_text())
+        assert [o["status"] for o in outcomes] == ["done"] * 4
+        summary = (killed / "summary.md").read_text()
+        assert "| MinAtar/Breakout-v1 | a3cs | 2 |" in summary
+        assert (killed / "pareto_breakout.png").is_file()
+        (killed / "summary.md").unlink()
+        assert main(["plot", str(killed)]) == 0  # a sweep directory: its summary again
+        assert (killed / "summary.md").read_text() == summary
+    finally:  # the killed driver's Ray processes, and any the sweeps left
+        deadline = time.time() + 60
+        while _ray_processes() - before and time.time() < deadline:
+            time.sleep(1)
+        for pid in _ray_processes() - before:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
