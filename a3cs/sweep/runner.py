@@ -51,6 +51,10 @@ def run_trial(spec: dict[str, Any]) -> None:
     from a3cs.search.run import run_search
 
     trial = spec["trial"]
+    # Tune starts a trial in its own folder; the run records paths relative to the sweep's
+    # working directory (a repository's root), as a search started there would.
+    if "cwd" in trial:  # sweeps started before it was recorded run where Tune put them
+        os.chdir(trial["cwd"])
     run_dir = Path(trial["out"]) / trial["name"]
     config = SearchConfig.model_validate(trial["config"])
     started = time.perf_counter()
@@ -143,7 +147,7 @@ def run_sweep(sweep: SweepConfig, trials: list[Trial], out: Path, *, address: st
                                        resume_unfinished=True, resume_errored=False,
                                        restart_errored=True)
         else:
-            specs = [{"name": t.name, "out": str(out.resolve()),
+            specs = [{"name": t.name, "out": str(out.resolve()), "cwd": str(Path.cwd()),
                       "config": t.config.model_dump(mode="json")} for t in trials]
             tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(specs)},
                                tune_config=tune.TuneConfig(
