@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -291,11 +292,29 @@ class MaskedConv2d(nn.Module):
 
 class PrunableMixin(nn.Module):
     """What the pruned layers share: a ``weight``, an optional ``bias`` and a boolean ``mask``
-    buffer that the subclass shapes and prunes."""
+    buffer that the subclass shapes (:meth:`_apply_mask`) and prunes.
+
+    In a dense pass (:func:`dense_pass`, DCIL's refined gradients) the layer multiplies the
+    whole weight, with the gradient flowing only into the pruned weights: a loss taken on a
+    normal and a dense pass gives the kept weights the sparse network's gradient and the
+    pruned ones the dense network's."""
 
     weight: nn.Parameter
     bias: nn.Parameter | None
     mask: torch.Tensor
+    in_dense_pass: bool = False
+
+    def _apply_mask(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight`` with the pruned weights zeroed."""
+        raise NotImplementedError
+
+    def masked_weight(self) -> torch.Tensor:
+        """What the forward pass multiplies by: the weight with pruned weights zeroed, or in a
+        dense pass the whole weight, differentiable only at the pruned positions."""
+        sparse = self._apply_mask(self.weight)
+        if not self.in_dense_pass:
+            return sparse
+        return self.weight - sparse + sparse.detach()
 
     def reset_parameters(self, gain: float, generator: torch.Generator | None = None) -> None:
         """Orthogonal weights times ``gain``, zero bias, everything kept."""
@@ -351,12 +370,11 @@ class OneByNMixin(PrunableMixin):
         self.n, self.target_sparsity = n, target_sparsity
         self.register_buffer("mask", torch.ones(out // n, cin, dtype=torch.bool))
 
-    def masked_weight(self) -> torch.Tensor:
-        """The weight with pruned blocks zeroed (what the forward pass multiplies by)."""
-        out, cin = self.weight.shape[:2]
-        blocks = self.weight.reshape(out // self.n, self.n, cin, -1)
-        kept = blocks * self.mask[:, None, :, None].to(self.weight.dtype)
-        return kept.reshape(self.weight.shape)
+    def _apply_mask(self, weight: torch.Tensor) -> torch.Tensor:
+        out, cin = weight.shape[:2]
+        blocks = weight.reshape(out // self.n, self.n, cin, -1)
+        kept = blocks * self.mask[:, None, :, None].to(weight.dtype)
+        return kept.reshape(weight.shape)
 
     @property
     def sparsity(self) -> float:
@@ -364,14 +382,18 @@ class OneByNMixin(PrunableMixin):
         return 1.0 - float(self.mask.float().mean())
 
     @torch.no_grad()
-    def prune_(self, sparsity: float) -> None:
-        """Prune to ``sparsity`` by block L1 norm of the currently kept weights.
+    def prune_(self, sparsity: float, *, keep_pruned: bool = False) -> None:
+        """Prune to ``sparsity`` by block L1 norm.
 
-        Pruned weights are set to zero, so a block once pruned has norm 0 and stays pruned
-        while the schedule's sparsity grows.
+        By default the norm is of the currently kept weights and pruned weights are set to
+        zero, so a block once pruned stays pruned while the schedule's sparsity grows; with
+        ``keep_pruned`` (DCIL) pruned weights keep their values and the norm is of the whole
+        weight, so a pruned block that has grown back is kept again.
         """
-        self.mask.copy_(block_l1_mask(self.masked_weight(), self.n, sparsity))
-        self.weight.copy_(self.masked_weight())
+        source = self.weight if keep_pruned else self._apply_mask(self.weight)
+        self.mask.copy_(block_l1_mask(source, self.n, sparsity))
+        if not keep_pruned:
+            self.weight.copy_(self._apply_mask(self.weight))
 
     def _format(self) -> OneByN:
         rows = tuple(tuple(bool(v) for v in row) for row in self.mask.cpu().tolist())
@@ -471,8 +493,8 @@ class NMMixin(PrunableMixin):
     def target_sparsity(self) -> float:
         return 1.0 - self.n / self.m
 
-    def masked_weight(self) -> torch.Tensor:
-        return self.weight * self.mask.to(self.weight.dtype)
+    def _apply_mask(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask.to(weight.dtype)
 
     @property
     def sparsity(self) -> float:
@@ -480,12 +502,15 @@ class NMMixin(PrunableMixin):
         return 1.0 - float(self.mask.float().mean())
 
     @torch.no_grad()
-    def prune_(self, sparsity: float) -> None:
-        """Keep ``m - round(sparsity m)`` (at least ``n``) of every ``m`` weights, by magnitude
-        of the currently kept ones (pruned weights are zero and stay pruned)."""
+    def prune_(self, sparsity: float, *, keep_pruned: bool = False) -> None:
+        """Keep ``m - round(sparsity m)`` (at least ``n``) of every ``m`` weights by magnitude:
+        of the currently kept ones, pruned weights zeroed and staying pruned (default), or of
+        all of them with pruned weights keeping their values (``keep_pruned``, DCIL)."""
         keep = max(self.n, self.m - round(sparsity * self.m))
-        self.mask.copy_(n_m_mask(self.masked_weight(), keep, self.m))
-        self.weight.copy_(self.masked_weight())
+        source = self.weight if keep_pruned else self._apply_mask(self.weight)
+        self.mask.copy_(n_m_mask(source, keep, self.m))
+        if not keep_pruned:
+            self.weight.copy_(self._apply_mask(self.weight))
 
     def _format(self) -> NM:
         return NM(n=self.n, m=self.m)
@@ -554,9 +579,24 @@ def prunable_layers(module: nn.Module) -> Iterator[OneByNMixin | NMMixin]:
             yield sub
 
 
-def prune_to_schedule(module: nn.Module, progress: float, schedule: Schedule) -> None:
+def prune_to_schedule(module: nn.Module, progress: float, schedule: Schedule, *,
+                      keep_pruned: bool = False) -> None:
     """Prune every 1xN and N:M layer of ``module`` to ``schedule(progress) * its target
-    sparsity``."""
+    sparsity`` (``keep_pruned``: see the layers' ``prune_``)."""
     fraction = schedule(progress)
     for layer in prunable_layers(module):
-        layer.prune_(fraction * layer.target_sparsity)
+        layer.prune_(fraction * layer.target_sparsity, keep_pruned=keep_pruned)
+
+
+@contextmanager
+def dense_pass(module: nn.Module) -> Iterator[None]:
+    """Within the block, every 1xN and N:M layer of ``module`` runs a dense pass (see
+    :class:`PrunableMixin`)."""
+    layers = list(prunable_layers(module))
+    for layer in layers:
+        layer.in_dense_pass = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.in_dense_pass = False

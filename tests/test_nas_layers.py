@@ -14,10 +14,12 @@ from hw_sim.workload import BlockCirculant, Conv2d, OneByN
 from nas.layers import (
     BlockCirculantConv2d,
     BlockCirculantLinear,
+    NMLinear,
     OneByNConv2d,
     OneByNLinear,
     block_l1_mask,
     cubic_sparsity_schedule,
+    dense_pass,
     expand_circulant,
     prune_to_schedule,
 )
@@ -173,3 +175,42 @@ def test_one_by_n_rejects_bad_n_and_sparsity() -> None:
         OneByNLinear(8, 8, 4, 1.0)
     with pytest.raises(ConfigError):
         cubic_sparsity_schedule(0.6, 0.1)
+
+
+@pytest.mark.parametrize("make", [lambda: OneByNConv2d(6, 16, 3, 4, 0.5),
+                                  lambda: NMLinear(16, 8, 2, 4)])
+def test_dense_pass_sends_the_gradient_only_into_the_pruned_weights(make) -> None:
+    """DCIL's refined gradients: a normal pass differentiates the kept weights, a dense pass
+    multiplies the whole weight and differentiates only the pruned ones."""
+    torch.manual_seed(0)
+    layer = make()
+    layer.prune_(layer.target_sparsity)
+    pruned = layer._apply_mask(torch.ones_like(layer.weight)) == 0
+    assert pruned.any() and (~pruned).any()
+    x = torch.randn(2, 6, 5, 5) if isinstance(layer, OneByNConv2d) else torch.randn(3, 16)
+    layer(x).square().sum().backward()
+    sparse_grad = layer.weight.grad.clone()
+    assert (sparse_grad[pruned] == 0).all() and (sparse_grad[~pruned] != 0).any()
+    layer.weight.grad = None
+    with dense_pass(layer):
+        assert layer.in_dense_pass
+        torch.testing.assert_close(layer.masked_weight(), layer.weight)
+        layer(x).square().sum().backward()
+    assert not layer.in_dense_pass
+    dense_grad = layer.weight.grad
+    assert (dense_grad[~pruned] == 0).all() and (dense_grad[pruned] != 0).any()
+
+
+def test_keep_pruned_keeps_values_and_lets_a_grown_weight_back() -> None:
+    layer = NMLinear(4, 1, 1, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[3.0, 1.0, 0.5, 2.0]]))
+    layer.prune_(0.5, keep_pruned=True)
+    assert layer.mask.tolist() == [[True, False, False, True]]
+    assert layer.weight.tolist() == [[3.0, 1.0, 0.5, 2.0]]  # pruned weights keep their values
+    with torch.no_grad():
+        layer.weight[0, 1] = 5.0  # a pruned weight grows past its kept neighbour
+    layer.prune_(0.5, keep_pruned=True)
+    assert layer.mask.tolist() == [[False, True, False, True]]
+    layer.prune_(0.5)  # the default: pruned weights are zeroed and stay pruned
+    assert layer.weight.tolist() == [[0.0, 5.0, 0.0, 2.0]]

@@ -301,3 +301,27 @@ def test_reward_aware_pruning_pauses_while_the_return_drops() -> None:
     restored = _TrainHooks(config, torch.nn.Linear(1, 1))
     restored.load_state_dict(hooks.state_dict())
     assert restored.state_dict() == hooks.state_dict()
+
+
+@pytest.mark.slow
+def test_refined_gradients_train_the_pruned_weights_and_reach_the_sparsity(
+        tmp_path: Path) -> None:
+    """DCIL: with pruned_gradient refined the pruned blocks keep their values and learn,
+    while the mask reaches the architecture's sparsity; without it pruning zeroed them (Adam's
+    momentum may move them afterwards, but the forward pass never sees them)."""
+    results = {}
+    for mode in ("none", "refined"):
+        config = small_config(total_steps=8 * 64, seed=2, arch=load_arch(str(ONE_BY_4)),
+                              sparsity_start=0.0, sparsity_end=0.5, pruned_gradient=mode)
+        results[mode] = load_agent(train(config, tmp_path / mode, progress=False).checkpoint)
+    for mode, agent in results.items():
+        head = agent.model.head
+        assert head.sparsity == pytest.approx(head.target_sparsity, abs=0.05)
+        pruned = head._apply_mask(torch.ones_like(head.weight)) == 0
+        assert (head.masked_weight().detach()[pruned] == 0).all()
+    refined, plain = (results[m].model.head.weight.detach() for m in ("refined", "none"))
+    pruned = results["refined"].model.head._apply_mask(torch.ones_like(refined)) == 0
+    assert (refined[pruned] != 0).all()
+    # the pruned weights learned from the dense pass: larger than momentum alone leaves them
+    assert refined[pruned].abs().mean() > plain[
+        results["none"].model.head._apply_mask(torch.ones_like(plain)) == 0].abs().mean()

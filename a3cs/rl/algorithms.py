@@ -39,6 +39,7 @@ from a3cs.rl.networks import (
 )
 from a3cs_common.torch_settings import acting_kernels
 from distill.losses import PolicyKind, distill_loss
+from nas.layers import dense_pass, prunable_layers
 
 # --------------------------------------------------------------------------------------------
 # Rollouts
@@ -589,6 +590,32 @@ def _epochs(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: Rollout
     params = [p for p in model.parameters() if p.requires_grad]
     ppo = config.algo == "ppo"
     clip = (config.clip_range if clip_range is None else clip_range) if ppo else None
+
+    def minibatch_loss(mb: Minibatch) -> tuple[torch.Tensor, tuple[torch.Tensor, ...],
+                                               torch.Tensor]:
+        """The minibatch's total loss, its detached terms and its log-ratios."""
+        if ppo:
+            assert clip is not None
+            loss = ppo_loss(model, mb, kind=model.kind, clip_range=clip,
+                            ent_coef=config.ent_coef, vf_coef=config.vf_coef,
+                            normalize_advantage=False, clip_range_vf=config.clip_range_vf)
+        else:  # (advantages normalised above, a whole epoch at once)
+            loss = a2c_loss(model, mb, kind=model.kind, ent_coef=config.ent_coef,
+                            vf_coef=config.vf_coef, normalize_advantage=False)
+        if not use_distill:
+            return loss.total, (loss.policy_loss, loss.value_loss, loss.entropy), \
+                loss.log_ratio
+        assert distill_coefs is not None and mb.teacher_dist is not None
+        assert mb.teacher_value is not None
+        a2d = distill_loss(model, mb.obs, mb.teacher_dist, mb.teacher_value,
+                           kind=model.kind, actor_coef=distill_coefs[0],
+                           critic_coef=distill_coefs[1], outputs=loss.outputs)
+        return loss.total + a2d.total, (loss.policy_loss, loss.value_loss, loss.entropy,
+                                        a2d.actor_kl, a2d.critic_mse), loss.log_ratio
+
+    # DCIL: the pruned weights learn from a dense pass of the same minibatch
+    pruned_weights = ([layer.weight for layer in prunable_layers(model)]
+                      if config.pruned_gradient == "refined" else [])
     for _epoch in range(config.n_epochs or 1):
         # One gather per epoch; minibatches are then contiguous slices (views).
         shuffled = data.take(torch.randperm(size, generator=generator).to(data.obs.device))
@@ -598,30 +625,17 @@ def _epochs(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: Rollout
         epoch_start = len(log_ratios)
         for start in range(0, size, batch_size):
             mb = shuffled.take(slice(start, start + batch_size))
-            if ppo:
-                assert clip is not None
-                loss = ppo_loss(model, mb, kind=model.kind, clip_range=clip,
-                                ent_coef=config.ent_coef, vf_coef=config.vf_coef,
-                                normalize_advantage=False, clip_range_vf=config.clip_range_vf)
-            else:  # (advantages normalised above, a whole epoch at once)
-                loss = a2c_loss(model, mb, kind=model.kind, ent_coef=config.ent_coef,
-                                vf_coef=config.vf_coef, normalize_advantage=False)
-            total = loss.total
-            if use_distill:
-                assert distill_coefs is not None and mb.teacher_dist is not None
-                assert mb.teacher_value is not None
-                a2d = distill_loss(model, mb.obs, mb.teacher_dist, mb.teacher_value,
-                                   kind=model.kind, actor_coef=distill_coefs[0],
-                                   critic_coef=distill_coefs[1], outputs=loss.outputs)
-                total = total + a2d.total
-                terms.append((loss.policy_loss, loss.value_loss, loss.entropy, a2d.actor_kl,
-                              a2d.critic_mse))
-            else:
-                terms.append((loss.policy_loss, loss.value_loss, loss.entropy))
-            log_ratios.append(loss.log_ratio)
+            total, term, log_ratio = minibatch_loss(mb)
+            terms.append(term)
+            log_ratios.append(log_ratio)
             for param in params:  # zero_grad(set_to_none=True) without its profiler label
                 param.grad = None
             total.backward()
+            if pruned_weights:  # nonzero only at the pruned positions; nothing else moves
+                with dense_pass(model):
+                    refined = torch.autograd.grad(minibatch_loss(mb)[0], pruned_weights)
+                for weight, grad in zip(pruned_weights, refined, strict=True):
+                    weight.grad = grad if weight.grad is None else weight.grad + grad
             clip_grad_norm(grads_of(params), config.max_grad_norm)
             optimizer_step(optimizer)
         if config.target_kl is not None and float(

@@ -76,6 +76,12 @@ class TrainConfig(FrozenModel):
     sparsity_tolerance: float = Field(default=0.9, gt=0.0, le=1.0, description="reward_aware: "
                                       "the share of the best recent return below which "
                                       "pruning pauses")
+    pruned_gradient: Literal["none", "refined"] = Field(
+        default="none", description="none: pruned 1xN / N:M weights are zero and stay pruned "
+        "(magnitude pruning); refined (DCIL): pruned weights keep their values and learn from "
+        "a second, dense forward pass of each minibatch (the kept weights from the sparse one), "
+        "and each pruning step re-ranks all weights, so a pruned weight that grows back is "
+        "kept again; twice the update compute")
     teacher: str | None = Field(default=None, description="checkpoint of the A2D teacher")
     distill: DistillConfig = Field(default_factory=DistillConfig)
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto",
