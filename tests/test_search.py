@@ -229,6 +229,20 @@ def test_evolution_with_the_distill_proxy(tmp_path, teacher, capsys):
     (row,) = read_results(run_dir)
     # the trial measured the architecture's nominal workload, the result the trained agent's
     assert row.latency_s == pytest.approx(best["latency_s"], rel=0.05)
+    # feasibility first: a band no trial's latency falls in trains none of them
+    run_dir = tmp_path / "band"
+    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet",
+                 "--set", "proxy.latency_band=1e-9", "--set", "cost.target_speedup=2.0",
+                 "--set", "cost.penalty=absolute", "--set", "cost.lam=0.5"]) == 0
+    trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    for trial in trials:
+        target = trial["reference_latency_s"] / 2.0
+        assert trial["agreement"] is None and trial["reward"] == pytest.approx(
+            -1.0 - 0.5 * abs(trial["latency_s"] / target - 1.0))
+    assert main(["search", config, "--out", str(tmp_path / "nope"), "--set",
+                 "proxy.latency_band=0.1"]) == 2
+    assert "proxy.latency_band: got 0.1; allowed: unset, or set together with" in \
+        capsys.readouterr().err
     bad = _config(tmp_path, "bad.yaml", proxy={"kind": "supernet"})
     assert main(["search", bad, "--out", str(tmp_path / "bad")]) == 2
     assert "proxy.kind: got 'supernet'" in capsys.readouterr().err

@@ -152,6 +152,12 @@ class ProxySettings(FrozenModel):
         "(exhaustive or differentiable, as hand_designed's) and its measured latency there is "
         "set against the hand-designed network's on that network's own searched accelerator: "
         "what the comparison with hand_designed measures")
+    latency_band: PositiveFloat | None = Field(
+        default=None, description="feasibility first: only a trial whose latency is within "
+        "this fraction of the latency target (|latency / target - 1| <= band; needs "
+        "cost.target_fps or cost.target_speedup) is trained and scored by the proxy; the others "
+        "score -1 - lam * hardware_term without training, below every trained one, so that "
+        "evolution moves towards the target and spends its training on the band")
     distill_steps: PositiveInt = Field(default=500, description="Adam steps of one distill "
                                        "proxy (Breakout's ranking: tau 0.70 at 500, 0.72 at "
                                        "2,000 for 4x the compute)")
@@ -205,6 +211,11 @@ class SearchConfig(FrozenModel):
             key = sorted(forbidden)[0]
             raise ConfigError(f"rl.{key}", self.rl[key], "set at the top level of the search "
                               "config, not under rl")
+        if self.proxy.latency_band is not None and self.cost.target_fps is None and \
+                self.cost.target_speedup is None:
+            raise ConfigError("proxy.latency_band", self.proxy.latency_band, "unset, or set "
+                              "together with cost.target_fps or cost.target_speedup (the "
+                              "latency the band is around)")
         if self.cost.target_fps is not None and self.cost.target_speedup is not None:
             raise ConfigError("cost.target_speedup", self.cost.target_speedup,
                               "unset when cost.target_fps is set (one latency target)")

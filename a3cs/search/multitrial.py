@@ -19,7 +19,9 @@ cannot run scores ``-inf`` without training.  With ``searched`` only the archite
 sampled: each trial's network gets its own accelerator search (:meth:`Target.choose`) and
 ``latency`` is measured there (hw_sim), ``latency_ref`` is the hand-designed network's on its
 own searched accelerator.  The hardware term is ``cost.penalty``'s: ``latency / latency_ref``
-or ``|latency / target - 1|``.  The number of trials is
+or ``|latency / target - 1|``.  With ``proxy.latency_band`` (feasibility first) a trial whose
+latency is outside the band around the target is not trained: it scores
+``-1 - lam * hardware_term``, below every trained trial.  The number of trials is
 ``budget.trials``, by default ``search_steps // proxy_steps``, so that the ``rl`` proxy spends
 the environment steps of the differentiable co-search.
 
@@ -179,7 +181,8 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                 prep.target.choice_for_sample(best.sample.get("hw"), arch.workload(
                     prep.obs_shape, prep.action_dim)))
     quality = (f"agreement {best.agreement:.3f}" if best.agreement is not None else
-               f"proxy return {best.proxy_return:.2f}")
+               f"proxy return {best.proxy_return:.2f}" if best.proxy_return is not None else
+               "not trained: no trial's latency was within proxy.latency_band of the target")
     log(f"best of {len(records)} trials: reward {best.reward:.3f}, {quality}, latency "
         f"{best.latency_s * 1e6:.2f} us")
     play_steps = 0 if play is None else len(play[0]) + len(play[1])  # the teacher's
@@ -217,6 +220,13 @@ def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dic
     if latency is None or reference_latency is None:
         return TrialRecord(index, sample, -math.inf, None, latency, reference_latency, 0)
     penalty = config.cost.lam * config.cost.hardware_term(latency, reference_latency)
+    band = config.proxy.latency_band
+    if band is not None:
+        target = config.cost.target_latency_s(reference_latency)
+        assert target is not None  # checked with the config
+        if abs(latency / target - 1.0) > band:  # outside the band: not worth a training
+            return TrialRecord(index, sample, -1.0 - penalty, None, latency,
+                               reference_latency, 0, None, hardware)
     if play is not None:
         agreement = _distill_trial(prep, arch, play)
         return TrialRecord(index, sample, agreement - penalty, None, latency,
