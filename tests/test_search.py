@@ -184,7 +184,9 @@ def test_absolute_penalty_keeps_lambda_and_aims_at_the_target(tmp_path, teacher,
     summary = [line for line in (run_dir / "log.txt").read_text().splitlines()
                if "what the search bought" in line]
     assert summary and "the hand-designed network (the teacher) scores" in summary[0]
-    assert json.loads((run_dir / "state.json").read_text())["measure"]["reference"]["fps"] > 0
+    reference = json.loads((run_dir / "state.json").read_text())["measure"]["reference"]
+    assert reference["fps"] > 0 and reference["fps_own_hardware"] > 0
+    assert "on its own searched hardware" in summary[0]
     bad = _config(tmp_path, "bad.yaml", cost={"penalty": "absolute"})
     assert main(["search", bad, "--out", str(tmp_path / "bad")]) == 2
     assert "cost.penalty: got 'absolute'; allowed: relative, or absolute together with" in \

@@ -48,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
     trials = expand(sweep, base, args.sweep)
     out = Path(args.out) if args.out else Path("runs") / f"sweep_{Path(args.sweep).stem}"
     check_output_path(out, field="--out", kind="directory")
-    record = [{"name": t.name, "config": t.config.model_dump(mode="json")} for t in trials]
+    from a3cs.search.config import portable_paths
+
+    # portable paths, so that a committed sweep resumes on another machine
+    record = [{"name": t.name, "config": portable_paths(t.config).model_dump(mode="json")}
+              for t in trials]
     if args.resume:
         saved_path = out / SWEEP_RECORD
         if not saved_path.is_file():

@@ -118,9 +118,9 @@ def run_sweep(sweep: SweepConfig, trials: list[Trial], out: Path, *, address: st
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     tune_path = (out / TUNE_DIR).resolve()
-    if resume and not (tune_path / EXPERIMENT).is_dir():
-        raise ConfigError("--resume", str(out), "a sweep directory (holding .tune/) to "
-                          "continue")
+    # Without Tune's state (a sweep copied from another machine: .tune/ is not committed) a
+    # resumed sweep starts Tune afresh; the trials still skip or continue their own runs.
+    restore = resume and (tune_path / EXPERIMENT).is_dir()
     if not resume and (tune_path / EXPERIMENT).exists():
         raise ConfigError("--out", str(out), "a new sweep directory (this one holds a sweep: "
                           "pass --resume to continue it)")
@@ -142,7 +142,7 @@ def run_sweep(sweep: SweepConfig, trials: list[Trial], out: Path, *, address: st
         run_config = tune.RunConfig(
             name=EXPERIMENT, storage_path=str(tune_path), verbose=0,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False))
-        if resume:
+        if restore:
             tuner = tune.Tuner.restore(str(tune_path / EXPERIMENT), trainable=trainable,
                                        resume_unfinished=True, resume_errored=False,
                                        restart_errored=True)
