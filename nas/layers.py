@@ -329,26 +329,30 @@ class PrunableMixin(nn.Module):
 # 1xN block sparsity
 
 
-def block_l1_mask(weight: torch.Tensor, n: int, sparsity: float) -> torch.Tensor:
+def block_l1_mask(weight: torch.Tensor, n: int, sparsity: float, *,
+                  balanced: bool = False) -> torch.Tensor:
     """The 1xN block mask that keeps the blocks of largest L1 norm.
 
     Args:
         weight: ``[out, in, *taps]`` (a linear weight has no tap dimensions).
         n: output channels per block (divides ``out``).
         sparsity: fraction of the ``out/n * in`` blocks to prune, in [0, 1).
+        balanced: rank the blocks within each block row, keeping the same number in every row
+            (the 1xN engine runs a row group at the pace of its fullest row), instead of
+            across the whole layer.
 
     Returns:
         bool ``[out / n, in]`` with exactly ``blocks - round(sparsity * blocks)`` (at least
-        one) blocks kept; ties are broken towards the lower flat index, so the mask is
-        deterministic.
+        one) blocks kept, per row when balanced; ties are broken towards the lower index, so
+        the mask is deterministic.
     """
     out, cin = weight.shape[:2]
     norms = weight.detach().abs().reshape(out // n, n, cin, -1).sum(dim=(1, 3))
-    total = norms.numel()
+    rows = norms if balanced else norms.reshape(1, -1)
+    total = rows.shape[1]
     keep = max(1, total - round(sparsity * total))
-    order = torch.argsort(norms.flatten(), descending=True, stable=True)
-    mask = torch.zeros(total, dtype=torch.bool, device=weight.device)
-    mask[order[:keep]] = True
+    order = torch.argsort(rows, dim=1, descending=True, stable=True)
+    mask = torch.zeros_like(rows, dtype=torch.bool).scatter_(1, order[:, :keep], True)
     return mask.reshape(out // n, cin)
 
 
@@ -382,8 +386,10 @@ class OneByNMixin(PrunableMixin):
         return 1.0 - float(self.mask.float().mean())
 
     @torch.no_grad()
-    def prune_(self, sparsity: float, *, keep_pruned: bool = False) -> None:
-        """Prune to ``sparsity`` by block L1 norm.
+    def prune_(self, sparsity: float, *, keep_pruned: bool = False,
+               balanced: bool = False) -> None:
+        """Prune to ``sparsity`` by block L1 norm (per block row when ``balanced``, see
+        :func:`block_l1_mask`).
 
         By default the norm is of the currently kept weights and pruned weights are set to
         zero, so a block once pruned stays pruned while the schedule's sparsity grows; with
@@ -391,7 +397,7 @@ class OneByNMixin(PrunableMixin):
         weight, so a pruned block that has grown back is kept again.
         """
         source = self.weight if keep_pruned else self._apply_mask(self.weight)
-        self.mask.copy_(block_l1_mask(source, self.n, sparsity))
+        self.mask.copy_(block_l1_mask(source, self.n, sparsity, balanced=balanced))
         if not keep_pruned:
             self.weight.copy_(self._apply_mask(self.weight))
 
@@ -502,8 +508,10 @@ class NMMixin(PrunableMixin):
         return 1.0 - float(self.mask.float().mean())
 
     @torch.no_grad()
-    def prune_(self, sparsity: float, *, keep_pruned: bool = False) -> None:
-        """Keep ``m - round(sparsity m)`` (at least ``n``) of every ``m`` weights by magnitude:
+    def prune_(self, sparsity: float, *, keep_pruned: bool = False,
+               balanced: bool = True) -> None:
+        """Keep ``m - round(sparsity m)`` (at least ``n``) of every ``m`` weights by magnitude
+        (balanced by construction, whatever ``balanced`` says):
         of the currently kept ones, pruned weights zeroed and staying pruned (default), or of
         all of them with pruned weights keeping their values (``keep_pruned``, DCIL)."""
         keep = max(self.n, self.m - round(sparsity * self.m))
@@ -580,12 +588,13 @@ def prunable_layers(module: nn.Module) -> Iterator[OneByNMixin | NMMixin]:
 
 
 def prune_to_schedule(module: nn.Module, progress: float, schedule: Schedule, *,
-                      keep_pruned: bool = False) -> None:
+                      keep_pruned: bool = False, balanced: bool = False) -> None:
     """Prune every 1xN and N:M layer of ``module`` to ``schedule(progress) * its target
-    sparsity`` (``keep_pruned``: see the layers' ``prune_``)."""
+    sparsity`` (``keep_pruned``, ``balanced``: see the layers' ``prune_``)."""
     fraction = schedule(progress)
     for layer in prunable_layers(module):
-        layer.prune_(fraction * layer.target_sparsity, keep_pruned=keep_pruned)
+        layer.prune_(fraction * layer.target_sparsity, keep_pruned=keep_pruned,
+                     balanced=balanced)
 
 
 @contextmanager

@@ -214,3 +214,16 @@ def test_keep_pruned_keeps_values_and_lets_a_grown_weight_back() -> None:
     assert layer.mask.tolist() == [[False, True, False, True]]
     layer.prune_(0.5)  # the default: pruned weights are zeroed and stay pruned
     assert layer.weight.tolist() == [[0.0, 5.0, 0.0, 2.0]]
+
+
+def test_row_balanced_block_mask_keeps_the_same_count_in_every_row() -> None:
+    torch.manual_seed(1)
+    weight = torch.randn(16, 12, 3, 3)
+    balanced = block_l1_mask(weight, 4, 0.75, balanced=True)
+    assert balanced.sum(dim=1).tolist() == [3, 3, 3, 3]
+    norms = weight.abs().reshape(4, 4, 12, 9).sum(dim=(1, 3))
+    for row in range(4):  # the largest three of each row
+        assert set(torch.topk(norms[row], 3).indices.tolist()) == set(
+            balanced[row].nonzero().flatten().tolist())
+    layer_wide = block_l1_mask(weight, 4, 0.75)
+    assert int(layer_wide.sum()) == int(balanced.sum()) == 12

@@ -325,3 +325,29 @@ def test_refined_gradients_train_the_pruned_weights_and_reach_the_sparsity(
     # the pruned weights learned from the dense pass: larger than momentum alone leaves them
     assert refined[pruned].abs().mean() > plain[
         results["none"].model.head._apply_mask(torch.ones_like(plain)) == 0].abs().mean()
+
+
+@pytest.mark.slow
+def test_row_balanced_pruning_runs_as_fast_as_the_nominal_sparsity(tmp_path: Path) -> None:
+    """The 1xN engine runs a row group at the pace of its fullest row: row_balanced keeps every
+    row at the same count, the fastest a mask of that density runs, so the trained agent is
+    never slower than the architecture's nominal workload (a random mask at the density, what
+    the search prices); a layer-wide ranking can leave it slower."""
+    from hw_sim.files import load_hardware
+    from hw_sim.simulate import simulate
+
+    hw = load_hardware(str(REPO / "experiments/hw/one_by_n_engine.yaml"))
+    arch = load_arch(str(ONE_BY_4))
+    latency = {}
+    for mode in ("layer", "row_balanced"):
+        config = small_config(total_steps=4 * 64, seed=0, arch=arch, sparsity_start=0.0,
+                              sparsity_end=0.5, block_pruning=mode)
+        agent = load_agent(train(config, tmp_path / mode, progress=False).checkpoint)
+        counts = agent.model.head.mask.sum(dim=1)
+        if mode == "row_balanced":
+            assert int(counts.min()) == int(counts.max())
+        latency[mode] = simulate(agent.model.workload(batch=1), hw).latency_s
+        obs_shape = tuple(agent.obs_space.shape)
+    nominal = simulate(arch.workload(obs_shape, 3), hw).latency_s
+    assert latency["row_balanced"] <= nominal
+    assert latency["layer"] >= latency["row_balanced"]

@@ -76,6 +76,11 @@ class TrainConfig(FrozenModel):
     sparsity_tolerance: float = Field(default=0.9, gt=0.0, le=1.0, description="reward_aware: "
                                       "the share of the best recent return below which "
                                       "pruning pauses")
+    block_pruning: Literal["layer", "row_balanced"] = Field(
+        default="layer", description="how 1xN layers rank blocks: across the whole layer "
+        "(block rows end with different counts, and the 1xN engine runs each row group at "
+        "the pace of its fullest row), or row_balanced: the same number in every block row, "
+        "so the trained layer runs as fast as its nominal sparsity says")
     pruned_gradient: Literal["none", "refined"] = Field(
         default="none", description="none: pruned 1xN / N:M weights are zero and stay pruned "
         "(magnitude pruning); refined (DCIL): pruned weights keep their values and learn from "

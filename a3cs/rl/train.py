@@ -92,7 +92,8 @@ class _TrainHooks(LoopHooks):
         if self.config.sparsity_schedule == "reward_aware":
             progress = self._reward_aware_progress(state, progress)
         prune_to_schedule(state.model, progress, self.sparsity,
-                          keep_pruned=self.config.pruned_gradient == "refined")
+                          keep_pruned=self.config.pruned_gradient == "refined",
+                          balanced=self.config.block_pruning == "row_balanced")
 
     def _reward_aware_progress(self, state: LoopState, progress: float) -> float:
         """The schedule advances only while the return holds up; in the last stretch of
