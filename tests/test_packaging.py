@@ -59,7 +59,9 @@ def test_wheel_in_a_fresh_venv_runs_the_default_search_from_an_empty_directory(
     assert run.returncode == 0, run.stderr[-2000:]
     assert "results: run/results.json" in run.stdout
     state = json.loads((empty / "run" / "state.json").read_text())
-    assert state["teacher"]["path"].startswith(str(purelib))  # the packaged teacher
+    # the packaged teacher and space, recorded by their path in the package's data folder
+    assert state["teacher"]["path"] == "teachers/minatar_breakout.pt"
+    assert (purelib / "a3cs" / "data" / state["teacher"]["path"]).is_file()
     (row,) = json.loads((empty / "run" / "results.json").read_text())
-    assert row["target"].startswith(f"accelerator:{purelib}") and row["fps"] > 0
+    assert row["target"] == "accelerator:zc706_cosearch_space.yaml" and row["fps"] > 0
     assert row["device"] in ("cpu", "cuda")
