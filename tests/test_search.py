@@ -235,8 +235,11 @@ def test_evolution_with_the_distill_proxy(tmp_path, teacher, capsys):
     run_dir = tmp_path / "band"
     assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet",
                  "--set", "proxy.latency_band=1e-9", "--set", "cost.target_speedup=2.0",
-                 "--set", "cost.penalty=absolute", "--set", "cost.lam=0.5"]) == 0
+                 "--set", "cost.penalty=absolute", "--set", "cost.lam=0.5",
+                 "--set", "budget.samples_per_trial=3"]) == 0
     trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    assert 2 < len(trials) <= 3 * 2  # untrained samples do not use up the 2 trials' budget
+    assert "0 of 2 trials trained" in (run_dir / "log.txt").read_text()
     for trial in trials:
         target = trial["reference_latency_s"] / 2.0
         assert trial["agreement"] is None and trial["reward"] == pytest.approx(
@@ -248,3 +251,22 @@ def test_evolution_with_the_distill_proxy(tmp_path, teacher, capsys):
     bad = _config(tmp_path, "bad.yaml", proxy={"kind": "supernet"})
     assert main(["search", bad, "--out", str(tmp_path / "bad")]) == 2
     assert "proxy.kind: got 'supernet'" in capsys.readouterr().err
+
+
+def test_samples_that_build_the_same_network_are_one_trial():
+    from a3cs.search.config import SearchConfig
+    from a3cs.search.multitrial import _trial_key, _TrialBudget
+    from a3cs.search.prepare import prepare
+
+    prep = prepare(SearchConfig(env_id="MinAtar/Breakout-v1", method="random",
+                                target=f"accelerator:{SPACE}"))
+    sample = {"layers.0.op": "conv3x3", "layers.0.width": 16, "layers.0.format": "dense",
+              "layers.1.op": "conv3x3", "layers.1.width": 32, "layers.1.format": "bc8",
+              "layers.2.op": "skip", "layers.2.width": 16, "layers.2.format": "1x8@0.5",
+              "head.width": 128, "head.format": "bc16"}
+    skipped_differently = {**sample, "layers.2.width": 32, "layers.2.format": "dense"}
+    assert _trial_key(prep, {"arch": sample}) == _trial_key(prep, {"arch": skipped_differently})
+    assert _trial_key(prep, {"arch": sample}) != _trial_key(
+        prep, {"arch": {**sample, "head.format": "dense"}})
+    budget = _TrialBudget(trials=2, max_samples=5)
+    assert budget.count("a") and not budget.count("a") and budget.trials_done == 1

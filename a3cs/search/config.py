@@ -48,7 +48,12 @@ class Budget(FrozenModel):
                                      "candidate")
     trials: PositiveInt | None = Field(default=None, description="multi-trial methods: the "
                                        "trials; none: search_steps // proxy_steps (the "
-                                       "environment steps of the co-search)")
+                                       "environment steps of the co-search); with "
+                                       "proxy.latency_band, the trained trials")
+    samples_per_trial: PositiveInt = Field(default=50, description="multi-trial methods with "
+                                           "proxy.latency_band: at most this many samples per "
+                                           "trial (those outside the band are priced, not "
+                                           "trained)")
     retrain_steps: PositiveInt = Field(default=1_000_000, description="the chosen agent, from "
                                        "scratch")
     eval_episodes: PositiveInt = Field(default=30, description="test episodes of the score")

@@ -21,9 +21,12 @@ sampled: each trial's network gets its own accelerator search (:meth:`Target.cho
 own searched accelerator.  The hardware term is ``cost.penalty``'s: ``latency / latency_ref``
 or ``|latency / target - 1|``.  With ``proxy.latency_band`` (feasibility first) a trial whose
 latency is outside the band around the target is not trained: it scores
-``-1 - lam * hardware_term``, below every trained trial.  The number of trials is
-``budget.trials``, by default ``search_steps // proxy_steps``, so that the ``rl`` proxy spends
-the environment steps of the differentiable co-search.
+``-1 - lam * hardware_term``, below every trained trial, and costs only its pricing: the
+budget then counts trained trials, so that a narrow band does not starve the search (sampling
+stops after ``budget.samples_per_trial`` samples per trial all the same).  The number of trials
+is ``budget.trials``, by default ``search_steps // proxy_steps``, so that the ``rl`` proxy
+spends the environment steps of the differentiable co-search.  Samples that build the same
+network (a skipped layer's width or format, say) are one trial: trained once, scored alike.
 
 nni runs in-process (``SequentialExecutionEngine``: no experiment server, nothing listens on
 a port).  Finished trials are cached in ``trials.json``, so a resumed run replays them without
@@ -98,7 +101,6 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     """Run the method's nni strategy; return the best trial's architecture and hardware."""
     import nni
     from nni.nas.evaluator import FunctionalEvaluator
-    from nni.nas.execution import SequentialExecutionEngine
     from nni.nas.space import RawFormatModelSpace
     from nni.nas.strategy import Random, RegularizedEvolution
     from tqdm import tqdm
@@ -136,25 +138,27 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     cache_path = stage / "trials.json"
     records: list[TrialRecord] = ([TrialRecord(**r) for r in json.loads(cache_path.read_text())]
                                   if cache_path.is_file() else [])
-    cached = {json.dumps(r.sample, sort_keys=True): r for r in records}
+    cached = {_trial_key(prep, r.sample): r for r in records}
+    counts_trained = config.proxy.latency_band is not None
     bar = tqdm(total=n_trials, unit="trial", disable=not progress, desc=config.method)
-    seen = 0
+    budget = _TrialBudget(n_trials, config.budget.samples_per_trial * n_trials
+                          if counts_trained else n_trials)
 
     def evaluate(candidate: _Candidate) -> None:
-        nonlocal seen
         sample = {part: {k: v for k, v in values.items() if k != "budget"}
                   for part, values in candidate.sample.items()}
-        key = json.dumps(sample, sort_keys=True)
+        key = _trial_key(prep, sample)
         if key not in cached:
             cached[key] = _run_trial(prep, teacher, stage, sample, len(records), reference,
                                      scale, play)
             records.append(cached[key])
             atomic_write_text(cache_path, json.dumps([asdict(r) for r in records], indent=1))
-        seen += 1
-        bar.update(1)
-        bar.set_postfix(reward=f"{cached[key].reward:.3f}", refresh=False)
-        nni.report_final_result(cached[key].reward if math.isfinite(cached[key].reward)
-                                else -1e9)
+        record = cached[key]
+        trained = record.agreement is not None or record.proxy_return is not None
+        if (trained or not counts_trained) and budget.count(key):
+            bar.update(1)
+        bar.set_postfix(reward=f"{record.reward:.3f}", refresh=False)
+        nni.report_final_result(record.reward if math.isfinite(record.reward) else -1e9)
 
     strategy = (Random(seed=config.seed) if config.method == "random" else
                 RegularizedEvolution(population_size=max(4, n_trials // 3),
@@ -164,11 +168,14 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     nni_logger.setLevel(logging.WARNING)
     try:
         strategy.initialize(RawFormatModelSpace(_joint_space(parts), FunctionalEvaluator(evaluate)),
-                            SequentialExecutionEngine(max_model_count=n_trials))
+                            budget.engine())
         strategy.run()
     finally:
         nni_logger.setLevel(level)
         bar.close()
+    if counts_trained and budget.trials_done < n_trials:
+        log(f"{budget.trials_done} of {n_trials} trials trained: the other samples of "
+            f"{budget.max_samples} were outside proxy.latency_band")
     best = max(records, key=lambda r: r.reward)
     if not math.isfinite(best.reward):
         from a3cs_common.errors import ConfigError
@@ -190,6 +197,43 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                              env_steps=play_steps + sum(r.env_steps for r in records),
                              trials=len(records),
                              best_reward=best.reward)
+
+
+class _TrialBudget:
+    """The search's budget: ``trials`` distinct trials, and at most ``max_samples`` samples."""
+
+    def __init__(self, trials: int, max_samples: int):
+        self.trials, self.max_samples = trials, max_samples
+        self._done: set[str] = set()
+
+    @property
+    def trials_done(self) -> int:
+        return len(self._done)
+
+    def count(self, key: str) -> bool:
+        """Count the trial ``key``; whether it is new."""
+        new = key not in self._done
+        self._done.add(key)
+        return new
+
+    def engine(self) -> Any:
+        from nni.nas.execution import SequentialExecutionEngine
+
+        budget = self
+
+        class Engine(SequentialExecutionEngine):
+            def budget_available(self) -> bool:
+                return budget.trials_done < budget.trials and super().budget_available()
+
+        return Engine(max_model_count=self.max_samples)
+
+
+def _trial_key(prep: Prepared, sample: dict[str, Any]) -> str:
+    """What a trial's result depends on: the network the sample builds (not the choices it
+    ignores) and the sampled hardware, if any."""
+    arch = prep.space.arch(sample["arch"], prep.obs_shape, name="trial")
+    return json.dumps({"arch": arch.model_dump(mode="json"), "hw": sample.get("hw")},
+                      sort_keys=True)
 
 
 def _teacher_play(prep: Prepared, teacher: Teacher) -> tuple[TeacherPlay, TeacherPlay]:
