@@ -14,15 +14,25 @@ from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv
 from hw_sim.workload import Workload
 
 
-def load_hardware(path: str, *, field: str = "--hw") -> Hardware:
+def load_hardware(path: str, *, field: str = "--hw", memory_model: str | None = None) -> Hardware:
     """Load a hardware description from YAML/JSON, or from a SCALE-Sim ``.cfg`` file.
 
+    Args:
+        memory_model: ``"default"`` or ``"scalesim"`` to override the file's ``memory_model``
+            (a ``.cfg`` has none: ``"default"`` unless given).
+
     Raises:
-        ConfigError: the file is missing or any field is invalid.
+        ConfigError: the file is missing or any field is invalid (including for the memory
+            model asked for).
     """
     if str(path).lower().endswith(".cfg"):
-        return load_scalesim_cfg(path, field=field)
-    return _load_description(Hardware, path, field)
+        return load_scalesim_cfg(path, field=field, memory_model=memory_model or "default")
+    if memory_model is None:
+        return _load_description(Hardware, path, field)
+    data = load_mapping(path, field=field)
+    data.setdefault("name", str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    data["memory_model"] = memory_model
+    return validate(Hardware, data, source=str(path))
 
 
 def load_workload(path: str, *, field: str = "--workload") -> Workload:

@@ -15,12 +15,21 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from a3cs_common.errors import ConfigError
 from a3cs_common.schema import FrozenModel
 
 Dataflow = Literal["ws", "os", "is"]
+MemoryModel = Literal["default", "scalesim"]
+
+#: What each memory model is, for messages and reports.
+MEMORY_MODELS: dict[str, str] = {
+    "default": "hw_sim's double-buffered prefetch: one DRAM channel shared by all operands, "
+               "each step's inputs fetched during the previous step",
+    "scalesim": "SCALE-Sim 3.0.0's USER-bandwidth memory system: fixed-chunk prefetch per "
+                "operand, padding fetched, late refills counted twice",
+}
 
 
 class PEArray(FrozenModel):
@@ -163,8 +172,36 @@ class Hardware(FrozenModel):
         "keep them there between inferences (the steady state of an agent acting step after "
         "step): no weight traffic per inference",
     )
+    memory_model: MemoryModel = Field(
+        default="default",
+        description="how DRAM transfers turn into stalls: 'default' (hw_sim's double-buffered "
+        "prefetch) or 'scalesim' (SCALE-Sim 3.0.0's USER-bandwidth memory system, reproduced "
+        "cycle for cycle on dense layers; see docs/hw_sim_validation.md)",
+    )
     energy: EnergyTable = Field(default_factory=EnergyTable)
     budget: Budget | None = None
+
+    @model_validator(mode="after")
+    def _scalesim_representable(self) -> Hardware:
+        if self.memory_model != "scalesim":
+            return self
+        # SCALE-Sim reads integer kB of one-word bytes and has no weight residency across
+        # inferences or N:M datapath in its USER-bandwidth flow, so these have no SCALE-Sim
+        # counterpart whose numbers could be reproduced.
+        for operand in ("ifmap", "filter", "ofmap"):
+            words = self.sram_words(operand)  # type: ignore[arg-type]
+            if words % 1024:
+                raise ConfigError(
+                    f"sram_kb.{operand}", getattr(self.sram_kb, operand),
+                    f"a size of whole 1024-word blocks with memory_model 'scalesim' (SCALE-Sim "
+                    f"reads integer kB of one-word bytes; this buffer holds {words} words)")
+        if self.keep_weights_on_chip:
+            raise ConfigError("keep_weights_on_chip", True, "false with memory_model "
+                              "'scalesim' (SCALE-Sim loads every layer's weights per run)")
+        if self.n_m:
+            raise ConfigError("n_m", True, "false with memory_model 'scalesim' (SCALE-Sim's "
+                              "sparse flow is reproduced for compute cycles only)")
+        return self
 
     # Derived sizes -----------------------------------------------------------------------
 

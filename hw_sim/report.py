@@ -110,7 +110,10 @@ class SimReport:
 
     workload: str
     hardware: str
-    source: str  # "hw_sim/event", "hw_sim/stepper" or "accelerator_model"
+    # "hw_sim/event", "hw_sim/stepper", "accelerator_model", or "hw_sim/event, SCALE-Sim memory
+    # model" (memory_model: scalesim; then a layer's total is SCALE-Sim's "Total Cycles (incl.
+    # prefetch)" and compute + stall its "Total Cycles")
+    source: str
     clock_mhz: float
     batch: int
     layers: tuple[LayerReport, ...]
@@ -200,6 +203,10 @@ class SimReport:
             f"batch {self.batch}{', weights kept on chip' if self.weights_on_chip else ''})",
             f"  total cycles      {s['total_cycles']:,}  (compute {s['compute_cycles']:,}, "
             f"stall {s['stall_cycles']:,})",
+            *([f"  SCALE-Sim         Total Cycles {s['compute_cycles'] + s['stall_cycles']:,} "
+               "(compute + stall); the total above adds the prefetch before cycle 0 and the "
+               "final drain (its 'incl. prefetch' figure)"]
+              if "SCALE-Sim memory model" in self.source else []),
             f"  utilization       {100 * s['utilization']:.2f} %",
             f"  SRAM accesses     {s['sram_accesses']:,} words   DRAM accesses "
             f"{s['dram_accesses']:,} words",

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from a3cs_common.errors import ConfigError
@@ -122,13 +123,19 @@ def load_topology_csv(path: str | Path, *, field: str = "--workload") -> Workloa
     return Workload(name=Path(path).stem, layers=tuple(layers))
 
 
-def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
-                      clock_mhz: float = 1000.0) -> Hardware:
+def load_scalesim_cfg(path: str | Path, *, field: str = "--hw", clock_mhz: float = 1000.0,
+                      memory_model: str = "default") -> Hardware:
     """Load a SCALE-Sim ``.cfg`` as a :class:`Hardware` (8-bit words, clock ``clock_mhz``).
 
+    With ``memory_model="scalesim"`` and USER bandwidth the file must describe a memory
+    system :mod:`hw_sim.scalesim_memory` reproduces: both ``[layout]`` SRAM bank bandwidths
+    equal to ``Bandwidth`` (one figure for the three DRAM ports), a bank count that divides
+    it (SCALE-Sim asserts that), no custom layouts and no Ramulator trace.
+
     Raises:
-        ConfigError: the file is missing, a required key is absent or invalid, or it asks for
-            SCALE-Sim features that change timing and are not modelled (row-wise sparsity).
+        ConfigError: the file is missing, a required key is absent or invalid, it asks for
+            SCALE-Sim features that change timing and are not modelled (row-wise sparsity), or
+            (``scalesim`` memory model) a memory-system key outside the above.
     """
     source = str(path)
     text = read_text(path, field=field, expected="a path to an existing SCALE-Sim .cfg file")
@@ -167,6 +174,8 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
                 "false (layer-wise N:M; row-wise mapping ignores the topology's N:M and draws "
                 "each filter's N at random in SCALE-Sim 3.0.0, which hw_sim does not model)",
                 source=source)
+    if memory_model == "scalesim" and bandwidth is not None:
+        _check_scalesim_memory_keys(get, bandwidth, source)
     for key in ("ArrayHeight", "ArrayWidth", "IfmapSramSzkB", "FilterSramSzkB",
                 "OfmapSramSzkB"):  # named as the file names them, not as our schema does
         _positive_int(get(arch, key), f"{arch}.{key}", source)
@@ -180,8 +189,37 @@ def load_scalesim_cfg(path: str | Path, *, field: str = "--hw",
                     "ofmap": get(arch, "OfmapSramSzkB")},
         "dram": {"bandwidth_words_per_cycle": bandwidth},
         "n_m": support == "true",
+        "memory_model": memory_model,
     }
     return validate(Hardware, data, source=source)
+
+
+def _check_scalesim_memory_keys(get: Callable[..., str], bandwidth: int, source: str) -> None:
+    """The ``[layout]`` and ``[run_presets]`` keys SCALE-Sim's USER-mode memory system reads,
+    limited to what :mod:`hw_sim.scalesim_memory` reproduces (see :func:`load_scalesim_cfg`)."""
+    for operand in ("Ifmap", "Filter"):
+        key = f"{operand}SRAMBankBandwidth"
+        text = get("layout", key, str(bandwidth))
+        value = _positive_int(text, f"layout.{key}", source)
+        if value != bandwidth:
+            raise ConfigError(f"layout.{key}", value, f"{bandwidth}, the Bandwidth (memory model "
+                              "'scalesim' gives every DRAM port one bandwidth)", source=source)
+        banks = _positive_int(get("layout", f"{operand}SRAMBankNum", "1"),
+                              f"layout.{operand}SRAMBankNum", source)
+        if bandwidth % banks:
+            raise ConfigError(f"layout.{operand}SRAMBankNum", banks,
+                              f"a divisor of the bandwidth {bandwidth} (SCALE-Sim asserts it)",
+                              source=source)
+        custom = get("layout", f"{operand}CustomLayout", "false").lower()
+        if custom != "false":
+            raise ConfigError(f"layout.{operand}CustomLayout", custom,
+                              "False with memory model 'scalesim' (custom layouts change "
+                              "SCALE-Sim's fetch order and are not reproduced)", source=source)
+    ramulator = get("run_presets", "UseRamulatorTrace", "false").lower()
+    if ramulator != "false":
+        raise ConfigError("run_presets.UseRamulatorTrace", ramulator,
+                          "False with memory model 'scalesim' (DRAM latencies from a Ramulator "
+                          "trace are not reproduced)", source=source)
 
 
 # ------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ Two engines with the same semantics:
 
 Both must report the same cycles, stalls and access counts; the test suite checks that on
 random layers and configurations.
+
+With ``hw.memory_model == "scalesim"`` and a finite bandwidth the stalls come from
+:mod:`hw_sim.scalesim_memory` instead (SCALE-Sim 3.0.0's own memory system, event engine
+only); compute cycles and SRAM counts are the engines' as always.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from a3cs_common.errors import ConfigError
 from hw_sim.engines import Engine, engine_for
 from hw_sim.hardware import ActionEnergy, Hardware
 from hw_sim.report import LayerReport, SimReport, energy_of
+from hw_sim.scalesim_memory import ScaleSimLayerCycles, simulate_scalesim_layer
 from hw_sim.schedule import (
     COUNT_FIELDS,
     DramTraffic,
@@ -62,10 +67,19 @@ def simulate(
 
     Raises:
         ConfigError: the hardware cannot run a layer (no engine for its format, an SRAM smaller
-            than one tile) or ``trace_layer`` names no layer.
+            than one tile), ``trace_layer`` names no layer, or the stepper or a trace is asked
+            for with ``memory_model: scalesim`` and a finite bandwidth.
     """
     if trace_layer is not None:
         workload.layer(trace_layer)  # raises ConfigError naming the known layers
+    if _scalesim_memory(hw):
+        if engine != "event":
+            raise ConfigError("engine", engine, "'event' with memory_model 'scalesim' (the "
+                              "per-cycle stepper models hw_sim's own memory system)")
+        if trace_layer is not None:
+            raise ConfigError("trace_layer", trace_layer, "none with memory_model 'scalesim' "
+                              "(cycle traces come from the stepper, which models hw_sim's own "
+                              "memory system)")
     table = hw.energy_per_action()
     on_chip = weights_stay_on_chip(workload, hw)
     reports = []
@@ -82,10 +96,17 @@ def simulate(
                               source=exc.source) from None
         reports.append(report)
     return SimReport(
-        workload=workload.name, hardware=hw.name, source=f"hw_sim/{engine}",
+        workload=workload.name, hardware=hw.name,
+        source=f"hw_sim/{engine}" + (", SCALE-Sim memory model" if _scalesim_memory(hw) else ""),
         clock_mhz=hw.clock_mhz, batch=workload.layers[0].batch, layers=tuple(reports),
         weights_on_chip=on_chip,
     )
+
+
+def _scalesim_memory(hw: Hardware) -> bool:
+    """Whether stalls come from SCALE-Sim's memory model (with unlimited bandwidth neither
+    model stalls, and SCALE-Sim's CALC mode has no memory system to reproduce)."""
+    return hw.memory_model == "scalesim" and hw.dram.bandwidth_words_per_cycle is not None
 
 
 def weights_stay_on_chip(workload: Workload, hw: Hardware) -> bool:
@@ -107,7 +128,20 @@ def simulate_layer(
     already in the filter buffer (see :func:`weights_stay_on_chip`)."""
     unit = engine_for(layer, hw)
     runs = unit.plan(layer, hw, weights_on_chip)
-    if engine == "event":
+    scalesim: ScaleSimLayerCycles | None = None
+    if _scalesim_memory(hw) and engine != "event":
+        raise ConfigError("engine", engine, "'event' with memory_model 'scalesim' (the "
+                          "per-cycle stepper models hw_sim's own memory system)")
+    if _scalesim_memory(hw):
+        timeline, counts, _ = _event(runs, unit, hw)
+        scalesim = simulate_scalesim_layer(layer, hw)
+        # SCALE-Sim's accounting: the span from the first prefetch to the last drain, its
+        # stall count, and its DRAM word counts (whole B-word rows, padding included).
+        timeline = Timeline(scalesim.total_cycles_incl_prefetch + 1,
+                            timeline.compute_occupancy_cycles)
+        traffic = DramTraffic(scalesim.ifmap_dram_reads, scalesim.filter_dram_reads, 0,
+                              scalesim.ofmap_dram_writes)
+    elif engine == "event":
         timeline, counts, traffic = _event(runs, unit, hw)
     elif engine == "stepper":
         writer = csv.writer(trace_file) if trace_file is not None else None
@@ -124,7 +158,7 @@ def simulate_layer(
         weight_format=layer.weight_format.type,
         total_cycles=timeline.total_cycles,
         compute_cycles=timeline.compute_cycles,
-        stall_cycles=timeline.stall_cycles,
+        stall_cycles=timeline.stall_cycles if scalesim is None else scalesim.stall_cycles,
         utilization=unit.useful_ops(counts) / (unit.peak_ops_per_cycle(hw) * occupancy),
         **{name: getattr(counts, name) for name in COUNT_FIELDS},
         ifmap_dram_reads=traffic.ifmap_reads,

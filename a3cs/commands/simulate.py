@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from a3cs.commands.common import (
     add_hw_and_workload,
@@ -23,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine", choices=("event", "stepper"), default="event",
                         help="event: fast, whole steps at a time (default); stepper: the "
                         "per-cycle reference (small layers only)")
+    parser.add_argument("--memory-model", choices=("default", "scalesim"),
+                        help="how DRAM transfers stall the array, overriding the hardware's "
+                        "memory_model: default (hw_sim's double-buffered prefetch) or scalesim "
+                        "(SCALE-Sim 3.0.0's USER-bandwidth memory system, its totals and stalls "
+                        "reproduced on dense layers)")
     parser.add_argument("--trace-layer", metavar="NAME",
                         help="write a cycle trace of this layer (needs --trace)")
     parser.add_argument("--trace", metavar="FILE.csv", help="where the cycle trace goes")
@@ -34,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from a3cs_common.errors import ConfigError
     from a3cs_common.io import atomic_write_text, check_output_path
     from hw_sim.files import load_hardware
+    from hw_sim.hardware import MEMORY_MODELS
     from hw_sim.simulate import simulate, write_trace
 
     if (args.trace_layer is None) != (args.trace is None):
@@ -43,8 +50,21 @@ def run(args: argparse.Namespace) -> int:
     check_report_output(args)
     if args.trace is not None:
         check_output_path(args.trace, field="--trace")
-    hw = load_hardware(args.hw)
+    hw = load_hardware(args.hw, memory_model=args.memory_model)
+    if args.trace is not None and hw.memory_model == "scalesim" \
+            and hw.dram.bandwidth_words_per_cycle is not None:
+        raise ConfigError("--trace", args.trace, "no trace with memory model 'scalesim' (cycle "
+                          "traces come from the stepper, which models hw_sim's own memory)")
+    if args.engine != "event" and hw.memory_model == "scalesim" \
+            and hw.dram.bandwidth_words_per_cycle is not None:
+        raise ConfigError("--engine", args.engine, "event with memory model 'scalesim'")
     workload = load_cli_workload(args.workload)
+    if str(args.hw).lower().endswith(".cfg") and hw.dram.bandwidth_words_per_cycle is not None:
+        # A USER-bandwidth .cfg invites comparison with SCALE-Sim's own totals, which only the
+        # scalesim model reproduces; say which one this run uses (stderr keeps JSON clean).
+        other = "default" if hw.memory_model == "scalesim" else "scalesim"
+        print(f"memory model: {hw.memory_model} ({MEMORY_MODELS[hw.memory_model]}); "
+              f"--memory-model {other} for the other", file=sys.stderr)
     if args.trace_layer is not None:
         report = write_trace(workload, hw, args.trace_layer, args.trace, engine=args.engine)
     else:
