@@ -47,7 +47,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from a3cs_common.errors import ConfigError
+from hw_sim.engines import engine_for
 from hw_sim.hardware import Hardware
+from hw_sim.schedule import memory_timeline, transfer_cycles
 from hw_sim.workload import Conv2d, Linear
 
 # SCALE-Sim 3.0.0 constants (single_layer_sim.run, read_buffer, read_port, write_port).
@@ -406,24 +408,30 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
         return ReadMisses(empty, empty, empty, refill_lines + _READ_LATENCY, initial_lines,
                           initial_lines * bandwidth)
 
-    unique, inverse = np.unique(valid, return_inverse=True)
-    keys = np.sort(inverse.astype(np.int64) * n_sets + np.arange(valid.size) // per_set)
-    seg_start = np.searchsorted(keys, np.arange(unique.size + 1, dtype=np.int64) * n_sets)
-    uid = np.searchsorted(unique, demand.addresses)
-    if np.any(uid >= unique.size) or np.any(unique[np.minimum(uid, unique.size - 1)]
-                                            != demand.addresses):
+    # Sets holding each address, found through a dense address table (addresses are small
+    # non-negative integers) rather than per-request searches: most operands hold each address
+    # once (weights; 1x1 and GEMM inputs), im2col inputs a few times (overlapping windows).
+    order = np.argsort(valid, kind="stable")
+    by_address = valid[order]
+    new_address = np.flatnonzero(np.diff(by_address, prepend=-1))
+    unique = by_address[new_address]
+    group = np.cumsum(np.diff(by_address, prepend=-1) != 0) - 1
+    sets_by_address = order // per_set
+    top = int(max(unique[-1], demand.addresses.max()))
+    table = np.full(top + 1, -1, dtype=np.int64)
+    table[unique] = np.arange(unique.size)
+    uid = table[demand.addresses]
+    if np.any(uid < 0):
         raise AssertionError("a demanded address is never prefetched (SCALE-Sim would loop)")
-    first_set = keys[seg_start[:-1]] - np.arange(unique.size, dtype=np.int64) * n_sets
+    copies = int(np.diff(np.append(new_address, valid.size)).max())
+    # [U, copies] set ids, short rows padded with their first set (a repeat changes nothing).
+    sets = np.repeat(sets_by_address[new_address][:, None], copies, axis=1)
+    sets[group, np.arange(valid.size) - new_address[group]] = sets_by_address
 
     def hits(u: np.ndarray, start: int) -> np.ndarray:
-        base = u * n_sets
-        end = start + window
-        idx = np.searchsorted(keys, base + start)
-        found = keys[np.minimum(idx, keys.size - 1)]
-        hit = (idx < keys.size) & (found < base + min(end, n_sets))
-        if end > n_sets:
-            hit |= first_set[u] < end - n_sets
-        return hit
+        if copies == 1:
+            return (sets[u, 0] - start) % n_sets < window
+        return ((sets[u] - start) % n_sets < window).any(axis=1)
 
     miss_pos: list[int] = []
     miss_jumps: list[int] = []
@@ -441,8 +449,7 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
             continue
         q = int(np.argmin(hit))
         u = int(part[q])
-        sets = keys[seg_start[u]:seg_start[u + 1]] - u * n_sets
-        inside = ((sets[None, :] - start - jumps_to_try[:, None] * step) % n_sets) < window
+        inside = ((sets[u][None, :] - start - jumps_to_try[:, None] * step) % n_sets) < window
         found = np.flatnonzero(inside.any(axis=1))
         if found.size == 0:
             raise AssertionError("window never reaches a prefetched address")
@@ -497,7 +504,7 @@ class ScaleSimLayerCycles:
     ofmap_dram_writes: int
 
 
-def _read_stall(misses: ReadMisses, index: int, cycle: int) -> int:
+def read_stall(misses: ReadMisses, index: int, cycle: int) -> int:
     """``service_reads`` for a line issued at ``cycle`` whose misses are ``misses``' entry
     ``index``: the refills complete at fixed cycles; a late one is counted twice."""
     t = cycle + _READ_LATENCY
@@ -633,8 +640,8 @@ def simulate_scalesim_layer(layer: Conv2d | Linear, hw: Hardware) -> ScaleSimLay
             continue
         cycle = line + stall
         wait = writes.line(cycle, int(per_line[line]))
-        read = max(_read_stall(ifmap, if_index[line], cycle) if line in if_index else 0,
-                   _read_stall(filt, f_index[line], cycle) if line in f_index else 0)
+        read = max(read_stall(ifmap, if_index[line], cycle) if line in if_index else 0,
+                   read_stall(filt, f_index[line], cycle) if line in f_index else 0)
         last_out = cycle + wait
         stall += max(read, wait, 0)
         line += 1
@@ -651,4 +658,67 @@ def simulate_scalesim_layer(layer: Conv2d | Linear, hw: Hardware) -> ScaleSimLay
         ifmap_dram_reads=ifmap.dram_reads,
         filter_dram_reads=filt.dram_reads,
         ofmap_dram_writes=writes.written,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The two memory models side by side
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryAccount:
+    """Where one layer's cycles go under each memory model (SCALE-Sim's cycle convention).
+
+    Both totals split the same way: ``total = lead + compute + stall + tail``, with ``lead``
+    the cycles spent before the first compute cycle (the default model's prologue; SCALE-Sim's
+    first prefetch, which it places before cycle 0) and ``tail`` those after the last compute
+    line (the default model's epilogue; SCALE-Sim's drains after its last line).  ``stall``
+    is what each model counts as such: the default model's stalls *excluding* prologue and
+    epilogue (it reports them included), SCALE-Sim's ``Stall Cycles``.
+    """
+
+    compute_cycles: int
+    default_total_cycles: int
+    default_stall_cycles: int
+    default_lead_cycles: int
+    default_tail_cycles: int
+    scalesim_total_cycles: int
+    scalesim_stall_cycles: int
+    scalesim_lead_cycles: int
+    scalesim_tail_cycles: int
+
+
+def memory_account(layer: Conv2d | Linear, hw: Hardware,
+                   scalesim: ScaleSimLayerCycles | None = None) -> MemoryAccount:
+    """Both memory models on one dense layer: totals, stalls, leads and tails.
+
+    Args:
+        layer: a dense layer.
+        hw: the hardware (finite bandwidth); its ``memory_model`` is not read.
+        scalesim: the layer's :func:`simulate_scalesim_layer` result, if already computed.
+
+    Raises:
+        ConfigError: as :func:`simulate_scalesim_layer`.
+    """
+    if scalesim is None:
+        scalesim = simulate_scalesim_layer(layer, hw)
+    bandwidth = hw.dram.bandwidth_words_per_cycle
+    unit = engine_for(layer, hw)
+    runs = unit.plan(layer, hw, False)
+    cycles = [unit.step_cost(run.work, hw)[0] for run in runs]
+    timeline = memory_timeline(runs, cycles, bandwidth)
+    lead = transfer_cycles(runs[0].load_words, bandwidth)
+    tail = transfer_cycles(runs[-1].store_words, bandwidth)
+    total = scalesim.total_cycles_incl_prefetch
+    scalesim_lead = -min(scalesim.ifmap_dram_start_cycle, scalesim.filter_dram_start_cycle)
+    return MemoryAccount(
+        compute_cycles=timeline.compute_cycles,
+        default_total_cycles=timeline.total_cycles,
+        default_stall_cycles=timeline.stall_cycles - lead - tail,
+        default_lead_cycles=lead,
+        default_tail_cycles=tail,
+        scalesim_total_cycles=total,
+        scalesim_stall_cycles=scalesim.stall_cycles,
+        scalesim_lead_cycles=scalesim_lead,
+        scalesim_tail_cycles=total - scalesim_lead - scalesim.total_cycles,
     )

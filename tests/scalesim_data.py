@@ -20,3 +20,10 @@ def read_cases(path: Path) -> dict[CaseKey, list[dict[str, str]]]:
                    int(row["sram_kb"]), row["dataflow"])
             cases[key].append(row)
     return dict(cases)
+
+
+def read_user_cases(path: Path) -> list[dict[str, str]]:
+    """The rows of tests/data/scalesim_user_cycles.csv: one SCALE-Sim USER-bandwidth layer run
+    each (``python -m hw_sim.scalesim_reference --regression-data``)."""
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
