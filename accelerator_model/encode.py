@@ -21,7 +21,7 @@ from torch import Tensor
 
 from hw_sim.engines import ENGINES
 from hw_sim.engines.block_circulant import butterflies_per_fft
-from hw_sim.hardware import ActionEnergy, Hardware
+from hw_sim.hardware import DATAFLOWS, ActionEnergy, Hardware
 from hw_sim.workload import Conv2d, Linear
 
 LayerT = Conv2d | Linear
@@ -30,7 +30,6 @@ DTYPE = torch.float64
 
 #: The engines, in the order of the ``fmt`` column's codes (hw_sim's registry order).
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
-DATAFLOWS = ("ws", "is", "os")
 
 # 1xN lane counts whose row-group statistics every LayerBatch carries unless told otherwise.
 DEFAULT_LANES = (*range(1, 33), 48, 64, 96, 128, 256)

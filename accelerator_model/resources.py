@@ -35,9 +35,8 @@ from torch import Tensor
 
 from accelerator_model.encode import HardwareBatch
 from hw_sim.hardware import Hardware
+from hw_sim.resources import fft_butterflies, fpga_resources_of
 
-# RAMB18E1 aspect ratios (width bits, depth words), UG473.
-BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 MULT_UM2 = {8: 282.0, 32: 3495.0}
 ADD_UM2 = {8: 36.0, 32: 137.0}
 SRAM_CELL_UM2 = 0.346
@@ -78,48 +77,38 @@ def _power_law(table: dict[int, float], bits: Tensor) -> Tensor:
     return _per_value(bits, lambda b: a0 * (b / b0) ** exponent)
 
 
-def _bram_per_bank(words: Tensor, bits: Tensor) -> Tensor:
-    """RAMB18E1 primitives for a bank of ``words`` words of ``bits`` bits."""
-    best = None
-    for width, depth in BRAM18_SHAPES:
-        count = torch.ceil(bits / width) * torch.ceil(words / depth)
-        best = count if best is None else torch.minimum(best, count)
-    assert best is not None
-    return best
+class _TorchOps:
+    """:class:`hw_sim.resources.Ops` on ``[H]`` tensors."""
+
+    maximum = staticmethod(torch.maximum)
+    minimum = staticmethod(torch.minimum)
+    where = staticmethod(torch.where)
+    ceil = staticmethod(torch.ceil)
+
+    @staticmethod
+    def log2(a: Tensor) -> Tensor:
+        return _per_value(a, math.log2)
+
+    @staticmethod
+    def clamp_min(a: Tensor, low: float) -> Tensor:
+        return torch.clamp(a, min=low)
+
+
+TORCH_OPS = _TorchOps()
 
 
 def resources(hws: HardwareBatch) -> Resources:
-    """Resources of every configuration of ``hws``."""
+    """Resources of every configuration of ``hws``: multipliers, banks, DSP and BRAM from
+    hw_sim's engine registry (:data:`hw_sim.resources.ENGINE_UNITS`), the one definition
+    hw_sim's own :func:`hw_sim.resources.fpga_resources` uses."""
     bits = hws.word_bits
     rows, cols = hws.rows, hws.cols
-    has_bc, has_nx = hws.has_bc, hws.has_nx
-    pts = torch.clamp(hws.bc_fft_points, min=2)
-    butterflies = pts / 2 * _per_value(pts, math.log2)
-    bc_mults = has_bc * (4 * hws.bc_lanes
-                         + 4 * butterflies * (hws.bc_fft_units + hws.bc_ifft_units))
-    nx_mults = has_nx * hws.nx_lanes * hws.nx_width
-    multipliers = rows * cols + bc_mults + nx_mults
-    dsp = torch.ceil(multipliers * bits / 16)
-
-    ws, is_ = hws.dataflow == 0, hws.dataflow == 1
-    # Words each buffer delivers per cycle (its banks): array edge, vector units, FFT inputs.
-    banks = {
-        "ifmap": torch.where(is_, cols, rows),
-        "filter": torch.where(ws | ~is_, cols, rows),
-        "ofmap": cols.clone(),
-    }
-    banks["ifmap"] = torch.maximum(banks["ifmap"], has_bc * hws.bc_fft_units * pts)
-    banks["ifmap"] = torch.maximum(banks["ifmap"], has_nx * hws.nx_lanes)
-    banks["filter"] = torch.maximum(banks["filter"], has_bc * hws.bc_lanes)
-    banks["filter"] = torch.maximum(banks["filter"], has_nx * hws.nx_lanes)
-    banks["ofmap"] = torch.maximum(banks["ofmap"], has_bc * hws.bc_ifft_units * pts)
-    banks["ofmap"] = torch.maximum(banks["ofmap"], has_nx * hws.nx_lanes)
-    bram = torch.zeros_like(rows)
-    capacity = {"ifmap": hws.ifmap_words, "filter": hws.filter_words,
-                "ofmap": hws.ofmap_words}
-    for operand, words in capacity.items():
-        count = banks[operand]
-        bram = bram + count * _bram_per_bank(torch.ceil(words / count), bits)
+    fpga = fpga_resources_of(hws, TORCH_OPS)
+    multipliers, dsp, bram = fpga.multipliers, fpga.dsp, fpga.bram18k
+    bc_mults = fpga.units["block_circulant"].multipliers
+    nx_mults = fpga.units["one_by_n"].multipliers
+    butterflies = fft_butterflies(hws, TORCH_OPS)
+    has_bc = hws.has_bc
 
     sram_bits = (hws.ifmap_words + hws.filter_words + hws.ofmap_words) * bits
     mult_um2 = _power_law(MULT_UM2, bits)

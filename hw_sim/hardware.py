@@ -21,6 +21,9 @@ from a3cs_common.errors import ConfigError
 from a3cs_common.schema import FrozenModel
 
 Dataflow = Literal["ws", "os", "is"]
+#: Dataflows in the order the analytical model encodes them (``HardwareBatch.dataflow``).
+DATAFLOWS: tuple[str, ...] = ("ws", "is", "os")
+DATAFLOW_INDEX: dict[str, int] = {name: index for index, name in enumerate(DATAFLOWS)}
 MemoryModel = Literal["default", "scalesim"]
 
 #: What each memory model is, for messages and reports.

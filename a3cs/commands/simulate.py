@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any
 
 from a3cs.commands.common import (
     add_hw_and_workload,
@@ -29,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "memory_model: default (hw_sim's double-buffered prefetch) or scalesim "
                         "(SCALE-Sim 3.0.0's USER-bandwidth memory system, its totals and stalls "
                         "reproduced on dense layers)")
+    parser.add_argument("--resources", action="store_true",
+                        help="also print the FPGA resources (DSP slices, 18 Kb block RAMs) "
+                        "hw_sim computes from its engine registry, and the FPGA budget fit")
     parser.add_argument("--trace-layer", metavar="NAME",
                         help="write a cycle trace of this layer (needs --trace)")
     parser.add_argument("--trace", metavar="FILE.csv", help="where the cycle trace goes")
@@ -69,10 +74,39 @@ def run(args: argparse.Namespace) -> int:
         report = write_trace(workload, hw, args.trace_layer, args.trace, engine=args.engine)
     else:
         report = simulate(workload, hw, engine=args.engine)
-    text = report.to_json() if args.format == "json" else report.to_table()
+    if args.format == "json":
+        data = report.to_dict()
+        if args.resources:
+            data["resources"] = _resources(hw)
+            data["within_fpga_budget"] = _fpga_fit(hw, data["resources"])
+        text = json.dumps(data, indent=2)
+    else:
+        text = report.to_table()
+        if args.resources:
+            res = _resources(hw)
+            fit = _fpga_fit(hw, res)
+            text += (f"\n  FPGA resources    DSP {res['dsp']:,.0f}, BRAM18 {res['bram18k']:,.0f}, "
+                     f"multipliers {res['multipliers']:,.0f}"
+                     + ("" if fit is None else f"  ({'within' if fit else 'OVER'} budget)"))
     print(text)
     if args.trace is not None:
         print(f"cycle trace of {args.trace_layer}: {args.trace}")
     if args.out:
         atomic_write_text(args.out, text + "\n")
     return 0
+
+
+def _resources(hw: Any) -> dict[str, Any]:
+    from hw_sim.resources import fpga_resources
+
+    res = fpga_resources(hw)
+    return {"dsp": res.dsp, "bram18k": res.bram18k, "multipliers": res.multipliers,
+            "banks": dict(res.banks)}
+
+
+def _fpga_fit(hw: Any, res: dict[str, Any]) -> bool | None:
+    """Whether the FPGA resources fit ``budget.fpga`` (``None`` without one)."""
+    budget = hw.budget.fpga if hw.budget is not None else None
+    if budget is None:
+        return None
+    return res["dsp"] <= budget.dsp and res["bram18k"] <= budget.bram18k
