@@ -35,6 +35,7 @@ from accelerator_model.engines import (
     systolic,
 )
 from hw_sim.hardware import ActionEnergy, Hardware
+from hw_sim.power import static_power
 from hw_sim.report import LayerReport, SimReport, energy_of
 from hw_sim.schedule import COUNT_FIELDS, DramTraffic, OpCounts
 from hw_sim.simulate import weights_stay_on_chip
@@ -300,7 +301,8 @@ def estimate(workload: Workload, hw: Hardware) -> SimReport:
         ))
     return SimReport(workload=workload.name, hardware=hw.name, source="accelerator_model",
                      clock_mhz=hw.clock_mhz, batch=workload.layers[0].batch,
-                     layers=tuple(reports), weights_on_chip=on_chip)
+                     layers=tuple(reports), weights_on_chip=on_chip,
+                     static_power_mw=static_power(hw).as_dict())
 
 
 __all__ = ["ENERGY_FIELDS", "PairEstimate", "estimate", "evaluate", "evaluate_grid"]

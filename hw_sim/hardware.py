@@ -130,6 +130,38 @@ class EnergyTable(FrozenModel):
         description="SRAM size in KiB -> pJ per byte written",
     )
     dram_pj_per_byte: PositiveFloat = Field(default=160.0, description="pJ per byte moved")
+    static: StaticPowerTable = Field(
+        default_factory=lambda: StaticPowerTable(),
+        description="static (leakage) power per component, see StaticPowerTable")
+
+
+class StaticPowerTable(FrozenModel):
+    """Static (leakage) power of the hardware's components, in mW while it is powered.
+
+    Logic defaults: Aladdin's 40 nm function-unit library at 1 ns (Y. S. Shao et al.,
+    "Aladdin", ISCA 2014; harvard-acc/ALADDIN ``common/power_func.h``, "normalized to a
+    commercial 40g"): 32-bit integer multiplier 7.786e-2 mW (``MUL_1ns_leakage_power``),
+    32-bit adder 2.250e-3 mW (``ADD_1ns_leakage_power``), one register bit 7.395e-5 mW
+    (``REG_1ns_leakage_power``); other widths scale as the energies do (multiplier ~ bits^2,
+    adder ~ bits).  SRAM and the DRAM interface have no default from that table (Aladdin
+    takes SRAM leakage from CACTI-P per design): they are 0 unless set here.
+    """
+
+    multiplier_mw: PositiveFloat | None = Field(
+        default=None, description="one word-wide multiplier; default: Aladdin's 32-bit value "
+        "scaled by (word_bits / 32)^2")
+    adder_mw: PositiveFloat | None = Field(
+        default=None, description="one word-wide adder; default: Aladdin's 32-bit value scaled "
+        "by word_bits / 32")
+    register_bit_mw: PositiveFloat = Field(default=7.395312e-05,
+                                           description="one register bit (Aladdin, 40 nm)")
+    sram_mw_per_kib: float = Field(default=0.0, ge=0, description="SRAM leakage per KiB of "
+                                   "buffer (no cited default: 0 unless set)")
+    dram_interface_mw: float = Field(default=0.0, ge=0, description="DRAM interface (PHY and "
+                                     "controller) static power (no cited default: 0 unless set)")
+
+
+EnergyTable.model_rebuild()
 
 
 class FPGABudget(FrozenModel):

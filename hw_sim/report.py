@@ -118,6 +118,9 @@ class SimReport:
     batch: int
     layers: tuple[LayerReport, ...]
     weights_on_chip: bool = False
+    # Static power per component (hw_sim.power.StaticPower.as_dict(), mW); static energy is
+    # it times the latency, reported beside the dynamic energy.
+    static_power_mw: dict[str, float] | None = None
 
     def total(self, name: str) -> float:
         return sum(getattr(layer, name) for layer in self.layers)
@@ -165,13 +168,19 @@ class SimReport:
             sram_accesses=sum(layer.sram_accesses for layer in self.layers),
             dram_accesses=sum(layer.dram_accesses for layer in self.layers),
         )
+        static_mw = self.static_power_mw["total_mw"] if self.static_power_mw else 0.0
+        # mW x s = mJ = 1e9 pJ
+        out.update(static_power_mw=static_mw, static_energy_pj=static_mw * self.latency_s * 1e9)
+        out.update(total_energy_per_inference_uj=(self.energy_pj + out["static_energy_pj"]) * 1e-6,
+                   average_power_mw=(self.energy_pj * 1e-9 / self.latency_s + static_mw)
+                   if self.latency_s > 0 else static_mw)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "workload": self.workload, "hardware": self.hardware, "source": self.source,
             "clock_mhz": self.clock_mhz, "batch": self.batch,
-            "weights_on_chip": self.weights_on_chip,
+            "weights_on_chip": self.weights_on_chip, "static_power_mw": self.static_power_mw,
             "layers": [{**asdict(layer), "energy_pj": layer.energy_pj} for layer in self.layers],
             "summary": self.summary(),
         }
@@ -215,6 +224,16 @@ class SimReport:
             f"DRAM {s['dram_energy_pj'] * 1e-6:.4f})",
             f"  latency           {s['latency_s'] * 1e3:.4f} ms   FPS {s['fps']:,.1f}",
         ]
+        if self.static_power_mw is not None:
+            parts = ", ".join(f"{name.removesuffix('_mw').replace('_', ' ')} {value:.4g}"
+                              for name, value in self.static_power_mw.items()
+                              if name != "total_mw")
+            lines += [
+                f"  static power      {s['static_power_mw']:.4g} mW  ({parts})",
+                f"  with static       {s['total_energy_per_inference_uj']:.4f} uJ per inference"
+                f"  (static {s['static_energy_pj'] * 1e-6:.4f});  average power "
+                f"{s['average_power_mw']:.4g} mW",
+            ]
         return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from typing import IO, Literal
 from a3cs_common.errors import ConfigError
 from hw_sim.engines import Engine, engine_for
 from hw_sim.hardware import ActionEnergy, Hardware
+from hw_sim.power import static_power
 from hw_sim.report import LayerReport, SimReport, energy_of
 from hw_sim.scalesim_memory import ScaleSimLayerCycles, simulate_scalesim_layer
 from hw_sim.schedule import (
@@ -99,7 +100,7 @@ def simulate(
         workload=workload.name, hardware=hw.name,
         source=f"hw_sim/{engine}" + (", SCALE-Sim memory model" if _scalesim_memory(hw) else ""),
         clock_mhz=hw.clock_mhz, batch=workload.layers[0].batch, layers=tuple(reports),
-        weights_on_chip=on_chip,
+        weights_on_chip=on_chip, static_power_mw=static_power(hw).as_dict(),
     )
 
 

@@ -96,3 +96,57 @@ def test_simulate_prints_resources(repo, capsys):
         k: estimated["resources"][k] for k in ("dsp", "bram18k")}
     assert main(args) == 0
     assert "FPGA resources" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------
+# Static power
+
+
+def test_static_power_hand_count():
+    """8x8 array, 16-bit words, FFT engine (8 points, 1 + 1 units, 4 lanes), 1xN engine
+    (2 lanes of width 4, 8-deep accumulators), 1 mW/KiB SRAM, 5 mW DRAM interface.
+
+    Per unit (Aladdin 40 nm scaled from 32 bits): multiplier 0.07786052 x (16/32)^2 =
+    0.01946513 mW, adder 0.002249908 x 16/32 = 0.001124954 mW, register word 16 x
+    7.395312e-5 = 1.183250e-3 mW.
+    * PE array: 64 x (mult + add + 3 register words) = 64 x 0.02413983 = 1.5449494 mW.
+    * FFT engine: 12 butterflies (8/2 x log2 8) x 2 units = 24; multipliers 4 x 4 + 4 x 24 =
+      112, adders 16 + 6 x 24 = 160: 2.1800946 + 0.1799926 = 2.3600872 mW.
+    * 1xN: 8 multipliers + 8 adders + 2 x 4 x 8 accumulator words: 0.1557210 + 0.0089996
+      + 0.0757280 = 0.2404487 mW.
+    * SRAM 3 x 4 KiB x 1 mW = 12 mW; DRAM interface 5 mW."""
+    from hw_sim.power import static_power
+
+    hw = Hardware.model_validate({
+        "name": "p", "clock_mhz": 100, "word_bits": 16,
+        "pe_array": {"rows": 8, "cols": 8, "dataflow": "os"},
+        "sram_kb": {"ifmap": 4, "filter": 4, "ofmap": 4},
+        "block_circulant": {"fft_points": 8, "fft_units": 1, "ifft_units": 1,
+                            "fft_pipeline_depth": 2, "complex_mac_lanes": 4},
+        "one_by_n": {"vector_lanes": 2, "lane_width": 4, "accumulator_depth": 8},
+        "energy": {"static": {"sram_mw_per_kib": 1.0, "dram_interface_mw": 5.0}}})
+    power = static_power(hw)
+    assert power.pe_array_mw == pytest.approx(1.5449494, rel=1e-6)
+    assert power.fft_engine_mw == pytest.approx(2.3600872, rel=1e-6)
+    assert power.vector_engine_mw == pytest.approx(0.2404487, rel=1e-6)
+    assert (power.sram_mw, power.dram_interface_mw) == (12.0, 5.0)
+    assert power.total_mw == pytest.approx(1.5449494 + 2.3600872 + 0.2404487 + 17, rel=1e-6)
+
+
+def test_static_energy_in_reports_simulate_equals_estimate(repo):
+    from accelerator_model.model import estimate
+    from hw_sim.files import load_hardware, load_workload
+    from hw_sim.simulate import simulate
+
+    hw = load_hardware(str(repo / "experiments/hw/zc706_fpga.yaml"))
+    workload = load_workload(str(repo / "experiments/workloads/minatar_reference.yaml"))
+    sim = simulate(workload, hw)
+    est = estimate(workload, hw)
+    assert sim.static_power_mw == est.static_power_mw
+    s = sim.summary()
+    assert s["static_energy_pj"] == pytest.approx(s["static_power_mw"] * sim.latency_s * 1e9)
+    assert s["total_energy_per_inference_uj"] == pytest.approx(
+        (sim.energy_pj + s["static_energy_pj"]) * 1e-6)
+    assert s["average_power_mw"] == pytest.approx(
+        sim.energy_pj * 1e-9 / sim.latency_s + s["static_power_mw"])
+    assert "static power" in sim.to_table() and s["static_power_mw"] > 0

@@ -1,0 +1,69 @@
+"""Static (leakage) power of a hardware configuration, per component, in mW.
+
+Counts come from the engine registry (:data:`hw_sim.resources.ENGINE_UNITS`: each engine's
+multipliers and adders) and the buffer sizes; powers per unit from the hardware's
+:class:`~hw_sim.hardware.StaticPowerTable` (defaults: Aladdin's 40 nm library, see there).
+Static energy of a run is this power times its latency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from hw_sim.hardware import Hardware
+from hw_sim.resources import SCALAR_OPS, columns_of, fpga_resources_of
+
+# Aladdin 40 nm, 1 ns, 32-bit integer units (harvard-acc/ALADDIN common/power_func.h).
+ALADDIN_MUL32_MW = 7.786052e-02
+ALADDIN_ADD32_MW = 2.249908e-03
+# Registers a PE holds: its streamed input, its stationary operand and the partial sum it
+# passes on, one word each.
+PE_REGISTER_WORDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StaticPower:
+    """Static power per component, mW."""
+
+    pe_array_mw: float
+    fft_engine_mw: float
+    vector_engine_mw: float
+    sram_mw: float
+    dram_interface_mw: float
+
+    @property
+    def total_mw(self) -> float:
+        return (self.pe_array_mw + self.fft_engine_mw + self.vector_engine_mw + self.sram_mw
+                + self.dram_interface_mw)
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "total_mw": self.total_mw}
+
+
+def static_power(hw: Hardware) -> StaticPower:
+    """Static power of ``hw``'s components (mW): logic from its multipliers, adders and
+    registers, SRAM per KiB, the DRAM interface as a constant."""
+    table = hw.energy.static
+    bits = hw.word_bits
+    mult = table.multiplier_mw if table.multiplier_mw is not None \
+        else ALADDIN_MUL32_MW * (bits / 32) ** 2
+    add = table.adder_mw if table.adder_mw is not None else ALADDIN_ADD32_MW * bits / 32
+    reg_word = table.register_bit_mw * bits
+    units = fpga_resources_of(columns_of(hw), SCALAR_OPS).units
+
+    def logic(name: str) -> float:
+        return units[name].multipliers * mult + units[name].adders * add
+
+    pes = hw.pe_array.rows * hw.pe_array.cols
+    vector = logic("one_by_n")
+    if hw.one_by_n is not None:
+        nx = hw.one_by_n
+        vector += nx.vector_lanes * nx.lane_width * nx.accumulator_depth * reg_word
+    sram_kib = sum(getattr(hw.sram_kb, op) for op in ("ifmap", "filter", "ofmap"))
+    return StaticPower(
+        pe_array_mw=logic("systolic") + pes * PE_REGISTER_WORDS * reg_word,
+        fft_engine_mw=logic("block_circulant"),
+        vector_engine_mw=vector,
+        sram_mw=sram_kib * table.sram_mw_per_kib,
+        dram_interface_mw=table.dram_interface_mw,
+    )
