@@ -140,9 +140,10 @@ class StaticPowerTable(FrozenModel):
 
     Logic defaults: Aladdin's 40 nm function-unit library at 1 ns (Y. S. Shao et al.,
     "Aladdin", ISCA 2014; harvard-acc/ALADDIN ``common/power_func.h``, "normalized to a
-    commercial 40g"): 32-bit integer multiplier 7.786e-2 mW (``MUL_1ns_leakage_power``),
-    32-bit adder 2.250e-3 mW (``ADD_1ns_leakage_power``), one register bit 7.395e-5 mW
-    (``REG_1ns_leakage_power``); other widths scale as the energies do (multiplier ~ bits^2,
+    commercial 40g"): integer multiplier 7.786e-2 mW (``MUL_1ns_leakage_power``), integer
+    adder 2.250e-3 mW (``ADD_1ns_leakage_power``), one register bit 7.395e-5 mW
+    (``REG_1ns_leakage_power``, per bit).  The file does not state the units' width; they are
+    taken as 32-bit (an assumption) and scaled as the energies are (multiplier ~ bits^2,
     adder ~ bits).  SRAM and the DRAM interface have no default from that table (Aladdin
     takes SRAM leakage from CACTI-P per design): they are 0 unless set here.
     """

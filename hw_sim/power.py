@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from hw_sim.hardware import Hardware
 from hw_sim.resources import SCALAR_OPS, columns_of, fpga_resources_of
 
-# Aladdin 40 nm, 1 ns, 32-bit integer units (harvard-acc/ALADDIN common/power_func.h).
+# Aladdin 40 nm, 1 ns, integer units (harvard-acc/ALADDIN common/power_func.h), taken as
+# 32-bit: the file does not state their width.
 ALADDIN_MUL32_MW = 7.786052e-02
 ALADDIN_ADD32_MW = 2.249908e-03
 # Registers a PE holds: its streamed input, its stationary operand and the partial sum it
