@@ -17,6 +17,16 @@ Part 2: a 5-layer MinAtar agent (conv 16 3x3 -> conv 32 3x3 -> FC 128 -> policy 
 heads) and the 6-layer MLP policy on ``experiments/hw/ws_32x32.yaml``: median of
 ``--agent-repeats`` hw_sim runs.  Targets: ratio >= 1000x, agent < 10 ms.
 
+Part 3 (``--memory-model scalesim --bandwidth B``): hw_sim with SCALE-Sim's own memory
+model against SCALE-Sim 3.0.0 in USER mode on ResNet-18, layer by layer: SCALE-Sim's per-layer
+runs are taken from the caches of ``python -m hw_sim.scalesim_reference`` and
+``experiments/validate_scalesim.py`` (SCALE-Sim's USER mode takes hours on some layers, so it
+is never run here); hw_sim runs every layer with ``memory_model: scalesim`` (median of
+``--repeats``).  The ratio is over the layers SCALE-Sim finished; layers it did not finish
+within its time limit count with that limit in a lower bound.
+
+    python benchmarks/bench_hw_sim.py --memory-model scalesim --bandwidth 10 --dataflow os
+
 The figures are printed and written to ``experiments/results/bench_hw_sim.json`` (``--json``).
 
     python benchmarks/bench_hw_sim.py                 # runs SCALE-Sim (minutes, ~5 GB)
@@ -126,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                         "when that run is there (not measured in this run)")
     parser.add_argument("--scalesim-timeout", type=float, default=7200.0,
                         help="seconds before SCALE-Sim is stopped (default 7200)")
+    parser.add_argument("--memory-model", choices=("default", "scalesim"), default="default",
+                        help="scalesim: part 3 only (needs --bandwidth; SCALE-Sim from caches)")
+    parser.add_argument("--dataflow", choices=("ws", "os", "is"), default="ws",
+                        help="the array's dataflow (default ws)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
                         help=f"write the figures to this JSON file (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)
@@ -135,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(flag, value, "an integer >= 1")
         if args.bandwidth is not None and args.bandwidth < 1:
             raise ConfigError("--bandwidth", args.bandwidth, "a positive integer (words/cycle)")
+        if args.memory_model == "scalesim":
+            if args.bandwidth is None:
+                raise ConfigError("--bandwidth", None, "a number of words per cycle with "
+                                  "--memory-model scalesim (SCALE-Sim's USER mode)")
+            with tempfile.TemporaryDirectory(prefix="bench_hw_sim_") as tmp:
+                return run_scalesim_memory(args, Path(tmp))
         with tempfile.TemporaryDirectory(prefix="bench_hw_sim_") as tmp:
             return run(args, Path(tmp))
     except ConfigError as exc:
@@ -142,8 +162,90 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run_scalesim_memory(args: argparse.Namespace, tmp: Path) -> int:
+    """Part 3: ResNet-18 per layer, hw_sim's scalesim memory model against cached SCALE-Sim
+    USER-mode runs."""
+    from hw_sim.scalesim_memory import simulate_scalesim_layer
+    from hw_sim.scalesim_reference import (
+        DEFAULT_CACHE,
+        SEED_CACHE,
+        _cached,
+        _versions,
+        cache_key,
+    )
+
+    hw = hardware(ARRAYS["32x32"], args.dataflow, args.bandwidth)
+    cfg = write_scalesim_cfg(hw, tmp / f"{hw.name}.cfg")
+    ours_hw = load_scalesim_cfg(cfg, memory_model="scalesim")
+    versions = _versions(args.venv.expanduser() / "bin" / "python")
+    lines = [line for line in RESNET18.read_text().splitlines() if line.strip()]
+    header, rows = lines[0], lines[1:]
+    workload = load_topology_csv(RESNET18)
+    finished, limited, missing = [], [], []
+    for index, row in enumerate(rows):
+        record = _cached(cache_key(versions, cfg.read_text(), f"{header}\n{row}\n"),
+                         [DEFAULT_CACHE, SEED_CACHE], 0.0)
+        if record is None:
+            missing.append(index)
+        elif record["status"] == "ok":
+            finished.append((index, record))
+        else:
+            limited.append((index, record))
+    load_before = os.getloadavg()
+    per_layer: list[list[float]] = [[] for _ in rows]
+    reference = dict(finished)
+    for repeat in range(args.repeats):
+        for index, layer in enumerate(workload.layers):
+            start = time.perf_counter()
+            result = simulate_scalesim_layer(layer, ours_hw)
+            per_layer[index].append(time.perf_counter() - start)
+            if repeat == 0 and index in reference:
+                theirs = reference[index]["layers"][0]
+                if (result.total_cycles_incl_prefetch, result.stall_cycles) != (
+                        int(theirs["Total Cycles (incl. prefetch)"]),
+                        int(theirs["Stall Cycles"])):
+                    print(f"layer {index}: cycles differ from SCALE-Sim's")
+                    return 1
+    load_after = os.getloadavg()
+    median = [statistics.median(times) for times in per_layer]
+    ss_finished = sum(record["wall_s"] for _, record in finished)
+    ours_finished = sum(median[i] for i, _ in finished)
+    ss_bound = ss_finished + sum(record["wall_s"] for _, record in limited)
+    ours_measured = sum(median[i] for i in [*(i for i, _ in finished), *(i for i, _ in limited)])
+    figures = {
+        "memory_model": "scalesim", "dataflow": args.dataflow, "bandwidth": args.bandwidth,
+        "layers": len(rows), "scalesim_finished_layers": len(finished),
+        "scalesim_limited_layers": len(limited), "scalesim_missing_layers": len(missing),
+        "scalesim_wall_s_finished": ss_finished,
+        "hw_sim_median_s_finished": ours_finished,
+        "speed_ratio_finished": ss_finished / ours_finished if ours_finished else None,
+        "speed_ratio_lower_bound_with_limited": ss_bound / ours_measured if limited else None,
+        "hw_sim_median_s_all_layers": sum(median),
+        "ratio_target_met": bool(finished) and ss_finished / ours_finished >= RATIO_TARGET,
+        "cpus": os.cpu_count(), "loadavg_1_5_15_before": load_before,
+        "loadavg_1_5_15_after": load_after,
+    }
+    print(f"""
+ResNet-18 on a 32x32 {args.dataflow.upper()} array, 64 kB per operand, {args.bandwidth} words/cycle (USER);
+hw_sim with memory_model scalesim (cycles checked equal to SCALE-Sim's on every finished layer)
+  SCALE-Sim 3.0.0   {len(finished)} layers finished: {ss_finished:,.1f} s   \
+({len(limited)} stopped at their time limit, {len(missing)} never run)
+  hw_sim            the same layers: {ours_finished:,.2f} s (median of {args.repeats}); \
+all {len(rows)} layers {sum(median):,.2f} s
+  speed ratio       {figures['speed_ratio_finished'] or 0:,.0f}x on the finished layers   \
+(target >= {RATIO_TARGET:,.0f}x: {'met' if figures['ratio_target_met'] else 'NOT met'})""")
+    if limited:
+        print(f"  lower bound       {figures['speed_ratio_lower_bound_with_limited']:,.0f}x "
+              "counting the stopped layers at their limit")
+    print(f"  machine           {os.cpu_count()} CPUs, load average (1 min) "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    atomic_write_text(args.json, json.dumps(figures, indent=2) + "\n")
+    print(f"figures written to {args.json}")
+    return 0
+
+
 def run(args: argparse.Namespace, tmp: Path) -> int:
-    hw = hardware(ARRAYS["32x32"], "ws", args.bandwidth)
+    hw = hardware(ARRAYS["32x32"], args.dataflow, args.bandwidth)
     cfg = write_scalesim_cfg(hw, tmp / f"{hw.name}.cfg")
 
     load_before = os.getloadavg()
