@@ -428,10 +428,16 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
     sets = np.repeat(sets_by_address[new_address][:, None], copies, axis=1)
     sets[group, np.arange(valid.size) - new_address[group]] = sets_by_address
 
-    def hits(u: np.ndarray, start: int) -> np.ndarray:
-        if copies == 1:
-            return (sets[u, 0] - start) % n_sets < window
-        return ((sets[u] - start) % n_sets < window).any(axis=1)
+    sets = sets.astype(np.int32)
+    direct = sets[uid, 0] if copies == 1 else None  # each request's one set
+
+    def hits(lo: int, hi: int, start: int) -> np.ndarray:
+        """Which requests ``lo:hi`` the window starting at set ``start`` holds: set ``s`` is
+        inside when ``(s - start) mod n < A``; with ``d = s - start`` in ``(-n, n)`` that is
+        ``0 <= d < A`` or ``d < A - n`` (no modulo)."""
+        d = (direct[lo:hi] if direct is not None else sets[uid[lo:hi]]) - np.int32(start)
+        hit = (d < window - n_sets) | ((d >= 0) & (d < window))
+        return hit if direct is not None else hit.any(axis=1)
 
     miss_pos: list[int] = []
     miss_jumps: list[int] = []
@@ -441,14 +447,13 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
     total = uid.size
     jumps_to_try = np.arange(1, n_sets + 1, dtype=np.int64)
     while pos < total:
-        part = uid[pos:pos + chunk]
-        hit = hits(part, start)
+        hit = hits(pos, pos + chunk, start)
         if hit.all():
-            pos += part.size
+            pos += hit.size
             chunk = min(chunk * 2, 1 << 20)
             continue
         q = int(np.argmin(hit))
-        u = int(part[q])
+        u = int(uid[pos + q])
         inside = ((sets[u][None, :] - start - jumps_to_try[:, None] * step) % n_sets) < window
         found = np.flatnonzero(inside.any(axis=1))
         if found.size == 0:
