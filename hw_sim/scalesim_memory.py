@@ -430,14 +430,41 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
 
     sets = sets.astype(np.int32)
     direct = sets[uid, 0] if copies == 1 else None  # each request's one set
+    # With several copies per address, count each address's copies inside the window and
+    # update the counts as it moves: a request then hits when its count is positive.
+    fetch_uid = table[valid] if direct is None else None
+    held = np.zeros(unique.size, dtype=np.int32)
+
+    def count_sets(first: int, count: int, sign: int) -> None:
+        """Add ``sign`` for every copy in sets ``first .. first + count - 1`` (cyclic)."""
+        first %= n_sets
+        for a, b in ((first, min(first + count, n_sets)), (0, first + count - n_sets)):
+            if b > a:
+                chunk_uid = fetch_uid[a * per_set:min(b * per_set, valid.size)]
+                held[:] += sign * np.bincount(chunk_uid, minlength=unique.size).astype(np.int32)
+
+    if fetch_uid is not None:
+        count_sets(0, window, 1)
+
+    def move(start: int, shift: int) -> None:
+        if fetch_uid is None or shift % n_sets == 0:
+            return
+        shift %= n_sets
+        if shift < window:
+            count_sets(start, shift, -1)
+            count_sets(start + window, shift, 1)
+        else:
+            held[:] = 0
+            count_sets(start + shift, window, 1)
 
     def hits(lo: int, hi: int, start: int) -> np.ndarray:
         """Which requests ``lo:hi`` the window starting at set ``start`` holds: set ``s`` is
         inside when ``(s - start) mod n < A``; with ``d = s - start`` in ``(-n, n)`` that is
         ``0 <= d < A`` or ``d < A - n`` (no modulo)."""
-        d = (direct[lo:hi] if direct is not None else sets[uid[lo:hi]]) - np.int32(start)
-        hit = (d < window - n_sets) | ((d >= 0) & (d < window))
-        return hit if direct is not None else hit.any(axis=1)
+        if direct is None:
+            return held[uid[lo:hi]] > 0
+        d = direct[lo:hi] - np.int32(start)
+        return (d < window - n_sets) | ((d >= 0) & (d < window))
 
     miss_pos: list[int] = []
     miss_jumps: list[int] = []
@@ -459,6 +486,7 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
         if found.size == 0:
             raise AssertionError("window never reaches a prefetched address")
         k = int(jumps_to_try[found[0]])
+        move(start, k * step)
         start = (start + k * step) % n_sets
         miss_pos.append(pos + q)
         miss_jumps.append(k)
