@@ -408,46 +408,50 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
         return ReadMisses(empty, empty, empty, refill_lines + _READ_LATENCY, initial_lines,
                           initial_lines * bandwidth)
 
-    # Sets holding each address, found through a dense address table (addresses are small
-    # non-negative integers) rather than per-request searches: most operands hold each address
-    # once (weights; 1x1 and GEMM inputs), im2col inputs a few times (overlapping windows).
-    order = np.argsort(valid, kind="stable")
-    by_address = valid[order]
-    new_address = np.flatnonzero(np.diff(by_address, prepend=-1))
-    unique = by_address[new_address]
-    group = np.cumsum(np.diff(by_address, prepend=-1) != 0) - 1
-    sets_by_address = order // per_set
-    top = int(max(unique[-1], demand.addresses.max()))
-    table = np.full(top + 1, -1, dtype=np.int64)
-    table[unique] = np.arange(unique.size)
-    uid = table[demand.addresses]
-    if np.any(uid < 0):
+    # Sets holding each address, found through dense tables indexed by address (addresses are
+    # small non-negative integers) rather than per-request searches.  Most operands hold each
+    # address once (weights; 1x1 and GEMM inputs); im2col inputs a few times (overlapping
+    # windows): then the copies inside the window are counted per address as it moves, and a
+    # request hits when its address's count is positive.
+    top = int(max(valid.max(), demand.addresses.max()))
+    copies_of = np.bincount(valid, minlength=top + 1)
+    if np.any(copies_of[demand.addresses] == 0):
         raise AssertionError("a demanded address is never prefetched (SCALE-Sim would loop)")
-    copies = int(np.diff(np.append(new_address, valid.size)).max())
-    # [U, copies] set ids, short rows padded with their first set (a repeat changes nothing).
-    sets = np.repeat(sets_by_address[new_address][:, None], copies, axis=1)
-    sets[group, np.arange(valid.size) - new_address[group]] = sets_by_address
-
-    sets = sets.astype(np.int32)
-    direct = sets[uid, 0] if copies == 1 else None  # each request's one set
-    # With several copies per address, count each address's copies inside the window and
-    # update the counts as it moves: a request then hits when its count is positive.
-    fetch_uid = table[valid] if direct is None else None
-    held = np.zeros(unique.size, dtype=np.int32)
+    copies = int(copies_of.max())
+    set_ids = (np.arange(valid.size) // per_set).astype(np.int32)
+    if copies == 1:
+        set_of = np.full(top + 1, -1, dtype=np.int32)
+        set_of[valid] = set_ids
+        direct = set_of[demand.addresses]  # each request's one set
+        sets = None
+        held = None
+    else:
+        order = np.argsort(valid, kind="stable")
+        by_address = valid[order]
+        first_copy = np.flatnonzero(np.diff(by_address, prepend=-1))
+        rank = np.arange(valid.size) - np.repeat(first_copy, np.diff(np.append(first_copy,
+                                                                              valid.size)))
+        # [addresses, copies] set ids, short rows padded with their first set (a repeat
+        # changes nothing).
+        sets = np.zeros((top + 1, copies), dtype=np.int32)
+        sets[by_address[first_copy], :] = set_ids[order][first_copy][:, None]
+        sets[by_address, rank] = set_ids[order]
+        direct = None
+        held = np.zeros(top + 1, dtype=np.int32)
 
     def count_sets(first: int, count: int, sign: int) -> None:
         """Add ``sign`` for every copy in sets ``first .. first + count - 1`` (cyclic)."""
         first %= n_sets
         for a, b in ((first, min(first + count, n_sets)), (0, first + count - n_sets)):
             if b > a:
-                chunk_uid = fetch_uid[a * per_set:min(b * per_set, valid.size)]
-                held[:] += sign * np.bincount(chunk_uid, minlength=unique.size).astype(np.int32)
+                part = valid[a * per_set:min(b * per_set, valid.size)]
+                held[:] += sign * np.bincount(part, minlength=top + 1).astype(np.int32)
 
-    if fetch_uid is not None:
+    if held is not None:
         count_sets(0, window, 1)
 
     def move(start: int, shift: int) -> None:
-        if fetch_uid is None or shift % n_sets == 0:
+        if held is None or shift % n_sets == 0:
             return
         shift %= n_sets
         if shift < window:
@@ -462,7 +466,7 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
         inside when ``(s - start) mod n < A``; with ``d = s - start`` in ``(-n, n)`` that is
         ``0 <= d < A`` or ``d < A - n`` (no modulo)."""
         if direct is None:
-            return held[uid[lo:hi]] > 0
+            return held[demand.addresses[lo:hi]] > 0
         d = direct[lo:hi] - np.int32(start)
         return (d < window - n_sets) | ((d >= 0) & (d < window))
 
@@ -471,7 +475,7 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
     start = 0
     pos = 0
     chunk = 4096
-    total = uid.size
+    total = demand.addresses.size
     jumps_to_try = np.arange(1, n_sets + 1, dtype=np.int64)
     while pos < total:
         hit = hits(pos, pos + chunk, start)
@@ -480,8 +484,9 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
             chunk = min(chunk * 2, 1 << 20)
             continue
         q = int(np.argmin(hit))
-        u = int(uid[pos + q])
-        inside = ((sets[u][None, :] - start - jumps_to_try[:, None] * step) % n_sets) < window
+        copies_here = (direct[pos + q:pos + q + 1] if direct is not None
+                       else sets[int(demand.addresses[pos + q])])
+        inside = ((copies_here[None, :] - start - jumps_to_try[:, None] * step) % n_sets) < window
         found = np.flatnonzero(inside.any(axis=1))
         if found.size == 0:
             raise AssertionError("window never reaches a prefetched address")
