@@ -259,6 +259,15 @@ def _flipped_fold(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _valid(t, block[::-1].reshape(-1))
 
 
+def _band(length: int, first: int, count_r: int, count_c: int) -> np.ndarray:
+    """``[length]`` counts of the pairs ``(r, c)``, ``r < count_r``, ``c < count_c``, at line
+    ``first + r + c``: how many outputs a skewed output tile writes each line."""
+    t = np.arange(length) - first
+    top = count_r + count_c - 2
+    counts = np.minimum(np.minimum(t, top - t), min(count_r, count_c) - 1) + 1
+    return np.where((t >= 0) & (t <= top), counts, 0).astype(np.int64)
+
+
 def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> LayerDemand:
     """SCALE-Sim 3.0.0's prefetch and demand matrices for one layer on an ``rows x cols``
     array (``scalesim/compute/systolic_compute_{ws,os,is}.py``), as streams."""
@@ -279,10 +288,7 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
         ofmap = np.zeros(row_folds * col_folds * per_fold, dtype=np.int64)
         for fc in range(col_folds):
             used_c = min(cols, n - fc * cols)
-            written = np.zeros(per_fold, dtype=np.int64)
-            pix = np.arange(m)
-            for c in range(used_c):
-                np.add.at(written, 2 * rows - 1 + pix + c, 1)
+            written = _band(per_fold, 2 * rows - 1, m, used_c)
             for fr in range(row_folds):
                 tile = _pad_rows(_pad_cols(filt[fr * rows:(fr + 1) * rows,
                                                 fc * cols:(fc + 1) * cols], cols), rows)
@@ -316,10 +322,7 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
                 used_r = min(rows, m - fr * rows)
                 # Flipped tile: original row r sits at row rows - 1 - r, written at line
                 # (k - 1) + (rows - 1 - r) + c.
-                written = np.zeros(per_fold, dtype=np.int64)
-                flipped = rows - 1 - np.arange(used_r)
-                for c in range(used_c):
-                    np.add.at(written, k - 1 + flipped + c, 1)
+                written = _band(per_fold, k - 1 + rows - used_r, used_r, used_c)
                 ofmap[base:base + per_fold] = written
         filter_stream = DemandStream(np.concatenate(f_lines), np.concatenate(f_addr))
         line_count = row_folds * col_folds * per_fold
@@ -338,10 +341,7 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
         ofmap = np.zeros(row_folds * col_folds * per_fold, dtype=np.int64)
         for fc in range(col_folds):
             used_c = min(cols, m - fc * cols)
-            written = np.zeros(per_fold, dtype=np.int64)
-            filt_idx = np.arange(n)
-            for c in range(used_c):
-                np.add.at(written, 2 * rows - 1 + filt_idx + c, 1)
+            written = _band(per_fold, 2 * rows - 1, n, used_c)
             for fr in range(row_folds):
                 tile = _pad_rows(_pad_cols(ifmap_t[fr * rows:(fr + 1) * rows,
                                                    fc * cols:(fc + 1) * cols], cols), rows)
@@ -415,14 +415,17 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
     # request hits when its address's count is positive.
     top = int(max(valid.max(), demand.addresses.max()))
     copies_of = np.bincount(valid, minlength=top + 1)
-    if np.any(copies_of[demand.addresses] == 0):
-        raise AssertionError("a demanded address is never prefetched (SCALE-Sim would loop)")
     copies = int(copies_of.max())
+    if copies > 1 and copies_of[demand.addresses].min() == 0:
+        raise AssertionError("a demanded address is never prefetched (SCALE-Sim would loop)")
     set_ids = (np.arange(valid.size) // per_set).astype(np.int32)
     if copies == 1:
         set_of = np.full(top + 1, -1, dtype=np.int32)
         set_of[valid] = set_ids
         direct = set_of[demand.addresses]  # each request's one set
+        if direct.min() < 0:
+            raise AssertionError("a demanded address is never prefetched (SCALE-Sim would "
+                                 "loop)")
         sets = None
         held = None
     else:
