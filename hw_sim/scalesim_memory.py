@@ -41,6 +41,7 @@ Units: cycles; words (one SCALE-Sim byte is one word); bandwidth in words per cy
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -184,7 +185,15 @@ def _anti_diagonal_order(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     starts = np.cumsum(length) - length
     d = np.repeat(diag, length)
     r = np.repeat(top, length) - (np.arange(rows * cols) - np.repeat(starts, length))
-    return r, d - r
+    c = d - r
+    r.flags.writeable = False
+    c.flags.writeable = False
+    return r, c
+
+
+# A layer's folds share one or two shapes: their orders are computed once (read-only arrays;
+# a few entries, each at most a fold's size).
+_fold_order = functools.lru_cache(maxsize=4)(_anti_diagonal_order)
 
 
 def _diagonal_flatten(matrix: np.ndarray) -> np.ndarray:
@@ -247,7 +256,7 @@ def _valid(lines: np.ndarray, addrs: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _skewed_fold(block: np.ndarray, first_line: int) -> tuple[np.ndarray, np.ndarray]:
     """A fold SCALE-Sim skews: entry ``(r, c)`` of ``block`` is requested at line
     ``first_line + r + c``."""
-    r, c = _anti_diagonal_order(*block.shape)
+    r, c = _fold_order(*block.shape)
     return _valid(first_line + r + c, block[r, c])
 
 
