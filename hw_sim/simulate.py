@@ -28,7 +28,7 @@ from hw_sim.engines import Engine, engine_for
 from hw_sim.hardware import ActionEnergy, Hardware
 from hw_sim.power import static_power
 from hw_sim.report import LayerReport, SimReport, energy_of
-from hw_sim.scalesim_memory import ScaleSimLayerCycles, simulate_scalesim_layer
+from hw_sim.scalesim_memory import ScaleSimLayerCycles, geometry_of, simulate_scalesim_layer
 from hw_sim.schedule import (
     COUNT_FIELDS,
     DramTraffic,
@@ -81,6 +81,8 @@ def simulate(
             raise ConfigError("trace_layer", trace_layer, "none with memory_model 'scalesim' "
                               "(cycle traces come from the stepper, which models hw_sim's own "
                               "memory system)")
+        for layer in workload.layers:
+            geometry_of(layer)  # every layer SCALE-Sim can run, checked before any work
     table = hw.energy_per_action()
     on_chip = weights_stay_on_chip(workload, hw)
     reports = []
