@@ -498,11 +498,16 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
         q = int(np.argmin(hit))
         copies_here = (direct[pos + q:pos + q + 1] if direct is not None
                        else sets[int(demand.addresses[pos + q])])
-        inside = ((copies_here[None, :] - start - jumps_to_try[:, None] * step) % n_sets) < window
-        found = np.flatnonzero(inside.any(axis=1))
-        if found.size == 0:
+        # The fewest jumps that bring a copy into the window: nearly always one or two, so
+        # those are tried first; a request behind the window may need a trip round it.
+        for tries in (jumps_to_try[:4], jumps_to_try):
+            inside = ((copies_here[None, :] - start - tries[:, None] * step) % n_sets) < window
+            found = np.flatnonzero(inside.any(axis=1))
+            if found.size:
+                break
+        else:
             raise AssertionError("window never reaches a prefetched address")
-        k = int(jumps_to_try[found[0]])
+        k = int(tries[found[0]])
         move(start, k * step)
         start = (start + k * step) % n_sets
         miss_pos.append(pos + q)
