@@ -15,8 +15,9 @@ them from the same inputs SCALE-Sim builds, without its per-address Python loops
   addresses.  The active window holds ``A = ceil(half / E)`` consecutive sets (cyclically);
   a demanded address outside it makes the window jump ``P`` sets forward, again until the
   address is inside.  Which requests miss and how many jumps each needs depends only on the
-  address sequences, not on time, so it is found here with vectorised searches (a galloping
-  scan for the next miss).  Jump ``j`` of an operand completes at the fixed cycle
+  address sequences, not on time, so it is found here with whole-array tests (a galloping
+  scan for the next miss over tables indexed by address: each address's set, or the count of
+  its copies inside the window, kept up to date as the window moves).  Jump ``j`` of an operand completes at the fixed cycle
   ``Lp_j = -1 + j (ceil(half / B) + 1)``: SCALE-Sim issues each refill right after the previous
   one, whatever the array is doing.
 * **Stall accounting**, as ``read_buffer.service_reads`` does it: a line starts with
