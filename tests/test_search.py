@@ -239,7 +239,8 @@ def test_evolution_with_the_distill_proxy(tmp_path, teacher, capsys):
                  "--set", "budget.samples_per_trial=3"]) == 0
     trials = json.loads((run_dir / "search" / "trials.json").read_text())
     assert 2 < len(trials) <= 3 * 2  # untrained samples do not use up the 2 trials' budget
-    assert "0 of 2 trials trained" in (run_dir / "log.txt").read_text()
+    assert "0 of 2 trials trained: the sample limit (6) was reached" in \
+        (run_dir / "log.txt").read_text()
     for trial in trials:
         target = trial["reference_latency_s"] / 2.0
         assert trial["agreement"] is None and trial["reward"] == pytest.approx(

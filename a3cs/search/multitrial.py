@@ -174,8 +174,9 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
         nni_logger.setLevel(level)
         bar.close()
     if counts_trained and budget.trials_done < n_trials:
-        log(f"{budget.trials_done} of {n_trials} trials trained: the other samples of "
-            f"{budget.max_samples} were outside proxy.latency_band")
+        log(f"{budget.trials_done} of {n_trials} trials trained: the sample limit "
+            f"({budget.max_samples}) was reached, the other {len(records) - budget.trials_done} "
+            "distinct networks sampled were outside proxy.latency_band")
     best = max(records, key=lambda r: r.reward)
     if not math.isfinite(best.reward):
         from a3cs_common.errors import ConfigError
