@@ -162,6 +162,14 @@ def test_cli_train_evaluate_simulate(tmp_path: Path, capsys: pytest.CaptureFixtu
     result = json.loads(out.splitlines()[0])
     assert result["episodes"] == 3 and result["min_return"] <= result["mean_return"]
     assert (tmp_path / "ep.gif").read_bytes()[:3] == b"GIF"
+    # --policy-seed: the action sampling's own seed, as `a3cs search` evaluates
+    checkpoint = str(run / "checkpoint.pt")
+    agent = load_agent(checkpoint)
+    expected = evaluate_policy(model_policy(agent.model, seed=2), agent.config.env_id, 3,
+                               seed=10_002)
+    assert main(["evaluate", checkpoint, "--episodes", "3", "--seed", "10002",
+                 "--policy-seed", "2", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] == expected.mean_return
 
     hw = str(REPO / "experiments/hw/block_circulant_engine.yaml")
     for workload_arg in (str(run / "workload.yaml"), str(run / "checkpoint.pt")):
@@ -314,7 +322,7 @@ def test_refined_gradients_train_the_pruned_weights_and_reach_the_sparsity(
         config = small_config(total_steps=8 * 64, seed=2, arch=load_arch(str(ONE_BY_4)),
                               sparsity_start=0.0, sparsity_end=0.5, pruned_gradient=mode)
         results[mode] = load_agent(train(config, tmp_path / mode, progress=False).checkpoint)
-    for mode, agent in results.items():
+    for agent in results.values():
         head = agent.model.head
         assert head.sparsity == pytest.approx(head.target_sparsity, abs=0.05)
         pruned = head._apply_mask(torch.ones_like(head.weight)) == 0

@@ -17,6 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="episodes (default 100)")
     parser.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation "
                         "environments (default 10000, apart from training's)")
+    parser.add_argument("--policy-seed", type=int, default=None, metavar="SEED",
+                        help="seed of the policy's action sampling (default: --seed); "
+                        "`a3cs search` evaluates with --seed 10000+S --policy-seed S for its "
+                        "seed S, so those two reproduce its eval.json exactly")
     parser.add_argument("--deterministic", action="store_true",
                         help="take the most likely action instead of sampling")
     parser.add_argument("--gif", metavar="FILE.gif", help="also render one episode to a GIF")
@@ -49,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         if env_family(env_id) not in ("minatar", "atari"):
             raise ConfigError("--gif", args.gif, f"a MinAtar or ALE agent (this one plays "
                               f"{env_id})")
-    policy = model_policy(agent.model, deterministic=args.deterministic, seed=args.seed)
+    policy_seed = args.seed if args.policy_seed is None else args.policy_seed
+    policy = model_policy(agent.model, deterministic=args.deterministic, seed=policy_seed)
     with deterministic_kernels(device):
         result = evaluate_policy(policy, env_id, args.episodes, seed=args.seed)
     if args.format == "json":
