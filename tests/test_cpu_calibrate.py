@@ -13,19 +13,12 @@ from a3cs.cli import main
 from accelerator_model.cpu import (
     FAMILIES,
     FAMILY_TERMS,
-    CpuProfile,
     REFERENCE_PROFILE,
+    CpuProfile,
     estimate_layers,
     kernel_family,
     load_cpu_profile,
 )
-
-# The fits are checked on the shipped reference profile, not on `host`: the host's caches
-# decide which synthetic shapes are "slow" below, so a host spec would make the data, and the
-# outcome, depend on the machine the tests run on.
-REFERENCE = load_cpu_profile(str(REFERENCE_PROFILE))
-SPEC = REFERENCE.spec
-
 from accelerator_model.cpu_calibrate import (
     TreeGrid,
     TreeSettings,
@@ -35,6 +28,12 @@ from accelerator_model.cpu_calibrate import (
     reference_layers,
     score,
 )
+
+# The fits are checked on the shipped reference profile, not on `host`: the host's caches
+# decide which synthetic shapes are "slow" below, so a host spec would make the data, and the
+# outcome, depend on the machine the tests run on.
+REFERENCE = load_cpu_profile(str(REFERENCE_PROFILE))
+SPEC = REFERENCE.spec
 
 
 def test_shapes_cover_every_family_and_hold_out_fresh_ones() -> None:

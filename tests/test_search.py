@@ -254,6 +254,34 @@ def test_evolution_with_the_distill_proxy(tmp_path, teacher, capsys):
     assert "proxy.kind: got 'supernet'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["evolution", "random"])
+def test_resampling_trains_only_networks_in_the_band(tmp_path, teacher, method):
+    """proxy.out_of_band: resample (Once-for-All's constrained search): a sample outside the
+    band is priced and rejected, the strategy draws another; every trial the budget counts is
+    trained and in the band, and the run's log says how many were rejected."""
+    proxy = {"kind": "distill", "distill_steps": 5, "distill_batch": 32, "train_states": 128,
+             "held_out_states": 64, "latency_band": 0.25, "out_of_band": "resample"}
+    config = _config(tmp_path, method=method, proxy=proxy,
+                     budget={**TINY_BUDGET, "trials": 6, "samples_per_trial": 50},
+                     cost={"lam": 0.5, "target_speedup": 2.0, "penalty": "absolute"})
+    run_dir = tmp_path / "run"
+    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet"]) == 0
+    trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    trained = [t for t in trials if t["agreement"] is not None]
+    rejected = [t for t in trials if t["agreement"] is None]
+    assert len(trained) == 6 and rejected  # the band is narrow enough to reject some
+    for trial in trials:
+        off_target = abs(trial["latency_s"] / (trial["reference_latency_s"] / 2.0) - 1.0)
+        assert (off_target <= 0.25) == (trial["agreement"] is not None)
+    assert f"6 trials trained; {len(rejected)} other distinct networks sampled were outside " \
+        "proxy.latency_band (priced, resampled)" in (run_dir / "log.txt").read_text()
+    # the same seed proposes the same samples: a second run is the same search
+    again = tmp_path / "again"
+    assert main(["search", config, "--teacher", teacher, "--out", str(again), "--quiet"]) == 0
+    assert json.loads((again / "search" / "trials.json").read_text()) == trials
+
+
 def test_samples_that_build_the_same_network_are_one_trial():
     from a3cs.search.config import SearchConfig
     from a3cs.search.multitrial import _trial_key, _TrialBudget

@@ -163,6 +163,13 @@ class ProxySettings(FrozenModel):
         "cost.target_fps or cost.target_speedup) is trained and scored by the proxy; the others "
         "score -1 - lam * hardware_term without training, below every trained one, so that "
         "evolution moves towards the target and spends its training on the band")
+    out_of_band: Literal["score", "resample"] = Field(
+        default="score", description="with latency_band, what a sample outside the band "
+        "becomes: score: a trial scored -1 - lam * hardware_term, in evolution's population "
+        "like any other; resample: rejected after its pricing, as Once-for-All's constrained "
+        "evolution does: the strategy draws another sample (random) or mutation (evolution), so "
+        "every sample in the population is in the band; budget.samples_per_trial then caps the "
+        "distinct networks priced")
     distill_steps: PositiveInt = Field(default=500, description="Adam steps of one distill "
                                        "proxy (Breakout's ranking: tau 0.70 at 500, 0.72 at "
                                        "2,000 for 4x the compute)")

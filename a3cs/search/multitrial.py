@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -86,14 +87,40 @@ class _Candidate:
         self.sample = sample
 
 
-def _joint_space(parts: dict[str, Any]) -> Any:
-    from nni.mutable import MutableDict
+def _joint_space(parts: dict[str, Any],
+                 admit: Callable[[dict[str, Any]], str | None] | None = None) -> Any:
+    """The strategies' search space: ``parts`` (``arch``, optionally ``hw``) as one sample.
+
+    ``admit`` (the sample's values by part -> why it is rejected, or None) becomes an nni
+    ``Constraint``: a rejected sample fails nni's validation, so the strategy draws another
+    (``RetrySamplingHelper``) instead of submitting it, and it never enters evolution's
+    population."""
+    from nni.mutable import Constraint, ConstraintViolation, MutableDict
 
     class JointSpace(MutableDict):
         def freeze(self, sample: dict[str, Any]) -> _Candidate:
-            return _Candidate(super().freeze(sample))
+            return _Candidate({part: value for part, value in super().freeze(sample).items()
+                               if part in parts})
 
-    return JointSpace(parts)
+    class Admitted(Constraint):
+        def __init__(self) -> None:
+            self.label = "admitted"
+
+        def leaf_mutables(self, is_leaf: Callable[[Any], bool]) -> Iterable[Any]:
+            for mutable in parts.values():
+                yield from mutable.leaf_mutables(is_leaf)
+            yield self
+
+        def check_contains(self, sample: dict[str, Any]) -> Any:
+            for mutable in parts.values():
+                exception = mutable.check_contains(sample)
+                if exception is not None:
+                    return exception
+            assert admit is not None
+            reason = admit({part: mutable.freeze(sample) for part, mutable in parts.items()})
+            return None if reason is None else ConstraintViolation(reason)
+
+    return JointSpace(parts if admit is None else {**parts, "admitted": Admitted()})
 
 
 def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, progress: bool,
@@ -140,22 +167,44 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                                   if cache_path.is_file() else [])
     cached = {_trial_key(prep, r.sample): r for r in records}
     counts_trained = config.proxy.latency_band is not None
+    resample = counts_trained and config.proxy.out_of_band == "resample"
     bar = tqdm(total=n_trials, unit="trial", disable=not progress, desc=config.method)
     budget = _TrialBudget(n_trials, config.budget.samples_per_trial * n_trials
-                          if counts_trained else n_trials)
+                          if counts_trained else n_trials, count_pricings=resample)
+
+    def keep(record: TrialRecord) -> None:
+        records.append(record)
+        atomic_write_text(cache_path, json.dumps([asdict(r) for r in records], indent=1))
+
+    pricings: dict[str, _Pricing] = {}
+
+    def pricing(key: str, sample: dict[str, Any]) -> _Pricing:
+        if key not in pricings:
+            pricings[key] = _price(prep, sample, reference)
+        return pricings[key]
+
+    def admit(sample: dict[str, Any]) -> str | None:
+        sample = _without_budget(sample)
+        key = _trial_key(prep, sample)
+        if not budget.price(key):
+            return f"the sample limit ({budget.max_samples}) was reached"
+        if key not in cached:
+            untrained = _untrained(prep, sample, len(records), pricing(key, sample))
+            if untrained is None:
+                return None
+            cached[key] = untrained
+            keep(untrained)
+        return None if _trained(cached[key]) else "outside proxy.latency_band"
 
     def evaluate(candidate: _Candidate) -> None:
-        sample = {part: {k: v for k, v in values.items() if k != "budget"}
-                  for part, values in candidate.sample.items()}
+        sample = _without_budget(candidate.sample)
         key = _trial_key(prep, sample)
         if key not in cached:
-            cached[key] = _run_trial(prep, teacher, stage, sample, len(records), reference,
-                                     scale, play)
-            records.append(cached[key])
-            atomic_write_text(cache_path, json.dumps([asdict(r) for r in records], indent=1))
+            cached[key] = _run_trial(prep, teacher, stage, sample, len(records),
+                                     pricing(key, sample), scale, play)
+            keep(cached[key])
         record = cached[key]
-        trained = record.agreement is not None or record.proxy_return is not None
-        if (trained or not counts_trained) and budget.count(key):
+        if (_trained(record) or not counts_trained) and budget.count(key):
             bar.update(1)
         bar.set_postfix(reward=f"{record.reward:.3f}", refresh=False)
         nni.report_final_result(record.reward if math.isfinite(record.reward) else -1e9)
@@ -167,7 +216,8 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     level = nni_logger.level
     nni_logger.setLevel(logging.WARNING)
     try:
-        strategy.initialize(RawFormatModelSpace(_joint_space(parts), FunctionalEvaluator(evaluate)),
+        space = _joint_space(parts, admit if resample else None)
+        strategy.initialize(RawFormatModelSpace(space, FunctionalEvaluator(evaluate)),
                             budget.engine())
         strategy.run()
     finally:
@@ -177,6 +227,9 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
         log(f"{budget.trials_done} of {n_trials} trials trained: the sample limit "
             f"({budget.max_samples}) was reached, the other {len(records) - budget.trials_done} "
             "distinct networks sampled were outside proxy.latency_band")
+    elif resample:
+        log(f"{budget.trials_done} trials trained; {len(records) - budget.trials_done} other "
+            "distinct networks sampled were outside proxy.latency_band (priced, resampled)")
     best = max(records, key=lambda r: r.reward)
     if not math.isfinite(best.reward):
         from a3cs_common.errors import ConfigError
@@ -200,12 +253,26 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                              best_reward=best.reward)
 
 
-class _TrialBudget:
-    """The search's budget: ``trials`` distinct trials, and at most ``max_samples`` samples."""
+def _without_budget(sample: dict[str, Any]) -> dict[str, Any]:
+    """A joint sample without the ``budget`` entries nni's evaluator adds."""
+    return {part: {k: v for k, v in values.items() if k != "budget"}
+            for part, values in sample.items()}
 
-    def __init__(self, trials: int, max_samples: int):
+
+def _trained(record: TrialRecord) -> bool:
+    return record.agreement is not None or record.proxy_return is not None
+
+
+class _TrialBudget:
+    """The search's budget: ``trials`` distinct trials, and at most ``max_samples`` samples:
+    the strategy's submissions, or with ``count_pricings`` the distinct networks priced (the
+    rejected ones included)."""
+
+    def __init__(self, trials: int, max_samples: int, *, count_pricings: bool = False):
         self.trials, self.max_samples = trials, max_samples
+        self.count_pricings = count_pricings
         self._done: set[str] = set()
+        self._priced: set[str] = set()
 
     @property
     def trials_done(self) -> int:
@@ -217,6 +284,16 @@ class _TrialBudget:
         self._done.add(key)
         return new
 
+    def price(self, key: str) -> bool:
+        """Count a pricing of ``key``; whether the limit allows it (a network already priced
+        is free)."""
+        if key in self._priced:
+            return True
+        if len(self._priced) >= self.max_samples:
+            return False
+        self._priced.add(key)
+        return True
+
     def engine(self) -> Any:
         from nni.nas.execution import SequentialExecutionEngine
 
@@ -226,7 +303,7 @@ class _TrialBudget:
             def budget_available(self) -> bool:
                 return budget.trials_done < budget.trials and super().budget_available()
 
-        return Engine(max_model_count=self.max_samples)
+        return Engine(max_model_count=None if self.count_pricings else self.max_samples)
 
 
 def _trial_key(prep: Prepared, sample: dict[str, Any]) -> str:
@@ -246,36 +323,65 @@ def _teacher_play(prep: Prepared, teacher: Teacher) -> tuple[TeacherPlay, Teache
     return play.split(settings.train_states)
 
 
-def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dict[str, Any],
-               index: int, reference: Any, scale: float,
-               play: tuple[TeacherPlay, TeacherPlay] | None) -> TrialRecord:
-    """One trial; ``reference`` is the hand-designed workload (sampled hardware) or its
-    measured latency in seconds on its own searched hardware (searched hardware)."""
-    config = prep.config
-    arch = prep.space.arch(sample["arch"], prep.obs_shape, name=f"trial{index:03d}")
+@dataclass(frozen=True)
+class _Pricing:
+    """A sample's latency and the hand-designed one's it is set against (None: cannot run)."""
+
+    latency_s: float | None
+    reference_latency_s: float | None
+    hardware: dict[str, Any] | None  # searched hardware: the trial's HardwareChoice
+
+
+def _price(prep: Prepared, sample: dict[str, Any], reference: Any) -> _Pricing:
+    """``reference`` is the hand-designed workload (sampled hardware) or its measured latency
+    in seconds on its own searched hardware (searched hardware)."""
+    arch = prep.space.arch(sample["arch"], prep.obs_shape, name="trial")
     workload = arch.workload(prep.obs_shape, prep.action_dim)
-    hardware = None
-    if config.proxy.hardware == "searched":
-        choice = prep.target.choose(workload, config.seed)
-        latency, reference_latency = prep.target.measure(workload, choice).latency_s, reference
-        hardware = asdict(choice)
-    else:
-        latency = prep.target.sample_latency(workload, sample.get("hw"))
-        reference_latency = prep.target.sample_latency(reference, sample.get("hw"))
+    if prep.config.proxy.hardware == "searched":
+        choice = prep.target.choose(workload, prep.config.seed)
+        return _Pricing(prep.target.measure(workload, choice).latency_s, reference,
+                        asdict(choice))
+    return _Pricing(prep.target.sample_latency(workload, sample.get("hw")),
+                    prep.target.sample_latency(reference, sample.get("hw")), None)
+
+
+def _untrained(prep: Prepared, sample: dict[str, Any], index: int,
+               pricing: _Pricing) -> TrialRecord | None:
+    """The record of a trial not worth a training (its agent cannot run on the hardware, or
+    its latency is outside ``proxy.latency_band``); None for one to train."""
+    config = prep.config
+    latency, reference_latency = pricing.latency_s, pricing.reference_latency_s
     if latency is None or reference_latency is None:
         return TrialRecord(index, sample, -math.inf, None, latency, reference_latency, 0)
-    penalty = config.cost.lam * config.cost.hardware_term(latency, reference_latency)
     band = config.proxy.latency_band
-    if band is not None:
-        target = config.cost.target_latency_s(reference_latency)
-        assert target is not None  # checked with the config
-        if abs(latency / target - 1.0) > band:  # outside the band: not worth a training
-            return TrialRecord(index, sample, -1.0 - penalty, None, latency,
-                               reference_latency, 0, None, hardware)
+    if band is None:
+        return None
+    target = config.cost.target_latency_s(reference_latency)
+    assert target is not None  # checked with the config
+    if abs(latency / target - 1.0) <= band:
+        return None
+    penalty = config.cost.lam * config.cost.hardware_term(latency, reference_latency)
+    return TrialRecord(index, sample, -1.0 - penalty, None, latency, reference_latency, 0, None,
+                       pricing.hardware)
+
+
+def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dict[str, Any],
+               index: int, pricing: _Pricing, scale: float,
+               play: tuple[TeacherPlay, TeacherPlay] | None) -> TrialRecord:
+    """One trial: its record without training if :func:`_untrained` says so, else trained by
+    the proxy and scored."""
+    untrained = _untrained(prep, sample, index, pricing)
+    if untrained is not None:
+        return untrained
+    config = prep.config
+    latency, reference_latency = pricing.latency_s, pricing.reference_latency_s
+    assert latency is not None and reference_latency is not None
+    penalty = config.cost.lam * config.cost.hardware_term(latency, reference_latency)
+    arch = prep.space.arch(sample["arch"], prep.obs_shape, name=f"trial{index:03d}")
     if play is not None:
         agreement = _distill_trial(prep, arch, play)
         return TrialRecord(index, sample, agreement - penalty, None, latency,
-                           reference_latency, 0, agreement, hardware)
+                           reference_latency, 0, agreement, pricing.hardware)
     run_dir = stage / f"trial_{index:03d}"
     trial_cfg = prep.rl.model_copy(update={
         "total_steps": config.budget.proxy_steps, "arch": arch,
@@ -284,7 +390,7 @@ def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dic
                    progress=False)
     proxy = result.recent_return_mean if math.isfinite(result.recent_return_mean) else 0.0
     return TrialRecord(index, sample, proxy / scale - penalty, proxy, latency,
-                       reference_latency, result.global_step, None, hardware)
+                       reference_latency, result.global_step, None, pricing.hardware)
 
 
 def _distill_trial(prep: Prepared, arch: Arch, play: tuple[TeacherPlay, TeacherPlay]) -> float:
