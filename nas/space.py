@@ -184,6 +184,33 @@ class SearchSpace(FrozenModel):
         head = HeadSpec(width=sample["head.width"], weight_format=formats[sample["head.format"]])
         return Arch(name=name, activation=self.activation, layers=tuple(layers), head=head)
 
+    def sample_of(self, arch: Arch, obs_shape: tuple[int, ...]) -> dict[str, Any] | None:
+        """The sample that builds ``arch`` (a skipped layer's width and format: their first
+        candidates), or None when the space cannot express it."""
+        if len(arch.layers) > self.num_layers:
+            return None
+        choices = self.choices(obs_shape)
+        layers = (*arch.layers, *(LayerSpec(op="skip"),) * (self.num_layers - len(arch.layers)))
+        sample: dict[str, Any] = {}
+        for i, layer in enumerate(layers):
+            skipped = layer.op == "skip"
+            sample[f"layers.{i}.op"] = layer.op
+            sample[f"layers.{i}.width"] = (choices[f"layers.{i}.width"][0] if skipped
+                                           else layer.width)
+            sample[f"layers.{i}.format"] = (choices[f"layers.{i}.format"][0] if skipped
+                                            else layer.weight_format.label())
+        sample["head.width"] = arch.head.width
+        sample["head.format"] = arch.head.weight_format.label()
+        try:
+            rebuilt = self.arch(sample, obs_shape, name=arch.name)
+        except ConfigError:
+            return None
+
+        def computing(a: Arch) -> tuple[Any, ...]:
+            return (a.activation, a.head, tuple(la for la in a.layers if la.op != "skip"))
+
+        return sample if computing(rebuilt) == computing(arch) else None
+
     def arch_from_indices(self, indices: Mapping[str, int], obs_shape: tuple[int, ...],
                           name: str = "derived") -> Arch:
         """The architecture picked by candidate indices per label."""

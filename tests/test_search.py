@@ -255,8 +255,9 @@ def test_evolution_with_the_distill_proxy(tmp_path, teacher, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["evolution", "random"])
-def test_resampling_trains_only_networks_in_the_band(tmp_path, teacher, method):
+@pytest.mark.parametrize(("method", "start"), [("evolution", "random"), ("random", "random"),
+                                               ("evolution", "hand_designed")])
+def test_resampling_trains_only_networks_in_the_band(tmp_path, teacher, method, start):
     """proxy.out_of_band: resample (Once-for-All's constrained search): a sample outside the
     band is priced and rejected, the strategy draws another; every trial the budget counts is
     trained and in the band, and the run's log says how many were rejected."""
@@ -264,10 +265,17 @@ def test_resampling_trains_only_networks_in_the_band(tmp_path, teacher, method):
              "held_out_states": 64, "latency_band": 0.25, "out_of_band": "resample"}
     config = _config(tmp_path, method=method, proxy=proxy,
                      budget={**TINY_BUDGET, "trials": 6, "samples_per_trial": 50},
-                     cost={"lam": 0.5, "target_speedup": 2.0, "penalty": "absolute"})
+                     cost={"lam": 0.5, "target_speedup": 2.0, "penalty": "absolute"},
+                     evolution={"start": start})
     run_dir = tmp_path / "run"
     assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet"]) == 0
     trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    if start == "hand_designed":  # the first population is drawn around the reference network
+        assert "evolution starts from mutations of the hand-designed network" in \
+            (run_dir / "log.txt").read_text()
+        population = [t["sample"]["arch"] for t in trials[:4]]
+        assert sum(s["layers.0.op"] == "conv3x3" and s["layers.0.width"] == 16
+                   for s in population) >= 2
     trained = [t for t in trials if t["agreement"] is not None]
     rejected = [t for t in trials if t["agreement"] is None]
     assert len(trained) == 6 and rejected  # the band is narrow enough to reject some

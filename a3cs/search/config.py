@@ -181,6 +181,21 @@ class ProxySettings(FrozenModel):
                                          "scored on")
 
 
+class EvolutionSettings(FrozenModel):
+    """The evolution method's population (nni's RegularizedEvolution: a population of
+    ``budget.trials // 3``, tournaments of ``budget.trials // 6``)."""
+
+    start: Literal["random", "hand_designed"] = Field(
+        default="random", description="the first population: random samples of the space; "
+        "hand_designed: mutations of the hand-designed network (the teacher's architecture), "
+        "each choice redrawn with probability start_mutation_prob, as compression searches "
+        "(AMC, HAQ) start from the network they compress")
+    start_mutation_prob: float = Field(default=0.3, gt=0.0, le=1.0, description="with start: "
+                                       "hand_designed, the chance that a choice is redrawn")
+    mutation_prob: float = Field(default=0.05, gt=0.0, le=1.0, description="the chance that "
+                                 "a mutation redraws a choice (nni's default)")
+
+
 class SearchConfig(FrozenModel):
     """Every setting of ``a3cs search``."""
 
@@ -202,6 +217,7 @@ class SearchConfig(FrozenModel):
     supernet: SupernetSettings = Field(default_factory=SupernetSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
+    evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
     rl: dict[str, Any] = Field(default_factory=dict, description="PPO settings (TrainConfig "
                                "fields) for every training in the run")
     distill: DistillConfig = Field(default_factory=DistillConfig)

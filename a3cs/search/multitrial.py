@@ -129,7 +129,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     import nni
     from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.space import RawFormatModelSpace
-    from nni.nas.strategy import Random, RegularizedEvolution
+    from nni.nas.strategy import Random
     from tqdm import tqdm
 
     config = prep.config
@@ -209,9 +209,20 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
         bar.set_postfix(reward=f"{record.reward:.3f}", refresh=False)
         nni.report_final_result(record.reward if math.isfinite(record.reward) else -1e9)
 
+    start = None
+    if config.method == "evolution" and config.evolution.start == "hand_designed":
+        start = prep.space.sample_of(reference_arch(prep.obs_shape), prep.obs_shape)
+        if start is None:
+            from a3cs_common.errors import ConfigError
+
+            raise ConfigError("evolution.start", "hand_designed", "random: the agent space "
+                              "cannot express the hand-designed network")
+        log("evolution starts from mutations of the hand-designed network")
     strategy = (Random(seed=config.seed) if config.method == "random" else
-                RegularizedEvolution(population_size=max(4, n_trials // 3),
-                                     sample_size=max(2, n_trials // 6), seed=config.seed))
+                _evolution(start, config.evolution.start_mutation_prob,
+                           population_size=max(4, n_trials // 3),
+                           sample_size=max(2, n_trials // 6),
+                           mutation_prob=config.evolution.mutation_prob, seed=config.seed))
     nni_logger = logging.getLogger("nni")
     level = nni_logger.level
     nni_logger.setLevel(logging.WARNING)
@@ -224,9 +235,12 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
         nni_logger.setLevel(level)
         bar.close()
     if counts_trained and budget.trials_done < n_trials:
-        log(f"{budget.trials_done} of {n_trials} trials trained: the sample limit "
-            f"({budget.max_samples}) was reached, the other {len(records) - budget.trials_done} "
-            "distinct networks sampled were outside proxy.latency_band")
+        why = (f"the sample limit ({budget.max_samples}) was reached"
+               if not resample or budget.pricings >= budget.max_samples else
+               "the strategy found no new network in the band within nni's retries")
+        log(f"{budget.trials_done} of {n_trials} trials trained: {why}, the other "
+            f"{len(records) - budget.trials_done} distinct networks sampled were outside "
+            "proxy.latency_band")
     elif resample:
         log(f"{budget.trials_done} trials trained; {len(records) - budget.trials_done} other "
             "distinct networks sampled were outside proxy.latency_band (priced, resampled)")
@@ -251,6 +265,39 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                              env_steps=play_steps + sum(r.env_steps for r in records),
                              trials=len(records),
                              best_reward=best.reward)
+
+
+def _evolution(start: dict[str, Any] | None, start_mutation_prob: float, **settings: Any) -> Any:
+    """nni's RegularizedEvolution; with ``start`` (an architecture sample), its first
+    population is drawn around it instead of uniformly."""
+    from nni.mutable import MutableAnnotation
+    from nni.nas.strategy import RegularizedEvolution
+    from nni.nas.strategy.utils import DuplicationError
+    from numpy.random import RandomState
+
+    class Evolution(RegularizedEvolution):
+        def __init__(self) -> None:
+            super().__init__(**settings)
+            self._start_state = RandomState(settings.get("seed"))
+            self._started: set[str] = set()
+
+        def random(self) -> Any:
+            if start is None:
+                return super().random()
+            sample: dict[str, Any] = {}
+            for key, mutable in self.model_space.simplify().items():
+                if isinstance(mutable, MutableAnnotation):
+                    continue
+                keep = key in start and self._start_state.uniform(0, 1) >= start_mutation_prob
+                sample[key] = start[key] if keep else mutable.random(
+                    random_state=self._start_state)
+            seen = json.dumps(sample, sort_keys=True, default=str)
+            if seen in self._started:
+                raise DuplicationError(sample)
+            self._started.add(seen)
+            return self.model_space.freeze(sample)
+
+    return Evolution()
 
 
 def _without_budget(sample: dict[str, Any]) -> dict[str, Any]:
@@ -283,6 +330,10 @@ class _TrialBudget:
         new = key not in self._done
         self._done.add(key)
         return new
+
+    @property
+    def pricings(self) -> int:
+        return len(self._priced)
 
     def price(self, key: str) -> bool:
         """Count a pricing of ``key``; whether the limit allows it (a network already priced
