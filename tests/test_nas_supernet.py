@@ -35,6 +35,24 @@ def test_default_spaces_fit_and_sample():
     arch.plan((17,))
 
 
+def test_sample_of_inverts_arch():
+    from nas.arch import Arch, HeadSpec, LayerSpec, reference_arch
+
+    for space, obs in ((pixel_space(), (4, 10, 10)), (vector_space(), (4,))):
+        reference = reference_arch(obs)
+        sample = space.sample_of(reference, obs)
+        assert sample is not None
+        rebuilt = space.arch(sample, obs)
+        assert [la for la in rebuilt.layers if la.op != "skip"] == list(reference.layers)
+        assert rebuilt.head == reference.head
+    space, obs = pixel_space(), (4, 10, 10)
+    too_deep = Arch(name="deep", layers=(LayerSpec(op="conv3x3", width=16),) * 4,
+                    head=HeadSpec(width=128))
+    odd_width = Arch(name="odd", layers=(LayerSpec(op="conv3x3", width=24),),
+                     head=HeadSpec(width=128))
+    assert space.sample_of(too_deep, obs) is None and space.sample_of(odd_width, obs) is None
+
+
 def test_bad_spaces():
     base = {"observation": "pixels", "num_layers": 1, "ops": ["conv3x3"], "widths": [16],
             "head_widths": [16]}
