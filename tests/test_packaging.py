@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # The top-level packages the wheel ships, read from pyproject so that a new package is copied too.
@@ -62,6 +63,8 @@ def test_wheel_in_a_fresh_venv_runs_the_default_search_from_an_empty_directory(
     # the packaged teacher and space, recorded by their path in the package's data folder
     assert state["teacher"]["path"] == "teachers/minatar_breakout.pt"
     assert (purelib / "a3cs" / "data" / state["teacher"]["path"]).is_file()
+    retrain = yaml.safe_load((empty / "run" / "retrain" / "config.yaml").read_text())
+    assert retrain["teacher"] == "teachers/minatar_breakout.pt"
     (row,) = json.loads((empty / "run" / "results.json").read_text())
     assert row["target"] == "accelerator:zc706_cosearch_space.yaml" and row["fps"] > 0
     assert row["device"] in ("cpu", "cuda")

@@ -72,3 +72,27 @@ def test_plot_bad_input(tmp_path, capsys):
     (bad / "results.json").write_text("{not json")
     assert main(["plot", str(bad)]) == 2
     assert "valid JSON (parse error at line 1)" in capsys.readouterr().err
+
+
+def test_plot_summary_of_several_directories_states_the_goal(tmp_path, capsys):
+    """``a3cs plot A B --summary DIR``: one table over both, each method against the goal
+    (>= the hand-designed mean minus its std, at >= 2x its FPS)."""
+    first, second = tmp_path / "hand_sweep", tmp_path / "search_sweep"
+    for seed, score in enumerate([10.0, 12.0, 14.0]):  # mean 12, std 2: the bar is 10
+        write_results(first / f"hand_s{seed}", [_row("hand_designed", seed, 1000.0, score)])
+        write_results(second / f"fast_s{seed}", [_row("evolution", seed, 2500.0, score - 1)])
+        write_results(second / f"slow_s{seed}", [_row("random", seed, 1500.0, score + 5)])
+        write_results(second / f"weak_s{seed}", [_row("sequential", seed, 500.0, score - 6)])
+    out = tmp_path / "evidence"
+    assert main(["plot", str(first), str(second), "--summary", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"summary: {out / 'summary.md'}" in printed
+    table = (out / "summary.md").read_text()
+    rows = {line.split("|")[2].strip(): line for line in table.splitlines()
+            if line.startswith("| MinAtar")}
+    assert "| 2.50x |" in rows["evolution"] and rows["evolution"].rstrip().endswith("| met |")
+    assert rows["random"].rstrip().endswith("| missed: FPS 1.50x |")
+    assert rows["sequential"].rstrip().endswith("| missed: score -4.00, FPS 0.50x |")
+    assert rows["hand_designed"].rstrip().endswith("| - |")
+    assert (out / "pareto_breakout.png").stat().st_size > 0
+    assert (out / "summary.csv").read_text().splitlines()[0].endswith(",hypervolume,goal")

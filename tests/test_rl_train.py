@@ -359,3 +359,27 @@ def test_row_balanced_pruning_runs_as_fast_as_the_nominal_sparsity(tmp_path: Pat
     nominal = simulate(arch.workload(obs_shape, 3), hw).latency_s
     assert latency["row_balanced"] <= nominal
     assert latency["layer"] >= latency["row_balanced"]
+
+
+def test_packaged_teacher_path_and_the_no_teacher_ablation(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """A teacher recorded by its path in the package's data folder (as ``a3cs search``
+    records it) is found; ``--no-teacher`` retrains the same config without distillation."""
+    cfg = config_file(tmp_path, teacher="teachers/minatar_breakout.pt")
+    distilled = tmp_path / "distilled"
+    assert main(["train", "--config", cfg, "--steps", "64", "--out", str(distilled),
+                 "--no-progress"]) == 0
+    saved = read_checkpoint(distilled)["config"]
+    assert saved["teacher"] == "teachers/minatar_breakout.pt"
+    # resuming with the teacher given by its absolute path is the same run
+    absolute = str(REPO / "a3cs/data/teachers/minatar_breakout.pt")
+    assert main(["train", "--out", str(distilled), "--resume", "--steps", "128",
+                 "--teacher", absolute, "--no-progress"]) == 0
+    ablation = tmp_path / "ablation"
+    assert main(["train", "--config", str(distilled / "config.yaml"), "--no-teacher",
+                 "--steps", "64", "--out", str(ablation), "--no-progress"]) == 0
+    assert read_checkpoint(ablation)["config"]["teacher"] is None
+    capsys.readouterr()
+    _one_line_error(capsys, ["train", "--config", cfg, "--no-teacher", "--teacher", absolute,
+                             "--out", str(tmp_path / "both")], "--no-teacher")

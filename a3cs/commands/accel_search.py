@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     check_output_path(args.out, field="--out", kind="directory")
     workload = load_cli_workload(args.workload)
-    from a3cs.search.config import resolve_path
+    from a3cs.paths import resolve_path
 
     # the rule of search configs: as given (from the working directory), else package data
     space = AcceleratorSpace.from_yaml(resolve_path(args.space, None), field="--space")

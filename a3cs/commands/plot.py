@@ -22,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output file stem (default: pareto_<x> in the first RUN_DIR); "
                         ".png and .svg are written")
     parser.add_argument("--title", default=None, help="plot title")
+    parser.add_argument("--summary", metavar="DIR", default=None,
+                        help="write one summary table (summary.md/.csv/.json: mean +- std per "
+                        "method and game, FPS against hand_designed, hypervolume, the goal) "
+                        "and a Pareto plot per game over all RUN_DIRs into DIR, e.g. several "
+                        "sweeps of one evidence grid (default: each sweep directory gets its "
+                        "own)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip a run whose results.json is damaged, with a warning (default: "
                         "stop with an error naming it)")
@@ -36,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from a3cs_common.errors import ConfigError
     from a3cs_common.io import check_output_path
 
-    stem = Path(args.out) if args.out else Path(args.run_dirs[0]) / f"pareto_{args.x}"
+    if args.summary is not None:
+        check_output_path(args.summary, field="--summary", kind="directory")
+    first = Path(args.summary) if args.summary is not None else Path(args.run_dirs[0])
+    stem = Path(args.out) if args.out else first / f"pareto_{args.x}"
     if stem.is_dir():
         raise ConfigError("--out", args.out, "a file stem, e.g. DIR/pareto (this is a "
                           "directory)")
@@ -48,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = collect_runs([Path(p) for p in args.run_dirs],
                         on_bad=warn if args.skip_bad else None)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_pareto(rows, args.x, stem, title=args.title)
     print(f"{'method':<20} {'runs':>4} {'front':>5} {'hypervolume':>12}")
     for method, stats in figure.methods.items():
@@ -55,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"hypervolume: normalised objectives, reference at the worst value - 10 % of the "
           f"range (max {1.21:.2f})")
     print(f"plot: {figure.png}\nplot: {figure.svg}")
-    sweeps = [Path(p) for p in args.run_dirs if (Path(p) / "sweep.json").is_file()]
-    for sweep_dir in sweeps:  # a sweep's own summary: the table and a front per game
-        from a3cs.sweep.summary import summarise
+    from a3cs.sweep.summary import summarise
 
-        summary = summarise(sweep_dir)
+    summaries = ([summarise(Path(args.summary), [Path(p) for p in args.run_dirs])]
+                 if args.summary is not None else
+                 [summarise(Path(p)) for p in args.run_dirs  # each sweep's own table
+                  if (Path(p) / "sweep.json").is_file()])
+    for summary in summaries:
         print(f"summary: {summary.markdown}")
         for plot in summary.plots:
             print(f"pareto plot: {plot}")

@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     parser.add_argument("--teacher", metavar="CKPT", help="distill from this trained agent "
                         "(checkpoint or run directory)")
+    parser.add_argument("--no-teacher", action="store_true", help="train without "
+                        "distillation even when --config or the resumed run names a teacher "
+                        "(the distillation ablation of a distilled run)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in RUN_DIR exactly where its checkpoint stopped")
     parser.add_argument("--trust-run", action="store_true",
@@ -56,6 +59,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from a3cs.paths import resolve_path
     from a3cs.rl.checkpoint import AGENT_KEYS, CHECKPOINT_NAME, read_checkpoint, require_keys
     from a3cs.rl.config import TrainConfig
     from a3cs.rl.defaults import with_env_defaults
@@ -77,8 +81,13 @@ def run(args: argparse.Namespace) -> int:
         base = dict(saved["config"])
     if args.config is not None:
         base.update(load_mapping(args.config, field="--config"))
+    if args.no_teacher and args.teacher is not None:
+        raise ConfigError("--no-teacher", True, "either --no-teacher or --teacher, not both")
     values = {**base, **_overrides(args)}
-    if values.get("teacher") is not None and not Path(values["teacher"]).exists():
+    if args.no_teacher:
+        values["teacher"] = None
+    if values.get("teacher") is not None and not Path(
+            resolve_path(values["teacher"], None)).exists():
         raise ConfigError("--teacher", values["teacher"], "an existing checkpoint or run "
                           "directory")
     if not args.resume:  # a checkpoint's config is complete: the table is not consulted

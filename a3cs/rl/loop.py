@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from a3cs.paths import resolve_path
 from a3cs.rl.algorithms import (
     CollectorState,
     RolloutBatch,
@@ -189,7 +190,8 @@ def build_state(config: TrainConfig, make_model: Callable[[SyncEnvs], nn.Module]
     try:
         teacher = None
         if config.teacher is not None:
-            teacher = load_teacher(config.teacher, device=device)
+            # recorded portably (a3cs.paths): a packaged teacher by its data-folder path
+            teacher = load_teacher(resolve_path(config.teacher, None), device=device)
             teacher.check_compatible(tuple(envs.single_observation_space.shape),
                                      describe_action_space(envs.single_action_space))
         model = make_model(envs).to(device)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from a3cs.paths import resolve_path
 from a3cs.rl.checkpoint import (
     AGENT_KEYS,
     CHECKPOINT_NAME,
@@ -67,6 +68,9 @@ def _check_resume(config: TrainConfig, saved: TrainConfig) -> TrainConfig:
     given = config.model_dump(exclude={"arch"})
     stored = saved.model_dump(exclude={"arch"})
     for key, value in given.items():
+        if key == "teacher" and value is not None and stored[key] is not None and \
+                resolve_path(value, None) == resolve_path(stored[key], None):
+            continue  # one file, recorded absolutely by an older run or portably (a3cs.paths)
         if key not in RESUMABLE_CHANGES and value != stored[key]:
             raise ConfigError(key, value, f"{stored[key]!r}, the value of the run being "
                               f"resumed (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
+from a3cs.paths import DATA_DIR, portable_path, resolve_path
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import load_mapping
 from a3cs_common.schema import FrozenModel, validate
@@ -31,7 +32,6 @@ from distill.schedules import DistillConfig
 Method = Literal["a3cs", "a3cs_no_distill", "hand_designed", "sequential", "random", "evolution"]
 METHODS: tuple[str, ...] = ("a3cs", "a3cs_no_distill", "hand_designed", "sequential", "random",
                             "evolution")
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 #: ``teacher: train``: train a teacher in the run even when the package ships one.
 TRAIN_TEACHER = "train"
 
@@ -267,34 +267,6 @@ class SearchConfig(FrozenModel):
     @property
     def distills(self) -> bool:
         return self.method != "a3cs_no_distill"
-
-
-def resolve_path(value: str, base: Path | None) -> str:
-    """A relative path from a config file, made relative to that file (then the working
-    directory, then the packaged data folder); absolute paths unchanged."""
-    path = Path(value)
-    if path.is_absolute():
-        return value
-    for root in (base, Path.cwd(), DATA_DIR):
-        if root is not None and (root / path).exists():
-            return str((root / path).resolve())
-    return value
-
-
-def portable_path(value: str) -> str:
-    """``value`` as it should be recorded in a run directory, valid on another machine: a
-    file of the packaged data folder by its path there, a file under the working directory
-    (a repository's root) relative to it, anything else unchanged.  :func:`resolve_path`
-    (with no base) reads it back."""
-    path = Path(value)
-    if not path.is_absolute():
-        return value
-    for root in (DATA_DIR, Path.cwd()):
-        try:
-            return str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            continue
-    return value
 
 
 def resolve_paths(config: SearchConfig, base: Path | None) -> SearchConfig:

@@ -29,17 +29,12 @@ from typing import Any
 
 import torch
 
+from a3cs.paths import portable_path, resolve_path
 from a3cs.results import RunResult, write_results
 from a3cs.rl.checkpoint import load_agent, load_teacher
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.train import train
-from a3cs.search.config import (
-    SearchConfig,
-    portable_path,
-    portable_paths,
-    resolve_path,
-    resolve_paths,
-)
+from a3cs.search.config import SearchConfig, portable_paths, resolve_paths
 from a3cs.search.prepare import Prepared, RunLog, prepare
 from a3cs.search.targets import HardwareChoice
 from a3cs_common.errors import ConfigError
@@ -175,7 +170,7 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
         started = time.perf_counter()
         retrain_cfg = prep.rl.model_copy(update={
             "total_steps": config.budget.retrain_steps, "arch": arch,
-            "teacher": teacher_path if teacher is not None else None,
+            "teacher": portable_path(teacher_path) if teacher is not None else None,
             "distill": config.distill})
         log(f"retraining {arch.name} for {config.budget.retrain_steps:,} steps"
             f"{' with distillation' if teacher is not None else ''}")

@@ -28,7 +28,8 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from a3cs.search.config import SearchConfig, load_search_config, resolve_path
+from a3cs.paths import resolve_path
+from a3cs.search.config import SearchConfig, load_search_config
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import load_mapping
 from a3cs_common.schema import FrozenModel, validate

@@ -34,6 +34,7 @@ class SummaryRow:
     params: float
     fps_vs_hand_designed: float | None
     hypervolume: float
+    goal: str  # issue 21's goal against hand_designed on this game, or "-"
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,29 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(out: Path) -> SweepSummary:
-    """Summarise every finished run under ``out``.
+#: The co-search's goal (issue 21): at least the hand-designed mean score minus its std (over
+#: seeds), at this multiple of its FPS or more.
+GOAL_SPEEDUP = 2.0
+
+
+def _goal(score: float, fps: float, hand_score: float, hand_std: float, hand_fps: float) -> str:
+    """Whether a method meets the goal against hand_designed, else by how much it misses."""
+    misses = []
+    if score < hand_score - hand_std:
+        misses.append(f"score {score - (hand_score - hand_std):+.2f}")
+    if fps < GOAL_SPEEDUP * hand_fps:
+        misses.append(f"FPS {fps / hand_fps:.2f}x")
+    return "met" if not misses else "missed: " + ", ".join(misses)
+
+
+def summarise(out: Path, sources: list[Path] | None = None) -> SweepSummary:
+    """Summarise every finished run under ``sources`` (default: ``out``) into ``out``.
 
     Raises:
-        ConfigError: no run under ``out`` has results.
+        ConfigError: no run under the sources has results.
     """
-    runs = collect_runs([out], on_bad=lambda error: None)
+    runs = collect_runs(sources or [out], on_bad=lambda error: None)
+    out.mkdir(parents=True, exist_ok=True)
     by_env: dict[str, list[RunResult]] = {}
     for row in runs:
         by_env.setdefault(row.env_id, []).append(row)
@@ -66,7 +83,10 @@ def summarise(out: Path) -> SweepSummary:
         figure = plot_pareto(env_runs, "fps", out / f"pareto_{slug}",
                              title=f"{env_id}: test score vs FPS")
         plots.append(figure.png)
-        hand = [r.fps for r in env_runs if r.name == "hand_designed"]
+        hand_runs = [r for r in env_runs if r.name == "hand_designed"]
+        hand = [r.fps for r in hand_runs]
+        hand_score, hand_std = (_mean_std([r.score_mean for r in hand_runs]) if hand_runs
+                                else (0.0, 0.0))
         for name in sorted({r.name for r in env_runs}):
             mine = [r for r in env_runs if r.name == name]
             score, score_std = _mean_std([r.score_mean for r in mine])
@@ -79,10 +99,13 @@ def summarise(out: Path) -> SweepSummary:
                 energy_uj=statistics.mean(energies) * 1e-6 if energies else None,
                 params=statistics.mean(r.params for r in mine),
                 fps_vs_hand_designed=fps / statistics.mean(hand) if hand else None,
-                hypervolume=figure.methods[name].hypervolume))
+                hypervolume=figure.methods[name].hypervolume,
+                goal=(_goal(score, fps, hand_score, hand_std, statistics.mean(hand))
+                      if hand and name != "hand_designed" else "-")))
     lines = ["| game | method | runs | test score (mean +- std over seeds) | FPS (mean +- std) "
-             "| latency (us) | energy (uJ) | weights | FPS vs hand-designed | hypervolume |",
-             "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
+             "| latency (us) | energy (uJ) | weights | FPS vs hand-designed | hypervolume "
+             f"| goal (>= hand-designed mean - std, >= {GOAL_SPEEDUP:g}x its FPS) |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(
             f"| {r.env_id} | {r.method} | {r.runs} | {r.score_mean:.2f} +- {r.score_std:.2f} | "
@@ -90,7 +113,7 @@ def summarise(out: Path) -> SweepSummary:
             + (f"{r.energy_uj:.3f}" if r.energy_uj is not None else "-")
             + f" | {r.params:,.0f} | "
             + (f"{r.fps_vs_hand_designed:.2f}x" if r.fps_vs_hand_designed else "-")
-            + f" | {r.hypervolume:.3f} |")
+            + f" | {r.hypervolume:.3f} | {r.goal} |")
     lines.append("")
     lines.append("Per run: " + "; ".join(
         f"{r.name} s{r.seed} ({r.env_id.split('/')[-1]}): {r.score_mean:.2f}, {r.fps:,.0f} FPS"
