@@ -97,17 +97,42 @@ def _write(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def _ray_processes() -> set[int]:
+def _session(leader: int) -> set[int]:
+    """Processes of the session ``leader`` leads (Ray's workers rename their command line,
+    but stay in the session of the ``ray start`` that forked them)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"raylet" in command or b"gcs_server" in command or command.startswith(b"ray::"):
-                found.add(int(entry.name))
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[3]) == leader:
+                    found.add(int(entry.name))
     return found
+
+
+def _run_in_session(command: list[str], sessions: list[int]) -> subprocess.CompletedProcess:
+    """``command`` run to its end in a new session, whose id is added to ``sessions``."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    sessions.append(process.pid)
+    stdout, stderr = process.communicate(timeout=900)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _listening(pids: set[int]) -> set[str]:
+    """The addresses ``pids`` listen on (TCP)."""
+    import psutil
+
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.add(conn.laddr.ip)
+    return found
+
+
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
 def _rows(out: Path) -> dict[str, tuple]:
@@ -118,28 +143,31 @@ def _rows(out: Path) -> dict[str, tuple]:
 
 @pytest.mark.slow
 def test_smoke_sweep_killed_and_resumed_equals_the_uninterrupted_one(tmp_path: Path) -> None:
-    before = _ray_processes()
     command = [sys.executable, "-m", "a3cs", "sweep", str(SMOKE), "--quiet"]
+    # each sweep in a session of its own: its Ray processes are found (and cleaned up) by
+    # session, without touching other Ray jobs on the machine
+    sessions: list[int] = []
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     try:
-        done = subprocess.run([*command, "--out", str(straight)], capture_output=True,
-                              text=True, timeout=900)
+        done = _run_in_session([*command, "--out", str(straight)], sessions)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "4 of 4 trials done" in done.stdout and (straight / "summary.md").is_file()
 
         process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        sessions.append(process.pid)
         deadline = time.time() + 600
         while not list(killed.glob("*/results.json")) and time.time() < deadline:
             assert process.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.2)
+        # the sweep's own Ray listens on the loopback only
+        assert _listening(_session(process.pid)) <= LOOPBACK
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         finished = {p.parent.name: p.stat().st_mtime for p in killed.glob("*/results.json")}
         assert 0 < len(finished) < 4
 
-        resumed = subprocess.run([*command, "--out", str(killed), "--resume"],
-                                 capture_output=True, text=True, timeout=900)
+        resumed = _run_in_session([*command, "--out", str(killed), "--resume"], sessions)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert _rows(killed) == _rows(straight) and len(_rows(straight)) == 4
         for name, mtime in finished.items():  # finished trials were not run again
@@ -153,9 +181,64 @@ def test_smoke_sweep_killed_and_resumed_equals_the_uninterrupted_one(tmp_path: P
         assert main(["plot", str(killed)]) == 0  # a sweep directory: its summary again
         assert (killed / "summary.md").read_text() == summary
     finally:  # the killed driver's Ray processes, and any the sweeps left
+        left = set().union(*(_session(leader) for leader in sessions)) if sessions else set()
         deadline = time.time() + 60
-        while _ray_processes() - before and time.time() < deadline:
+        while left and time.time() < deadline:
             time.sleep(1)
-        for pid in _ray_processes() - before:
+            left = set().union(*(_session(leader) for leader in sessions))
+        for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_smoke_sweep_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
+    """``ray start --head`` on this machine's loopback (token authentication on, Ray's
+    default), then ``a3cs sweep --address``: the sweep runs on that cluster and leaves it
+    running; stopping the head leaves no process of it behind."""
+    import socket
+    import tempfile
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Ray's socket paths live under its temp dir and must stay short (AF_UNIX: 107 bytes)
+    temp_dir = tempfile.mkdtemp(prefix="a3cs-ray-", dir="/tmp")
+    # a single-machine head: Ray binds it to the loopback only when told so (a3cs.sweep.runner)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_AUTH_MODE", None)
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port",
+         str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+         "--num-cpus", "2", "--temp-dir", temp_dir, "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert head.poll() is None, "ray start --head exited"
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.5)
+        assert _listening(_session(head.pid)) <= LOOPBACK
+        out = tmp_path / "joined"
+        done = subprocess.run([sys.executable, "-m", "a3cs", "sweep", str(SMOKE), "--out",
+                               str(out), "--address", f"127.0.0.1:{port}", "--quiet"],
+                              # the command itself keeps a loopback address local
+                              env={k: v for k, v in env.items()
+                                   if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"},
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "4 of 4 trials done" in done.stdout and len(_rows(out)) == 4
+        assert head.poll() is None  # a cluster the sweep joined is not the sweep's to stop
+    finally:
+        head.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=60)
+        deadline = time.time() + 60
+        while _session(head.pid) and time.time() < deadline:
+            time.sleep(1)
+        leftover = _session(head.pid)
+        for pid in leftover:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not leftover, "processes of the stopped head remain"

@@ -34,18 +34,19 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from a3cs.sweep.config import expand, load_sweep
-    from a3cs.sweep.runner import run_sweep
+    from a3cs.sweep.runner import prepare_ray, run_sweep
     from a3cs.sweep.summary import summarise
     from a3cs_common.errors import ConfigError
     from a3cs_common.io import atomic_write_text, check_output_path
 
+    sweep, base = load_sweep(args.sweep)
+    trials = expand(sweep, base, args.sweep)
+    prepare_ray(args.address)  # before Ray is imported: it reads these settings then
     try:
         import ray.tune  # noqa: F401
     except ImportError:
         raise ConfigError("a3cs sweep", "without Ray", "Ray Tune installed: pip install "
                           "'a3cs[sweep]' (or pip install 'ray[tune]==2.60.0')") from None
-    sweep, base = load_sweep(args.sweep)
-    trials = expand(sweep, base, args.sweep)
     out = Path(args.out) if args.out else Path("runs") / f"sweep_{Path(args.sweep).stem}"
     check_output_path(out, field="--out", kind="directory")
     from a3cs.search.config import portable_paths

@@ -14,6 +14,7 @@ must see ``OUT`` at the same path (a shared file system).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -66,6 +67,45 @@ def run_trial(spec: dict[str, Any]) -> None:
                  "trial_wall_time_s": time.perf_counter() - started})
 
 
+def prepare_ray(address: str | None) -> None:
+    """Settings Ray reads once, at import: call before Ray is imported.
+
+    A local Ray (no ``address``) and a cluster on this machine's loopback listen on 127.0.0.1
+    only: Ray replaces a loopback node address by the machine's reachable one and binds its
+    servers to it (or to every interface), unless told that the cluster is single-machine,
+    which its ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` does (on any platform).  To join a head
+    started with ``ray start --head``: since Ray 2.5x it requires an authentication token
+    (``~/.ray/auth_token``), which ``ray.init(address=...)`` sends only in token mode.
+
+    Raises:
+        ConfigError: ``address`` is not HOST:PORT, or nothing listens there.
+    """
+    import ipaddress
+    import socket
+
+    if address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("--address", address, "HOST:PORT of a Ray head (ray start --head "
+                          "--port PORT), e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise ConfigError("--address", address, "the address of a running Ray head, started "
+                          f"with `ray start --head --port {port}` (connecting failed: "
+                          f"{error.strerror or error})") from None
+    with contextlib.suppress(ValueError):
+        if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if "RAY_AUTH_MODE" in os.environ:
+        return  # the user's choice
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray/auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _ray_init(address: str | None, sweep: SweepConfig) -> None:
     import ray
 
@@ -76,8 +116,14 @@ def _ray_init(address: str | None, sweep: SweepConfig) -> None:
                  _node_ip_address="127.0.0.1", configure_logging=False, log_to_driver=False,
                  runtime_env={"env_vars": env})
     else:
-        ray.init(address=address, include_dashboard=False, configure_logging=False,
-                 log_to_driver=False, runtime_env={"env_vars": env})
+        try:
+            ray.init(address=address, include_dashboard=False, configure_logging=False,
+                     log_to_driver=False, runtime_env={"env_vars": env})
+        except (ConnectionError, ray.exceptions.RayError) as error:
+            raise ConfigError("--address", address, "a Ray cluster this machine may join: "
+                              "with token authentication (Ray's default for ray start "
+                              "--head) the head's ~/.ray/auth_token copied here or "
+                              f"RAY_AUTH_TOKEN set ({_one_line(error)})") from None
 
 
 def check_resources(sweep: SweepConfig, address: str | None) -> None:
