@@ -1,0 +1,35 @@
+"""MinAtar's five games as batched tensors on the training device (``--env-backend
+batched``); see :mod:`a3cs.rl.batched.core`."""
+
+from __future__ import annotations
+
+import torch
+
+from a3cs.rl.batched.asterix import Asterix
+from a3cs.rl.batched.breakout import Breakout
+from a3cs.rl.batched.core import BatchedMinAtar
+from a3cs.rl.batched.freeway import Freeway
+from a3cs.rl.batched.seaquest import Seaquest
+from a3cs.rl.batched.space_invaders import SpaceInvaders
+from a3cs_common.errors import ConfigError
+
+GAMES: dict[str, type[BatchedMinAtar]] = {
+    "Asterix": Asterix, "Breakout": Breakout, "Freeway": Freeway, "Seaquest": Seaquest,
+    "SpaceInvaders": SpaceInvaders}
+
+
+def make_batched_env(env_id: str, num_envs: int, seed: int,
+                     device: str | torch.device = "cpu") -> BatchedMinAtar:
+    """``num_envs`` copies of a MinAtar game (``MinAtar/<Game>-v1`` or ``-v0``) stepped as
+    tensors on ``device``, reset with ``seed``.
+
+    Raises:
+        ConfigError: an env id with no batched implementation.
+    """
+    game = env_id.removeprefix("MinAtar/").rsplit("-", 1)[0]
+    if not env_id.startswith("MinAtar/") or game not in GAMES or \
+            not env_id.endswith(("-v0", "-v1")):
+        raise ConfigError("env_backend", "batched", "the default backend for "
+                          f"{env_id} (a batched one exists for MinAtar/"
+                          f"{{{','.join(GAMES)}}}-v1 and -v0)")
+    return GAMES[game](env_id, num_envs, seed, torch.device(device))
