@@ -383,3 +383,31 @@ def test_packaged_teacher_path_and_the_no_teacher_ablation(tmp_path: Path,
     capsys.readouterr()
     _one_line_error(capsys, ["train", "--config", cfg, "--no-teacher", "--teacher", absolute,
                              "--out", str(tmp_path / "both")], "--no-teacher")
+
+
+@pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "MinAtar/Seaquest-v1"])
+def test_batched_backend_trains_resumes_exactly_and_plays_the_reference_game(
+        tmp_path: Path, env_id: str) -> None:
+    """``env_backend: batched``: a run killed after its checkpoint and resumed equals the
+    uninterrupted one (the environments' tensors and generator are in the checkpoint), and
+    the agent is evaluated on the minatar package's game."""
+    config = small_config(env_id=env_id, total_steps=6 * 64, checkpoint_every=3, seed=4,
+                          env_backend="batched", ent_coef=0.01)
+    whole = train(config, tmp_path / "whole", progress=False)
+    train(config, tmp_path / "killed", progress=False, stop_after_updates=3)
+    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+    a, b = load_agent(whole.checkpoint).model, load_agent(resumed.checkpoint).model
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert whole.episodes == resumed.episodes > 0
+    agent = load_agent(whole.checkpoint)
+    assert agent.config.env_backend == "batched"
+    result = evaluate_policy(model_policy(agent.model, seed=0), env_id, 2, seed=0)
+    assert result.episodes == 2
+
+
+def test_batched_backend_refuses_other_envs(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_error(capsys, ["train", "--env", "CartPole-v1", "--env-backend", "batched",
+                             "--out", str(tmp_path / "x")], "env_backend: got 'batched'")
+    assert not (tmp_path / "x").exists()

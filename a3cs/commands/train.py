@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed (default 0)")
     parser.add_argument("--num-envs", type=int, metavar="N", help="parallel environments")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
+    parser.add_argument("--env-backend", choices=("default", "batched"),
+                        help="batched: MinAtar's games as tensors on the training device, "
+                        "every environment stepped at once (default: the minatar package)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads "
                         "(default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -49,7 +52,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
     flags = {"env_id": args.env, "total_steps": args.steps, "teacher": args.teacher,
              "algo": args.algo, "seed": args.seed, "num_envs": args.num_envs,
-             "device": args.device, "torch_threads": args.threads}
+             "device": args.device, "torch_threads": args.threads,
+             "env_backend": args.env_backend}
     values = {key: value for key, value in flags.items() if value is not None}
     if args.arch is not None:
         values["arch"] = load_arch(args.arch)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import torch.optim.optimizer as _optim_hooks
 from torch import nn
 
+from a3cs.rl.batched.core import BatchedMinAtar
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import SyncEnvs
 from a3cs.rl.networks import (
@@ -68,7 +69,8 @@ class CollectorState:
     global_step: int = 0
 
     @classmethod
-    def start(cls, envs: SyncEnvs, device: torch.device, recent: int = 100) -> CollectorState:
+    def start(cls, envs: SyncEnvs | BatchedMinAtar, device: torch.device,
+              recent: int = 100) -> CollectorState:
         """The state right after ``envs`` was reset."""
         n = envs.num_envs
         return cls(obs=torch.as_tensor(envs.last_obs, device=device),
@@ -220,6 +222,65 @@ def collect_rollout(model: ActorCritic, envs: SyncEnvs, state: CollectorState, n
                         values=tensor(val_buf), rewards=tensor(rewards),
                         episode_starts=tensor(start_buf), last_value=last_value,
                         last_episode_start=state.episode_starts, episode_returns=finished)
+
+
+def collect_rollout_on_device(model: ActorCritic, envs: BatchedMinAtar,
+                              state: CollectorState, n_steps: int, generator: torch.Generator,
+                              *, gamma: float, clip_reward: bool = False) -> RolloutBatch:
+    """:func:`collect_rollout` for environments stepped as tensors on the model's device
+    (``env_backend: batched``): observations, actions, rewards and the episode bookkeeping
+    stay there, and the host sees one transfer a rollout (the returns of the episodes that
+    ended).  Same arguments and result; categorical policies (MinAtar's).  ``gamma`` is
+    unused: these environments have no time limit, so no episode is truncated."""
+    del gamma
+    device = state.obs.device
+    num_envs = envs.num_envs
+    width = dist_params_width(model.kind, model.action_dim)
+    obs_buf = torch.empty((n_steps, *state.obs.shape), device=device)
+    act_buf = torch.empty((n_steps, num_envs), dtype=torch.long, device=device)
+    logits_buf = torch.empty((n_steps, num_envs, width), device=device)
+    val_buf = torch.empty((n_steps, num_envs), device=device)
+    start_buf = torch.empty((n_steps, num_envs), device=device)
+    rewards = torch.empty((n_steps, num_envs), device=device)
+    ended = torch.empty((n_steps, num_envs), dtype=torch.bool, device=device)
+    ended_returns = torch.empty((n_steps, num_envs), dtype=torch.float64, device=device)
+    returns = torch.as_tensor(state.episode_returns, dtype=torch.float64, device=device)
+    lengths = torch.as_tensor(state.episode_lengths, device=device)
+    # drawn where the host-side collector draws them, so a seed means the same noise
+    noise = action_noise((n_steps, num_envs), model.kind, model.action_dim, generator
+                         ).to(device)
+    policy = model.inference_packed() if isinstance(model, ActorCritic) else _packed(model)
+    obs, starts = state.obs, state.episode_starts
+    with acting_kernels(device), torch.no_grad():
+        for t in range(n_steps):
+            obs_buf[t] = obs
+            start_buf[t] = starts
+            out = policy(obs)
+            logits_buf[t] = out[:, :width]
+            val_buf[t] = out[:, width]
+            act_buf[t] = action = (out[:, :width] + noise[t]).argmax(-1)
+            obs, reward, terminated, truncated, _ = envs.step(action)
+            done = terminated | truncated
+            returns += reward
+            lengths += 1
+            rewards[t] = reward.sign() if clip_reward else reward
+            ended[t] = done
+            ended_returns[t] = returns
+            returns.masked_fill_(done, 0.0)
+            lengths.masked_fill_(done, 0)
+            starts = done.float()
+        last_value = policy(obs)[:, width]
+    logprobs = F.log_softmax(logits_buf, dim=-1).gather(-1, act_buf[..., None])[..., 0]
+    finished = ended_returns[ended].tolist()  # step-major, as collect_rollout lists them
+    state.obs, state.episode_starts = obs, starts
+    state.episode_returns = returns.cpu().numpy()
+    state.episode_lengths = lengths.cpu().numpy()
+    state.global_step += n_steps * num_envs
+    state.episodes += len(finished)
+    state.recent_returns.extend(finished)
+    return RolloutBatch(obs=obs_buf, actions=act_buf, logprobs=logprobs, values=val_buf,
+                        rewards=rewards, episode_starts=start_buf, last_value=last_value,
+                        last_episode_start=starts, episode_returns=finished)
 
 
 def _packed(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
+from a3cs.rl.batched import check_batched
+
 from a3cs_common.errors import ConfigError
 from a3cs_common.schema import FrozenModel, validate
 from distill.schedules import DistillConfig
@@ -91,6 +93,10 @@ class TrainConfig(FrozenModel):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto",
                                                    description="auto: CUDA when present")
+    env_backend: Literal["default", "batched"] = Field(
+        default="default", description="default: the environment's own package (minatar, "
+        "gymnasium, ale-py), stepped on the CPU; batched: MinAtar's games as tensors on the "
+        "training device, every environment stepped at once (a3cs.rl.batched), MinAtar only")
     torch_threads: PositiveInt = Field(default=1, description="CPU threads of torch (small "
                                        "networks run fastest on one)")
     checkpoint_every: PositiveInt = Field(default=50, description="updates between checkpoints")
@@ -124,6 +130,8 @@ class TrainConfig(FrozenModel):
         if self.sparsity_start >= self.sparsity_end:
             raise ConfigError("sparsity_end", self.sparsity_end,
                               f"a fraction > sparsity_start = {self.sparsity_start}")
+        if self.env_backend == "batched":
+            check_batched(self.env_id)
         return self
 
     @property

@@ -40,6 +40,7 @@ from a3cs.rl.algorithms import (
     RolloutBatch,
     add_advantages,
     collect_rollout,
+    collect_rollout_on_device,
     make_optimizer,
     update,
 )
@@ -53,6 +54,8 @@ from a3cs.rl.checkpoint import (
     unpickle_envs,
 )
 from a3cs.rl.config import TrainConfig
+from a3cs.rl.batched import make_batched_env
+from a3cs.rl.batched.core import BatchedMinAtar
 from a3cs.rl.envs import SyncEnvs, make_env
 from a3cs.rl.networks import describe_action_space
 from a3cs_common.errors import ConfigError
@@ -100,7 +103,7 @@ class LoopState:
     """
 
     config: TrainConfig
-    envs: SyncEnvs
+    envs: SyncEnvs | BatchedMinAtar
     model: nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
@@ -186,7 +189,9 @@ def build_state(config: TrainConfig, make_model: Callable[[SyncEnvs], nn.Module]
             or whose spaces differ from the environment's.
     """
     device = pick_device(config.device)
-    envs = make_env(config.env_id, config.num_envs, config.seed)
+    envs = (make_batched_env(config.env_id, config.num_envs, config.seed, device)
+            if config.env_backend == "batched" else
+            make_env(config.env_id, config.num_envs, config.seed))
     try:
         teacher = None
         if config.teacher is not None:
@@ -291,9 +296,11 @@ def run_loop(state: LoopState, hooks: LoopHooks, out: Path, *, num_updates: int,
                 group["lr"] = lr
             hooks.before_rollout(state, progress_frac)
 
-            batch = collect_rollout(model, state.envs, collector, config.n_steps or 1,
-                                    state.generator, gamma=config.gamma,
-                                    clip_reward=bool(config.clip_reward))
+            collect = (collect_rollout_on_device if isinstance(state.envs, BatchedMinAtar)
+                       else collect_rollout)
+            batch = collect(model, state.envs, collector, config.n_steps or 1,
+                            state.generator, gamma=config.gamma,
+                            clip_reward=bool(config.clip_reward))
             batch = add_advantages(batch, gamma=config.gamma, gae_lambda=config.gae_lambda or 0.0)
             coefs = None
             if state.teacher is not None:

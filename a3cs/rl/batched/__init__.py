@@ -18,6 +18,16 @@ GAMES: dict[str, type[BatchedMinAtar]] = {
     "SpaceInvaders": SpaceInvaders}
 
 
+def check_batched(env_id: str) -> None:
+    """Raises ConfigError unless ``env_id`` has a batched implementation."""
+    game = env_id.removeprefix("MinAtar/").rsplit("-", 1)[0]
+    if not env_id.startswith("MinAtar/") or game not in GAMES or \
+            not env_id.endswith(("-v0", "-v1")):
+        raise ConfigError("env_backend", "batched", "the default backend for "
+                          f"{env_id} (a batched one exists for MinAtar/"
+                          f"{{{','.join(GAMES)}}}-v1 and -v0)")
+
+
 def make_batched_env(env_id: str, num_envs: int, seed: int,
                      device: str | torch.device = "cpu") -> BatchedMinAtar:
     """``num_envs`` copies of a MinAtar game (``MinAtar/<Game>-v1`` or ``-v0``) stepped as
@@ -26,10 +36,6 @@ def make_batched_env(env_id: str, num_envs: int, seed: int,
     Raises:
         ConfigError: an env id with no batched implementation.
     """
+    check_batched(env_id)
     game = env_id.removeprefix("MinAtar/").rsplit("-", 1)[0]
-    if not env_id.startswith("MinAtar/") or game not in GAMES or \
-            not env_id.endswith(("-v0", "-v1")):
-        raise ConfigError("env_backend", "batched", "the default backend for "
-                          f"{env_id} (a batched one exists for MinAtar/"
-                          f"{{{','.join(GAMES)}}}-v1 and -v0)")
     return GAMES[game](env_id, num_envs, seed, torch.device(device))
