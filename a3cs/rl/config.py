@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from a3cs.rl.batched import check_batched
-
 from a3cs_common.errors import ConfigError
 from a3cs_common.schema import FrozenModel, validate
 from distill.schedules import DistillConfig

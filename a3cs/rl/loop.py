@@ -44,6 +44,8 @@ from a3cs.rl.algorithms import (
     make_optimizer,
     update,
 )
+from a3cs.rl.batched import make_batched_env
+from a3cs.rl.batched.core import BatchedMinAtar
 from a3cs.rl.checkpoint import (
     load_teacher,
     pickle_envs,
@@ -54,8 +56,6 @@ from a3cs.rl.checkpoint import (
     unpickle_envs,
 )
 from a3cs.rl.config import TrainConfig
-from a3cs.rl.batched import make_batched_env
-from a3cs.rl.batched.core import BatchedMinAtar
 from a3cs.rl.envs import SyncEnvs, make_env
 from a3cs.rl.networks import describe_action_space
 from a3cs_common.errors import ConfigError

@@ -63,27 +63,38 @@ class _Objects:
         return (self.x >= 0) & (self.x <= 9)
 
 
-def _same_cell(a: _Objects, a_mask: torch.Tensor, b: _Objects, b_mask: torch.Tensor
-               ) -> torch.Tensor:
-    """``[N, Sa, Sb]``: object i of ``a`` and j of ``b`` (both selected) share a cell."""
-    return (a_mask[:, :, None] & b_mask[:, None, :] & (a.x[:, :, None] == b.x[:, None, :])
-            & (a.y[:, :, None] == b.y[:, None, :]))
+SINK = 100  # the cell index of objects left out (10 x 10 cells are 0..99)
 
 
-def _rank_on_cell(objects: _Objects, mask: torch.Tensor, descending: bool) -> torch.Tensor:
-    """``[N, S]``: how many selected objects on the same cell come before each one in the
-    processing order (list order, or reversed)."""
-    same = _same_cell(objects, mask, objects, mask)
-    stamps = objects.stamp
-    before = (stamps[:, None, :] > stamps[:, :, None]) if descending else (
-        stamps[:, None, :] < stamps[:, :, None])
-    return (same & before).sum(2)
+def _cells(objects: _Objects, mask: torch.Tensor) -> torch.Tensor:
+    """``[N, S]``: each selected object's cell (``y * 10 + x``), :data:`SINK` otherwise."""
+    return torch.where(mask, objects.y * 10 + objects.x.clamp(0, 9), SINK)
 
 
 def _count_on_cell(objects: _Objects, mask: torch.Tensor, of: _Objects,
                    of_mask: torch.Tensor) -> torch.Tensor:
-    """``[N, S]``: for each object, how many selected objects of ``of`` share its cell."""
-    return _same_cell(objects, mask, of, of_mask).sum(2)
+    """``[N, S]``: for each selected object, how many selected objects of ``of`` share its
+    cell (0 for objects left out)."""
+    cells = _cells(of, of_mask)
+    counts = torch.zeros((cells.shape[0], SINK + 1), dtype=torch.long, device=cells.device)
+    counts.scatter_add_(1, cells, torch.ones_like(cells))
+    counts[:, SINK] = 0
+    return counts.gather(1, _cells(objects, mask))
+
+
+def _rank_on_cell(objects: _Objects, mask: torch.Tensor, descending: bool) -> torch.Tensor:
+    """``[N, S]``: how many selected objects on the same cell come before each one in the
+    processing order (list order by stamp, or reversed), by one sort on (cell, stamp)."""
+    stamps = -objects.stamp if descending else objects.stamp
+    span = 1 << 40  # stamps count steps of one episode: far below
+    key = _cells(objects, mask) * span + (stamps + span // 2)
+    order = key.argsort(dim=1)
+    sorted_cells = _cells(objects, mask).gather(1, order)
+    position = torch.arange(order.shape[1], device=order.device).expand_as(order)
+    first = torch.ones_like(sorted_cells, dtype=torch.bool)
+    first[:, 1:] = sorted_cells[:, 1:] != sorted_cells[:, :-1]
+    group_start = torch.where(first, position, 0).cummax(dim=1).values
+    return torch.empty_like(order).scatter_(1, order, position - group_start)
 
 
 class Seaquest(BatchedMinAtar):
@@ -279,21 +290,30 @@ class Seaquest(BatchedMinAtar):
         return reward, terminal
 
     def _fire(self, shooting: torch.Tensor, subs: _Objects) -> None:
-        """Enemy bullets from every shooting sub, each in its own free slot."""
+        """Enemy bullets from every shooting sub, each in its own free slot: the k-th
+        shooting sub (slot order) takes the k-th free slot."""
         e_bullets = self.e_bullet
+        slots = e_bullets.alive.shape[1]
         free = ~e_bullets.alive
-        free_rank = free.long().cumsum(1) - 1
+        free_first = (e_bullets.alive.long() * slots
+                      + torch.arange(slots, device=self.device)).argsort(dim=1)
         shot_rank = shooting.long().cumsum(1) - 1
-        # [N, subs, bullet slots]: the shooting sub's rank-th free slot
-        target = (shooting[:, :, None] & free[:, None, :]
-                  & (free_rank[:, None, :] == shot_rank[:, :, None]))
-        placed = target.any(1)
-        self.overflow |= (shooting.sum(1) > free.sum(1))
-        e_bullets.alive |= placed
-        for name, source in (("x", subs.x), ("y", subs.y), ("right", subs.right)):
-            value = (target * source[:, :, None]).sum(1)
-            setattr(e_bullets, name, torch.where(placed, value.to(getattr(e_bullets, name).dtype),
-                                                 getattr(e_bullets, name)))
+        self.overflow |= shooting.sum(1) > free.sum(1)
+        placed = shooting & (shot_rank < free.sum(1, keepdim=True))
+        # unplaced subs write to an extra column, dropped after the scatter
+        target = torch.where(placed, free_first.gather(1, shot_rank.clamp(0, slots - 1)), slots)
+        for name, value in (("alive", placed), ("x", subs.x), ("y", subs.y),
+                            ("right", subs.right), ("stamp", torch.zeros_like(subs.stamp))):
+            current = getattr(e_bullets, name)
+            widened = torch.cat([current, current[:, :1]], dim=1)
+            if name == "alive":
+                widened = widened.scatter(1, target, placed) | torch.cat(
+                    [current, torch.zeros_like(current[:, :1])], dim=1)
+            else:
+                keep = widened.gather(1, target)
+                widened = widened.scatter(1, target, torch.where(placed, value.to(
+                    current.dtype), keep))
+            setattr(e_bullets, name, widened[:, :slots])
 
     def _surface(self, mask: torch.Tensor) -> torch.Tensor:
         full = mask & (self.diver_count == 6)
