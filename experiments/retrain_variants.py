@@ -1,0 +1,212 @@
+"""Finished co-search runs' agents retrained by the same config with one thing changed,
+evaluated as the search evaluated them (issue 21: the distillation ablation, item 5; GST's
+reward-aware pruning and DCIL's refined gradients against the magnitude schedule, item 2).
+
+    python experiments/retrain_variants.py SWEEP_DIR --variant no_distill|reward_aware|refined
+        [--games breakout ...] [--jobs N] [--threads N]
+
+For each run directory under SWEEP_DIR (an ``a3cs search`` run with ``retrain/config.yaml``
+and ``eval.json``) it runs, resumably (a killed run continues from its checkpoint)::
+
+    a3cs train --config RUN/retrain/config.yaml --no-teacher --out RUN/retrain_no_distill
+    a3cs train --config RUN/retrain_reward_aware.yaml --out RUN/retrain_reward_aware
+    a3cs evaluate RUN/retrain_V/checkpoint.pt --episodes E \\
+        --seed 10000+S --policy-seed S --format json        # -> RUN/retrain_V/eval.json
+
+(``RUN/retrain_V.yaml``: the retrain config with the variant's change, e.g.
+``sparsity_schedule: reward_aware``; E: the search's ``budget.eval_episodes``, S: its seed,
+so the scores differ only by the change), then writes ``retrain_V.md``, ``.csv``, ``.json``
+and a plot ``retrain_V.png``/``.svg`` in SWEEP_DIR: per game, the mean +- std over seeds of
+the search's retrain and of the variant, and each run's pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+#: name -> (extra a3cs train flags, changes to the retrain config, label in the table)
+VARIANTS: dict[str, tuple[list[str], dict[str, str], str]] = {
+    "no_distill": (["--no-teacher"], {}, "without distillation"),
+    "reward_aware": ([], {"sparsity_schedule": "reward_aware"}, "GST's reward-aware pruning"),
+    "refined": ([], {"pruned_gradient": "refined"}, "DCIL's refined gradients"),
+}
+
+
+def _a3cs(*args: str) -> list[str]:
+    return [sys.executable, "-m", "a3cs", *args]
+
+
+#: the variants that change how pruned layers train: no-ops for agents without one
+PRUNING_VARIANTS = ("reward_aware", "refined")
+
+
+def _prunes(run: Path) -> bool:
+    """Whether the run's agent has a pruned (1xN or N:M) layer."""
+    arch = yaml.safe_load((run / "arch.yaml").read_text())
+    formats = [layer.get("weight_format") or {} for layer in arch["layers"]]
+    formats.append(arch["head"].get("weight_format") or {})
+    return any(f.get("type") in ("one_by_n", "n_m") for f in formats)
+
+
+def runs_of(sweep_dir: Path, games: list[str] | None = None,
+            variant: str | None = None) -> list[Path]:
+    """The finished search runs under ``sweep_dir`` (those with a distilled retrain), of
+    ``games`` (run names' first word) if given, and, for a pruning variant, with a pruned
+    layer."""
+    return sorted(p for p in sweep_dir.iterdir()
+                  if (p / "retrain" / "config.yaml").is_file() and (p / "eval.json").is_file()
+                  and yaml.safe_load((p / "retrain" / "config.yaml").read_text()).get("teacher")
+                  and (not games or p.name.split("_")[0] in games)
+                  and (variant not in PRUNING_VARIANTS or _prunes(p)))
+
+
+def _trained_steps(directory: Path) -> int:
+    from a3cs.rl.checkpoint import read_checkpoint
+
+    checkpoint = directory / "checkpoint.pt"
+    return int(read_checkpoint(checkpoint)["global_step"]) if checkpoint.is_file() else 0
+
+
+def retrain(run: Path, variant: str, threads: int) -> str:
+    """Retrain ``run``'s agent as ``variant`` (or continue) and evaluate it; a status."""
+    flags, changes, label = VARIANTS[variant]
+    name = f"retrain_{variant}"
+    out = run / name
+    config = yaml.safe_load((run / "retrain" / "config.yaml").read_text())
+    total = int(config["total_steps"])
+    config_path = run / "retrain" / "config.yaml"
+    if changes:
+        from a3cs_common.io import atomic_write_text, dump_yaml
+
+        config_path = run / f"{name}.yaml"
+        atomic_write_text(config_path, dump_yaml({**config, **changes}))
+    with (run / f"{name}.log").open("a") as log:
+        if _trained_steps(out) < total:
+            command = (_a3cs("train", "--out", str(out), "--resume", *flags,
+                             "--threads", str(threads), "--no-progress")
+                       if (out / "checkpoint.pt").is_file() else
+                       _a3cs("train", "--config", str(config_path), *flags, "--out", str(out),
+                             "--threads", str(threads), "--no-progress"))
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+            if code != 0:
+                return f"{run.name}: training exited {code} (see {run / f'{name}.log'})"
+        search = yaml.safe_load((run / "config.yaml").read_text())
+        seed, episodes = int(search["seed"]), int(search["budget"]["eval_episodes"])
+        cache = out / "eval.json"
+        if cache.is_file() and json.loads(cache.read_text()).get("trained_steps") == total:
+            return f"{run.name}: done before"
+        printed = subprocess.run(
+            _a3cs("evaluate", str(out / "checkpoint.pt"), "--episodes", str(episodes),
+                  "--seed", str(10_000 + seed), "--policy-seed", str(seed), "--format",
+                  "json", "--device", "cpu"),
+            check=True, capture_output=True, text=True).stdout
+    from a3cs_common.io import atomic_write_text
+
+    result = json.loads(printed.strip().splitlines()[-1])
+    result["checkpoint"] = str(Path(result["checkpoint"]).relative_to(run))
+    atomic_write_text(cache, json.dumps(result, indent=2) + "\n")
+    return f"{run.name}: {result['mean_return']:.2f} {label}"
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def report(sweep_dir: Path, variant: str) -> Path:
+    """The variant's table and plot over the runs that have both scores; the markdown's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from a3cs_common.io import atomic_write_text
+
+    pairs: dict[str, list[tuple[int, float, float]]] = {}
+    name, label = f"retrain_{variant}", VARIANTS[variant][2]
+    for run in runs_of(sweep_dir):
+        if not (run / name / "eval.json").is_file():
+            continue
+        search = yaml.safe_load((run / "config.yaml").read_text())
+        game = search["env_id"]
+        with_distill = json.loads((run / "eval.json").read_text())["mean_return"]
+        without = json.loads((run / name / "eval.json").read_text())["mean_return"]
+        pairs.setdefault(game, []).append((int(search["seed"]), with_distill, without))
+    rows = []
+    for game, runs in sorted(pairs.items()):
+        (w_mean, w_std), (n_mean, n_std) = (_mean_std([r[1] for r in runs]),
+                                            _mean_std([r[2] for r in runs]))
+        rows.append({"env_id": game, "runs": len(runs), "search_mean": w_mean,
+                     "search_std": w_std, "variant_mean": n_mean, "variant_std": n_std,
+                     "difference": n_mean - w_mean,
+                     "per_seed": {f"s{s}": [w, n] for s, w, n in sorted(runs)}})
+    lines = [f"| game | runs | the search's retrain (mean +- std) | {label} | difference | "
+             f"per seed (search / {variant}) |", "|---|---:|---|---|---:|---|"]
+    for r in rows:
+        per_seed = ", ".join(f"{s}: {w:.2f} / {n:.2f}" for s, (w, n) in r["per_seed"].items())
+        lines.append(f"| {r['env_id']} | {r['runs']} | {r['search_mean']:.2f} +- "
+                     f"{r['search_std']:.2f} | {r['variant_mean']:.2f} +- "
+                     f"{r['variant_std']:.2f} | {r['difference']:+.2f} | {per_seed} |")
+    markdown = atomic_write_text(sweep_dir / f"{name}.md", "\n".join(lines) + "\n")
+    buffer = io.StringIO()
+    fields = [k for k in rows[0] if k != "per_seed"] if rows else ["env_id"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(sweep_dir / f"{name}.csv", buffer.getvalue())
+    atomic_write_text(sweep_dir / f"{name}.json", json.dumps(rows, indent=1) + "\n")
+
+    figure, axes = plt.subplots(1, max(1, len(rows)), figsize=(3.2 * max(1, len(rows)), 3.4),
+                                squeeze=False)
+    for axis, r in zip(axes[0], rows, strict=False):
+        seeds = list(r["per_seed"].values())
+        for x, index in enumerate((0, 1)):
+            values = [pair[index] for pair in seeds]
+            axis.bar(x, statistics.mean(values), color=("C0", "C1")[x], alpha=0.6)
+            axis.scatter([x] * len(values), values, color="k", s=12, zorder=3)
+        for pair in seeds:
+            axis.plot([0, 1], pair, color="grey", linewidth=0.8)
+        axis.set_xticks([0, 1], ["search", variant])
+        axis.set_title(r["env_id"].split("/")[-1], fontsize=10)
+        axis.set_ylabel("test score")
+    figure.suptitle(f"The searched agents retrained: the search's retrain vs {label}",
+                    fontsize=10)
+    figure.tight_layout()
+    for suffix in (".png", ".svg"):
+        figure.savefig(sweep_dir / f"{name}{suffix}", dpi=120)
+    plt.close(figure)
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    parser.add_argument("--games", nargs="+", help="only these games' runs (e.g. breakout)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs retrained side by side")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"sweep_dir: got {str(args.sweep_dir)!r}; allowed: a sweep directory")
+    runs = runs_of(args.sweep_dir, args.games, args.variant)
+    if not runs:
+        parser.error(f"sweep_dir: got {str(args.sweep_dir)!r}; allowed: a directory holding "
+                     "finished distilled search runs")
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for status in pool.map(lambda run: retrain(run, args.variant, args.threads), runs):
+            print(status, flush=True)
+    print(f"table: {report(args.sweep_dir, args.variant)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
