@@ -242,3 +242,21 @@ def test_envs_without_a_batched_backend_are_refused() -> None:
         make_batched_env("CartPole-v1", 4, 0)
     with pytest.raises(ConfigError, match="num_envs"):
         make_batched_env("MinAtar/Breakout-v1", 0, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("game_name", sorted(GAMES))
+def test_batched_game_on_cuda_equals_cpu(game_name: str) -> None:
+    """Given the same uniforms and actions, the games step identically on CUDA and CPU."""
+    rng = np.random.default_rng(5)
+    envs = {device: make_batched_env(f"MinAtar/{game_name}-v1", 64, 0, device)
+            for device in ("cpu", "cuda")}
+    uniforms = torch.from_numpy(rng.random((64, envs["cpu"].draws_per_step)))
+    for env in envs.values():
+        env.reset_with(uniforms)
+    for _ in range(2_000):
+        actions = torch.from_numpy(rng.integers(0, envs["cpu"].single_action_space.n, 64))
+        uniforms = torch.from_numpy(rng.random((64, envs["cpu"].draws_per_step)))
+        cpu, cuda = (env.step_with(actions, uniforms) for env in envs.values())
+        for a, b in zip(cpu, cuda, strict=True):
+            assert torch.equal(a, b.cpu())

@@ -411,3 +411,14 @@ def test_batched_backend_refuses_other_envs(tmp_path: Path,
     _one_line_error(capsys, ["train", "--env", "CartPole-v1", "--env-backend", "batched",
                              "--out", str(tmp_path / "x")], "env_backend: got 'batched'")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_backend_on_cuda_same_seed_same_weights(tmp_path: Path) -> None:
+    config = small_config(total_steps=4 * 64, seed=3, env_backend="batched", device="cuda",
+                          num_envs=64, n_steps=4)
+    a = train(config, tmp_path / "a", progress=False)
+    b = train(config, tmp_path / "b", progress=False)
+    for p, q in zip(load_agent(a.checkpoint).model.parameters(),
+                    load_agent(b.checkpoint).model.parameters(), strict=True):
+        assert torch.equal(p, q)
