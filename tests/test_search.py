@@ -307,3 +307,22 @@ def test_samples_that_build_the_same_network_are_one_trial():
         prep, {"arch": {**sample, "head.format": "dense"}})
     budget = _TrialBudget(trials=2, max_samples=5)
     assert budget.count("a") and not budget.count("a") and budget.trials_done == 1
+
+
+@pytest.mark.parametrize("method", ["random", "evolution"])
+def test_sample_retries_is_the_strategys_patience(method: str) -> None:
+    from nni.nas.strategy.utils import SampleValidationError
+
+    from a3cs.search.config import SearchConfig
+    from a3cs.search.multitrial import _strategy
+
+    config = SearchConfig(env_id="MinAtar/Breakout-v1", method=method,
+                          target=f"accelerator:{SPACE}", budget={"sample_retries": 7})
+    strategy = _strategy(config, None, 8)
+    calls = []
+
+    def rejected() -> None:
+        calls.append(1)
+        raise SampleValidationError("outside the band")
+
+    assert strategy._retry_helper.retry(rejected) is None and len(calls) == 7

@@ -54,6 +54,15 @@ class Budget(FrozenModel):
                                            "proxy.latency_band: at most this many samples per "
                                            "trial (those outside the band are priced, not "
                                            "trained)")
+    sample_retries: PositiveInt = Field(default=500, description="multi-trial methods: "
+                                        "consecutive samples the strategy may find rejected "
+                                        "(a network already tried, or outside "
+                                        "proxy.latency_band with out_of_band: resample) before "
+                                        "it stops; 500 is nni's patience, under which a uniform "
+                                        "draw into an 8 % band (0.3 % of the space) stops after "
+                                        "a few in-band networks; set it to trials * "
+                                        "samples_per_trial to let the sample limit alone end "
+                                        "the search")
     retrain_steps: PositiveInt = Field(default=1_000_000, description="the chosen agent, from "
                                        "scratch")
     eval_episodes: PositiveInt = Field(default=30, description="test episodes of the score")

@@ -47,6 +47,7 @@ from a3cs.rl.envs import make_env
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.networks import build_agent
 from a3cs.rl.train import train
+from a3cs.search.config import SearchConfig
 from a3cs.search.prepare import Prepared, RunLog
 from a3cs.search.targets import HardwareChoice
 from a3cs.search.teacher_play import collect_teacher_play
@@ -129,7 +130,6 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     import nni
     from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.space import RawFormatModelSpace
-    from nni.nas.strategy import Random
     from tqdm import tqdm
 
     config = prep.config
@@ -218,11 +218,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
             raise ConfigError("evolution.start", "hand_designed", "random: the agent space "
                               "cannot express the hand-designed network")
         log("evolution starts from mutations of the hand-designed network")
-    strategy = (Random(seed=config.seed) if config.method == "random" else
-                _evolution(start, config.evolution.start_mutation_prob,
-                           population_size=max(4, n_trials // 3),
-                           sample_size=max(2, n_trials // 6),
-                           mutation_prob=config.evolution.mutation_prob, seed=config.seed))
+    strategy = _strategy(config, start, n_trials)
     nni_logger = logging.getLogger("nni")
     level = nni_logger.level
     nni_logger.setLevel(logging.WARNING)
@@ -265,6 +261,21 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                              env_steps=play_steps + sum(r.env_steps for r in records),
                              trials=len(records),
                              best_reward=best.reward)
+
+
+def _strategy(config: SearchConfig, start: dict[str, Any] | None, n_trials: int) -> Any:
+    """nni's Random or RegularizedEvolution with the run's settings and patience."""
+    from nni.nas.strategy import Random
+    from nni.nas.strategy.utils import RetrySamplingHelper
+
+    strategy = (Random(seed=config.seed) if config.method == "random" else
+                _evolution(start, config.evolution.start_mutation_prob,
+                           population_size=max(4, n_trials // 3),
+                           sample_size=max(2, n_trials // 6),
+                           mutation_prob=config.evolution.mutation_prob, seed=config.seed))
+    # nni 3.0 takes no patience argument: both strategies sample through this helper
+    strategy._retry_helper = RetrySamplingHelper(config.budget.sample_retries)
+    return strategy
 
 
 def _evolution(start: dict[str, Any] | None, start_mutation_prob: float, **settings: Any) -> Any:
