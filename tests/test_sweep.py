@@ -192,6 +192,38 @@ def test_smoke_sweep_killed_and_resumed_equals_the_uninterrupted_one(tmp_path: P
 
 
 @pytest.mark.slow
+def test_interrupted_sweep_says_which_trials_are_unfinished(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) stops a sweep gracefully: the trials it did not finish are reported
+    unfinished, not done, the command exits 1, and --resume completes them."""
+    command = [sys.executable, "-m", "a3cs", "sweep", str(SMOKE), "--quiet", "--out",
+               str(tmp_path / "sweep")]
+    sessions: list[int] = []
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+        sessions.append(process.pid)
+        deadline = time.time() + 600
+        while not list((tmp_path / "sweep").glob("*/results.json")) and time.time() < deadline:
+            assert process.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=300)
+        outcomes = json.loads((tmp_path / "sweep" / "trials.json").read_text())
+        done = [o["name"] for o in outcomes if o["status"] == "done"]
+        assert all((tmp_path / "sweep" / name / "results.json").is_file() for name in done)
+        unfinished = [o for o in outcomes if o["status"] == "unfinished"]
+        assert len(outcomes) == 4 and unfinished and process.returncode == 1
+        assert f"{len(done)} of 4 trials done; {len(unfinished)} unfinished" in stdout
+        resumed = _run_in_session([*command, "--resume"], sessions)
+        assert resumed.returncode == 0 and "4 of 4 trials done" in resumed.stdout
+    finally:
+        left = set().union(*(_session(leader) for leader in sessions)) if sessions else set()
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
 def test_smoke_sweep_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
     """``ray start --head`` on this machine's loopback (token authentication on, Ray's
     default), then ``a3cs sweep --address``: the sweep runs on that cluster and leaves it

@@ -73,15 +73,19 @@ def run(args: argparse.Namespace) -> int:
                          on_start=lambda: atomic_write_text(
                              out / SWEEP_RECORD, json.dumps(record, indent=1) + "\n"))
     failed = [o for o in outcomes if o.status == "error"]
+    unfinished = [o for o in outcomes if o.status == "unfinished"]
+    done = len(outcomes) - len(failed) - len(unfinished)
     for outcome in failed:
         print(f"trial {outcome.name} failed: {outcome.error}", file=sys.stderr)
-    if len(failed) < len(outcomes):
+    if done:
         summary = summarise(out)
         print(summary.markdown.read_text(), end="")
         print(f"summary: {summary.markdown}")
         for plot in summary.plots:
             print(f"pareto plot: {plot}")
-    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} trials done"
-          + (f"; {len(failed)} failed (a3cs sweep {args.sweep} --out {out} --resume retries "
-             "them)" if failed else ""))
-    return 1 if failed else 0
+    resume = f"a3cs sweep {args.sweep} --out {out} --resume"
+    print(f"{done} of {len(outcomes)} trials done"
+          + (f"; {len(failed)} failed ({resume} retries them)" if failed else "")
+          + (f"; {len(unfinished)} unfinished, the sweep was stopped ({resume} continues them)"
+             if unfinished else ""))
+    return 1 if failed or unfinished else 0

@@ -38,7 +38,7 @@ class TrialOutcome:
     """How one trial ended."""
 
     name: str
-    status: str  # "done" or "error"
+    status: str  # "done", "error", or "unfinished" (interrupted or never started)
     error: str | None
     wall_time_s: float
 
@@ -206,12 +206,20 @@ def run_sweep(sweep: SweepConfig, trials: list[Trial], out: Path, *, address: st
             bar.close()
     finally:
         ray.shutdown()
-    outcomes = []
+    # A trial is done when its run directory holds results: Tune reports a trial stopped by
+    # an interrupt (Ctrl-C) without an error, and one never started not at all.
+    by_name = {}
     for result in grid:
         spec = result.config["trial"]
         error = None if result.error is None else _one_line(result.error)
         wall = float((result.metrics or {}).get("trial_wall_time_s", 0.0))
-        outcomes.append(TrialOutcome(spec["name"], "error" if error else "done", error, wall))
+        by_name[spec["name"]] = (error, wall)
+    outcomes = []
+    for trial in trials:
+        error, wall = by_name.get(trial.name, (None, 0.0))
+        status = ("error" if error else "done" if (out / trial.name / "results.json").is_file()
+                  else "unfinished")
+        outcomes.append(TrialOutcome(trial.name, status, error, wall))
     outcomes.sort(key=lambda o: o.name)
     atomic_write_text(out / TRIALS_FILE, json.dumps([o.__dict__ for o in outcomes], indent=1)
                       + "\n")
