@@ -210,7 +210,9 @@ def run_sweep(sweep: SweepConfig, trials: list[Trial], out: Path, *, address: st
     # an interrupt (Ctrl-C) without an error, and one never started not at all.
     by_name = {}
     for result in grid:
-        spec = result.config["trial"]
+        spec = (result.config or {}).get("trial")
+        if spec is None:  # a trial a stop kept from starting: Tune has not even its config
+            continue
         error = None if result.error is None else _one_line(result.error)
         wall = float((result.metrics or {}).get("trial_wall_time_s", 0.0))
         by_name[spec["name"]] = (error, wall)
