@@ -95,7 +95,7 @@ def _run_both(batched, reference: list[Environment], replayed: ReplayedRandom,
     """Step both implementations ``steps`` times from their current states, checking every
     step; the episodes ended and the reward collected.  ``on_reset(i)`` may change
     environment i's state (in both) after each of its resets."""
-    action_set = batched._action_set.tolist()
+    action_set = batched.action_set.tolist()
     states = [env.state() for env in reference]
     episodes, rewards = 0, 0.0
     for step in range(steps):

@@ -92,8 +92,9 @@ class BatchedMinAtar:
         self.num_envs = num_envs
         self.device = torch.device(device)
         letters = self.minimal_actions if env_id.endswith("-v1") else ACTION_MAP
-        self._action_set = torch.tensor([ACTION_MAP.index(a) for a in letters],
-                                        device=self.device)
+        #: MinAtar's action index of each of the env's actions (``[A]`` long)
+        self.action_set = torch.tensor([ACTION_MAP.index(a) for a in letters],
+                                       device=self.device)
         self.single_action_space = gym.spaces.Discrete(len(letters))
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.channels, 10, 10),
                                                        np.float32)
@@ -150,7 +151,7 @@ class BatchedMinAtar:
         """One step with given uniforms ``[N, draws_per_step]``: ``(obs, rewards,
         terminations, draws used)``.  :meth:`step` draws them; tests pass MinAtar's."""
         draws = Draws(uniforms.to(self.device, torch.float64))
-        chosen = self._action_set[actions.to(self.device).long()]
+        chosen = self.action_set[actions.to(self.device).long()]
         sticky = draws.uniform(self._bool(True)) < STICKY_ACTION_PROB
         chosen = torch.where(sticky, self.last_action, chosen)
         self.last_action = chosen
