@@ -112,9 +112,11 @@ def _ray_init(address: str | None, sweep: SweepConfig) -> None:
     env = {"OMP_NUM_THREADS": str(sweep.torch_threads), "MKL_NUM_THREADS":
            str(sweep.torch_threads), "RAY_USAGE_STATS_ENABLED": "0"}
     if address is None:
+        # The local cluster's workers inherit this process's environment: set here, the
+        # variables cost nothing a worker, where a runtime_env is set up for each one.
+        os.environ.update(env)
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-                 _node_ip_address="127.0.0.1", configure_logging=False, log_to_driver=False,
-                 runtime_env={"env_vars": env})
+                 _node_ip_address="127.0.0.1", configure_logging=False, log_to_driver=False)
     else:
         try:
             ray.init(address=address, include_dashboard=False, configure_logging=False,
