@@ -71,8 +71,10 @@ def env_steps_per_s(backend: str, env_id: str, num_envs: int, device: str,
 
 
 def ppo_run(backend: str, env_id: str, num_envs: int, steps: int, device: str,
-            out: Path, seed: int = 0) -> tuple[float, Path]:
-    """One ``a3cs train`` run: its steps/s and checkpoint."""
+            out: Path, seed: int = 0, rollout: int | None = None,
+            batch: int | None = None) -> tuple[float, Path]:
+    """One ``a3cs train`` run (the table's settings, ``rollout`` steps a rollout and
+    minibatches of ``batch`` if given): its steps/s and checkpoint."""
     from a3cs.rl.config import make_config
     from a3cs.rl.defaults import with_env_defaults
     from a3cs.rl.train import train
@@ -80,8 +82,10 @@ def ppo_run(backend: str, env_id: str, num_envs: int, steps: int, device: str,
     values, _ = with_env_defaults({"env_id": env_id, "env_backend": backend, "seed": seed,
                                    "device": device if backend == "batched" else "cpu",
                                    "total_steps": steps})
-    rollout = values["num_envs"] * values["n_steps"]
+    rollout = rollout or values["num_envs"] * values["n_steps"]
     values["num_envs"], values["n_steps"] = num_envs, max(1, rollout // num_envs)
+    if batch is not None:
+        values["batch_size"] = batch
     result = train(make_config(values), out, progress=False)
     return result.global_step / result.wall_time_s, result.checkpoint
 
@@ -96,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest env count timed on the Python backend (slow beyond)")
     parser.add_argument("--ppo-steps", type=int, default=100_000)
     parser.add_argument("--ppo-envs", type=int, nargs="+", default=[16, 128, 512])
+    parser.add_argument("--ppo-rollout", type=int, default=None,
+                        help="steps a rollout, all envs together (default: the table's 2,048)")
+    parser.add_argument("--ppo-batch", type=int, default=None,
+                        help="minibatch size (default: the table's 256)")
     parser.add_argument("--return-steps", type=int, default=0,
                         help="also train each backend this many steps and evaluate it "
                         "(the issue's bar: 500000)")
@@ -129,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
 
     env_id = "MinAtar/Breakout-v1"
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"\nPPO on {env_id}, {args.ppo_steps:,} steps, rollouts of 2,048 steps")
+        print(f"\nPPO on {env_id}, {args.ppo_steps:,} steps, rollouts of "
+              f"{args.ppo_rollout or 2048:,} steps")
         runs = [("default", 16)] + [("batched", n) for n in args.ppo_envs]
         base = None
         for index, (backend, num_envs) in enumerate(runs):
             rates = [ppo_run(backend, env_id, num_envs, args.ppo_steps, args.device,
-                             Path(tmp) / f"ppo{index}_{repeat}")[0]
+                             Path(tmp) / f"ppo{index}_{repeat}", rollout=args.ppo_rollout,
+                             batch=args.ppo_batch)[0]
                      for repeat in range(args.repeats)]
             rate = statistics.median(rates)
             base = base or rate
