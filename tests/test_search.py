@@ -326,3 +326,12 @@ def test_sample_retries_is_the_strategys_patience(method: str) -> None:
         raise SampleValidationError("outside the band")
 
     assert strategy._retry_helper.retry(rejected) is None and len(calls) == 7
+
+
+def test_a_short_search_says_its_teacher_trained_longer():
+    from a3cs.search.run import _training_gap
+
+    shipped = str(REPO / "a3cs/data/teachers/minatar_breakout.pt")
+    said = _training_gap(shipped, 100_000)
+    assert "the teacher trained 10,000,384 steps, the agent 100,000" in said
+    assert _training_gap(shipped, 10_000_000) == "" and _training_gap(None, 1) == ""

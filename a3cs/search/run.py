@@ -242,10 +242,29 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
             f"{row.fps / reference['fps']:.2f}x its speed"
             + (f", {row.score_mean - reference['score_mean']:+.2f} score" if scored else "")
             + (f"; on its own searched hardware {own:,.0f} FPS: {row.fps / own:.2f}x"
-               if own else ""))
+               if own else "")
+            + (_training_gap(teacher_path, config.budget.retrain_steps) if scored else ""))
     log(f"results: {json_path}")
     log(f"pareto plot: {figure.png}")
     return RunPaths(out, json_path, csv_path, figure.png, figure.svg)
+
+
+def _training_gap(teacher_path: str | None, retrain_steps: int) -> str:
+    """Said after the scores when the teacher trained much longer than the agent (the short
+    default search), so that its score is not read as the search's cost."""
+    from a3cs.rl.checkpoint import read_checkpoint
+
+    if teacher_path is None:
+        return ""
+    try:
+        teacher_steps = int(read_checkpoint(teacher_path, field="teacher")["global_step"])
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return ""
+    if teacher_steps < 3 * retrain_steps:
+        return ""
+    return (f" (the teacher trained {teacher_steps:,} steps, the agent {retrain_steps:,}: "
+            "docs/search.md compares them at equal budgets, e.g. experiments/configs/"
+            "cosearch_minatar_evolution.yaml)")
 
 
 def _read_state(path: Path) -> dict[str, Any]:
