@@ -239,19 +239,12 @@ class Seaquest(BatchedMinAtar):
         divers.x = torch.where(moves & ~(before & collected), moved, divers.x)
         divers.alive &= ~collected & divers.in_range()
 
-        # enemy subs (reverse list order)
+        # enemy subs (reverse list order); a sub leaving or shot this step fires too
         subs = self.sub
-        terminal |= self._at_sub(subs).any(1)
-        moves = subs.alive & (subs.timer == 0)
-        subs.timer = torch.where(moves, self.move_speed[:, None], torch.where(
-            subs.alive, subs.timer - 1, subs.timer))
-        subs.step_x(moves)
-        shooting = subs.alive & (subs.shot == 0)  # a sub leaving or shot this step fires too
-        out = moves & ~subs.in_range()
-        at_sub = moves & ~out & self._at_sub(subs)
-        terminal |= at_sub.any(1)
-        subs.alive &= ~out
-        reward += self._enemies_meet_bullets(subs, moves & ~out & ~at_sub & subs.alive)
+        shooting = subs.alive & (subs.shot == 0)
+        hit, sub_reward = self._move_enemies(subs)
+        terminal |= hit
+        reward += sub_reward
         self._fire(shooting, subs)
         subs.shot = torch.where(shooting, ENEMY_SHOT_INTERVAL, subs.shot - 1)
 
@@ -263,17 +256,9 @@ class Seaquest(BatchedMinAtar):
         terminal |= self._at_sub(e_bullets).any(1)
 
         # enemy fish (reverse list order)
-        fish = self.fish
-        terminal |= self._at_sub(fish).any(1)
-        moves = fish.alive & (fish.timer == 0)
-        fish.timer = torch.where(moves, self.move_speed[:, None], torch.where(
-            fish.alive, fish.timer - 1, fish.timer))
-        fish.step_x(moves)
-        out = moves & ~fish.in_range()
-        at_sub = moves & ~out & self._at_sub(fish)
-        terminal |= at_sub.any(1)
-        fish.alive &= ~out
-        reward += self._enemies_meet_bullets(fish, moves & ~out & ~at_sub & fish.alive)
+        hit, fish_reward = self._move_enemies(self.fish)
+        terminal |= hit
+        reward += fish_reward
 
         # timers, oxygen, surfacing
         self.e_spawn_timer -= (self.e_spawn_timer > 0).long()
@@ -288,6 +273,22 @@ class Seaquest(BatchedMinAtar):
         surfacing = arriving & (self.diver_count != 0)
         reward += self._surface(surfacing)
         return reward, terminal
+
+    def _move_enemies(self, enemies: _Objects) -> tuple[torch.Tensor, torch.Tensor]:
+        """MinAtar's loop over subs or fish: each on the sub ends the game, before or after
+        its move (every ``move_speed + 1`` steps); one leaving the screen goes; one that moved
+        meets the friendly bullets.  ``(terminal, reward)``, ``[N]`` each."""
+        terminal = self._at_sub(enemies).any(1)
+        moves = enemies.alive & (enemies.timer == 0)
+        enemies.timer = torch.where(moves, self.move_speed[:, None], torch.where(
+            enemies.alive, enemies.timer - 1, enemies.timer))
+        enemies.step_x(moves)
+        out = moves & ~enemies.in_range()
+        at_sub = moves & ~out & self._at_sub(enemies)
+        terminal |= at_sub.any(1)
+        enemies.alive &= ~out
+        reward = self._enemies_meet_bullets(enemies, moves & ~out & ~at_sub & enemies.alive)
+        return terminal, reward
 
     def _fire(self, shooting: torch.Tensor, subs: _Objects) -> None:
         """Enemy bullets from every shooting sub, each in its own free slot: the k-th
