@@ -134,139 +134,201 @@ def check_scalesim_hardware(hw: Hardware) -> None:
 
 # ------------------------------------------------------------------------------------------
 # Operand matrices (scalesim/compute/operand_matrix.py), addresses without the offsets: each
-# operand has its own buffer, so only equality within an operand matters.
+# operand has its own buffer, so only equality within an operand matters.  Addresses and
+# lines are int32 when they fit (halving the memory traffic of streams of millions).
+
+
+def _index_dtype(bound: int) -> type:
+    """The narrowest of int32/int64 that holds ``0 .. bound``."""
+    return np.int32 if bound < 2**31 else np.int64
 
 
 def ifmap_matrix(g: ScaleSimGeometry) -> np.ndarray:
-    """``[M, K]`` im2col addresses (``-1`` where a ceil-mode window leaves the input)."""
-    i = np.arange(g.m)[:, None]
-    j = np.arange(g.k)[None, :]
-    out_row, out_col = np.divmod(i, g.ofmap_w)
-    in_row, in_col = out_row * g.stride_h, out_col * g.stride_w
-    c_row, rest = np.divmod(j, g.filter_w * g.channels)
+    """``[M, K]`` im2col addresses (``-1`` where a ceil-mode window leaves the input).
+
+    Address ``((out_row * s_h + c_row) * W + out_col * s_w + c_col) * C + ch`` splits into a
+    term of the output pixel and one of the window offset: one broadcast sum.
+    """
+    dtype = _index_dtype(g.ifmap_h * g.ifmap_w * g.channels)
+    out_row, out_col = np.divmod(np.arange(g.m, dtype=dtype), g.ofmap_w)
+    c_row, rest = np.divmod(np.arange(g.k, dtype=dtype), g.filter_w * g.channels)
     c_col, c_ch = np.divmod(rest, g.channels)
-    valid = (c_row + in_row < g.ifmap_h) & (c_col + in_col < g.ifmap_w)
-    addr = ((c_row + in_row) * g.ifmap_w + (c_col + in_col)) * g.channels + c_ch
-    return np.where(valid, addr, -1)
+    pixel = (out_row * g.stride_h * g.ifmap_w + out_col * g.stride_w) * g.channels
+    offset = (c_row * g.ifmap_w + c_col) * g.channels + c_ch
+    addr = pixel[:, None] + offset[None, :]
+    if ((g.ofmap_h - 1) * g.stride_h + g.filter_h <= g.ifmap_h
+            and (g.ofmap_w - 1) * g.stride_w + g.filter_w <= g.ifmap_w):
+        return addr
+    valid = (((out_row * g.stride_h)[:, None] + c_row[None, :] < g.ifmap_h)
+             & ((out_col * g.stride_w)[:, None] + c_col[None, :] < g.ifmap_w))
+    return np.where(valid, addr, dtype(-1))
 
 
 def filter_matrix(g: ScaleSimGeometry) -> np.ndarray:
     """``[K, N]`` weight addresses."""
-    return np.arange(g.filters)[None, :] * g.k + np.arange(g.k)[:, None]
+    dtype = _index_dtype(g.k * g.filters)
+    return np.arange(g.filters, dtype=dtype)[None, :] * g.k + np.arange(g.k, dtype=dtype)[:, None]
 
 
-def _pad_cols(block: np.ndarray, width: int) -> np.ndarray:
-    if block.shape[1] == width:
-        return block
-    out = np.full((block.shape[0], width), -1, dtype=np.int64)
-    out[:, :block.shape[1]] = block
-    return out
+def _folds(matrix: np.ndarray, width: int) -> np.ndarray:
+    """``matrix`` ``[R, W]`` cut into column blocks of ``width``: ``[F, R, width]``, the last
+    block padded with ``-1``."""
+    rows, cols = matrix.shape
+    count = -(-cols // width)
+    padded = np.full((rows, count * width), -1, dtype=matrix.dtype)
+    padded[:, :cols] = matrix
+    return np.ascontiguousarray(padded.reshape(rows, count, width).transpose(1, 0, 2))
 
 
-def _pad_rows(block: np.ndarray, height: int) -> np.ndarray:
-    if block.shape[0] == height:
-        return block
-    out = np.full((height, block.shape[1]), -1, dtype=np.int64)
-    out[:block.shape[0]] = block
-    return out
+def _tiles(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``matrix`` cut into ``rows x cols`` tiles, column folds outer and row folds inner:
+    ``[col_folds * row_folds, rows, cols]``, padded with ``-1``."""
+    height, width = matrix.shape
+    row_folds, col_folds = -(-height // rows), -(-width // cols)
+    padded = np.full((row_folds * rows, col_folds * cols), -1, dtype=matrix.dtype)
+    padded[:height, :width] = matrix
+    return padded.reshape(row_folds, rows, col_folds, cols).transpose(2, 0, 1, 3).reshape(
+        col_folds * row_folds, rows, cols)
 
 
-def _col_folds(matrix: np.ndarray, width: int) -> list[np.ndarray]:
-    """``matrix`` cut into column blocks of ``width`` (the last padded with ``-1``)."""
-    return [_pad_cols(matrix[:, s:s + width], width) for s in range(0, matrix.shape[1], width)]
-
-
+@functools.lru_cache(maxsize=8)
 def _anti_diagonal_order(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     """``(r, c)`` of a ``rows x cols`` matrix by anti-diagonal ``r + c``, ``r`` descending:
     SCALE-Sim's prefetch order for skewed operands, and the order in which a skewed fold's
-    demand lines list its entries (line ``r + c``, column ``c`` ascending)."""
+    demand lines list its entries (line ``r + c``, column ``c`` ascending).  Read-only,
+    cached: a layer's folds share one or two shapes."""
     diag = np.arange(rows + cols - 1)
     top = np.minimum(diag, rows - 1)
     length = top - np.maximum(0, diag - cols + 1) + 1
     starts = np.cumsum(length) - length
-    d = np.repeat(diag, length)
     r = np.repeat(top, length) - (np.arange(rows * cols) - np.repeat(starts, length))
-    c = d - r
+    c = np.repeat(diag, length) - r
     r.flags.writeable = False
     c.flags.writeable = False
     return r, c
 
 
-# A layer's folds share one or two shapes: their orders are computed once (read-only arrays;
-# a few entries, each at most a fold's size).
-_fold_order = functools.lru_cache(maxsize=4)(_anti_diagonal_order)
+@functools.lru_cache(maxsize=8)
+def _anti_diagonal_index(rows: int, cols: int) -> np.ndarray:
+    """``[rows * cols]`` ``r + c`` of each entry in :func:`_anti_diagonal_order` (read-only)."""
+    diag = np.arange(rows + cols - 1)
+    length = np.minimum(diag, rows - 1) - np.maximum(0, diag - cols + 1) + 1
+    index = np.repeat(diag, length)
+    index.flags.writeable = False
+    return index
 
 
-def _diagonal_flatten(matrix: np.ndarray) -> np.ndarray:
-    r, c = _anti_diagonal_order(*matrix.shape)
-    return matrix[r, c]
+def _anti_diagonals(stack: np.ndarray) -> np.ndarray:
+    """``[F, R, C]`` -> ``[F, R * C]``: each matrix's entries in :func:`_anti_diagonal_order`.
+
+    A tall matrix (``R >= C``) has full anti-diagonals from ``C - 1`` to ``R - 1``; they are
+    read as one strided view (row ``d - j``, column ``j``), only the two triangles at the ends
+    by index, so no index array as large as the matrix is built.
+    """
+    count, rows, cols = stack.shape
+    if rows < cols:
+        r, c = _anti_diagonal_order(rows, cols)
+        return stack[:, r, c]
+    stack = np.ascontiguousarray(stack)
+    out = np.empty((count, rows * cols), dtype=stack.dtype)
+    r, c = _anti_diagonal_order(cols, cols)
+    head = cols * (cols - 1) // 2
+    full = rows - cols + 1
+    out[:, :head] = stack[:, r[:head], c[:head]]
+    step_f, step_r, step_c = stack.strides
+    middle = np.lib.stride_tricks.as_strided(stack[:, cols - 1:, :], shape=(count, full, cols),
+                                             strides=(step_f, step_r, step_c - step_r),
+                                             writeable=False)
+    np.copyto(out[:, head:head + full * cols].reshape(count, full, cols), middle)
+    out[:, head + full * cols:] = stack[:, r[head + cols:] + rows - cols, c[head + cols:]]
+    return out
+
+
+def _anti_diagonals_inverse(flat: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The ``rows x cols`` matrix whose :func:`_anti_diagonals` is ``flat``."""
+    out = np.empty((rows, cols), dtype=flat.dtype)
+    if rows < cols:
+        r, c = _anti_diagonal_order(rows, cols)
+        out[r, c] = flat
+        return out
+    r, c = _anti_diagonal_order(cols, cols)
+    head = cols * (cols - 1) // 2
+    full = rows - cols + 1
+    out[r[:head], c[:head]] = flat[:head]
+    step_r, step_c = out.strides
+    middle = np.lib.stride_tricks.as_strided(out[cols - 1:], shape=(full, cols),
+                                             strides=(step_r, step_c - step_r))
+    middle[...] = flat[head:head + full * cols].reshape(full, cols)
+    out[r[head + cols:] + rows - cols, c[head + cols:]] = flat[head + full * cols:]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
-class DemandStream:
-    """The valid addresses one operand's demand matrix requests, in request order.
+class _Prefetch:
+    """How SCALE-Sim lays an operand matrix out in its prefetch stream: cut into column
+    blocks of ``width`` (the last padded with ``-1``), the blocks stacked, and the stack read
+    by anti-diagonal (``skewed``) or row by row."""
 
-    Attributes:
-        lines: ``[n]`` line (cycle without stalls) of each request, non-decreasing.
-        addresses: ``[n]`` address of each request.
-    """
+    width: int
+    skewed: bool
 
-    lines: np.ndarray
-    addresses: np.ndarray
+    def order(self, matrix: np.ndarray) -> np.ndarray:
+        """``matrix``'s entries in prefetch order, padding included."""
+        blocks = _folds(matrix, self.width)
+        if self.skewed:
+            return _anti_diagonals(blocks.reshape(1, -1, self.width))[0]
+        return blocks.reshape(-1)
 
+    def inverse(self, flat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """The ``shape`` matrix whose :meth:`order` is ``flat``."""
+        rows, cols = shape
+        count = -(-cols // self.width)
+        stack = (_anti_diagonals_inverse(flat, count * rows, self.width) if self.skewed
+                 else flat.reshape(count * rows, self.width))
+        return stack.reshape(count, rows, self.width).transpose(1, 0, 2).reshape(
+            rows, count * self.width)[:, :cols]
 
-@dataclass(frozen=True, slots=True)
-class LayerDemand:
-    """Everything SCALE-Sim's memory system is given for one layer.
-
-    Attributes:
-        line_count: demand lines ``L`` (SCALE-Sim's compute cycles are ``L - 1``).
-        ifmap_fetch / filter_fetch: prefetch matrices flattened in fetch order, ``-1`` padding
-            kept (it is fetched).
-        ifmap / filter: the read demand streams.
-        ofmap_per_line: ``[L]`` output words each line writes.
-    """
-
-    line_count: int
-    ifmap_fetch: np.ndarray
-    filter_fetch: np.ndarray
-    ifmap: DemandStream
-    filter: DemandStream
-    ofmap_per_line: np.ndarray
-
-
-def _tile_stream(local_lines: list[np.ndarray], local_addr: list[np.ndarray], outer: int,
-                 lines_per_fold: int) -> DemandStream:
-    """Streams of the inner folds (``local_*[inner]``), repeated for ``outer`` outer folds;
-    fold ``outer_index * inner + inner_index`` starts at line ``fold * lines_per_fold``."""
-    inner = len(local_lines)
-    lines, addrs = [], []
-    for o in range(outer):
-        for f in range(inner):
-            base = (o * inner + f) * lines_per_fold
-            lines.append(local_lines[f] + base)
-            addrs.append(local_addr[f])
-    return DemandStream(np.concatenate(lines), np.concatenate(addrs))
+    def fetch_and_ranks(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``matrix``'s prefetch stream (``-1`` padding kept) and, for each entry of
+        ``matrix``, its rank among the stream's valid words (``-1`` where it is invalid)."""
+        fetch = self.order(matrix)
+        keep = fetch >= 0
+        dtype = _index_dtype(fetch.size)
+        position = np.cumsum(keep, dtype=dtype) - 1
+        return fetch, self.inverse(np.where(keep, position, dtype(-1)), matrix.shape)
 
 
-def _valid(lines: np.ndarray, addrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keep = addrs >= 0
-    return lines[keep], addrs[keep]
+def _compact(lines: np.ndarray, ranks: np.ndarray) -> DemandStream:
+    """The requests of valid entries (padding ``-1`` is not requested)."""
+    if ranks.min() >= 0:
+        return DemandStream(lines.reshape(-1), ranks.reshape(-1))
+    keep = ranks >= 0
+    return DemandStream(lines[keep], ranks[keep])
 
 
-def _skewed_fold(block: np.ndarray, first_line: int) -> tuple[np.ndarray, np.ndarray]:
-    """A fold SCALE-Sim skews: entry ``(r, c)`` of ``block`` is requested at line
-    ``first_line + r + c``."""
-    r, c = _fold_order(*block.shape)
-    return _valid(first_line + r + c, block[r, c])
+def _skewed(blocks: np.ndarray, first_line: int, fold_lines: int, line_dtype: type,
+            ) -> DemandStream:
+    """Folds SCALE-Sim skews, one after another: entry ``(r, c)`` of ``blocks[f]`` is
+    requested at line ``f * fold_lines + first_line + r + c``."""
+    count, rows, cols = blocks.shape
+    diag = _anti_diagonal_index(rows, cols).astype(line_dtype)
+    lines = (np.arange(count, dtype=line_dtype) * fold_lines)[:, None] + (diag + first_line)
+    return _compact(lines, _anti_diagonals(blocks))
 
 
-def _flipped_fold(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A stationary tile SCALE-Sim preloads unskewed and upside down: line ``t`` requests
-    row ``rows - 1 - t``."""
-    rows, cols = block.shape
-    t = np.repeat(np.arange(rows), cols)
-    return _valid(t, block[::-1].reshape(-1))
+def _flipped(tiles: np.ndarray, fold_lines: int, line_dtype: type) -> DemandStream:
+    """Stationary tiles SCALE-Sim preloads unskewed and upside down, one after another:
+    tile ``f``'s line ``t`` (``f * fold_lines + t``) requests its row ``rows - 1 - t``."""
+    count, rows, cols = tiles.shape
+    t = np.repeat(np.arange(rows, dtype=line_dtype), cols)
+    lines = (np.arange(count, dtype=line_dtype) * fold_lines)[:, None] + t
+    return _compact(lines, tiles[:, ::-1, :].reshape(count, rows * cols))
+
+
+def _repeated(stream: DemandStream, times: int, span: int) -> DemandStream:
+    """``stream`` (one pass) requested ``times`` times, pass ``i`` shifted ``i * span``
+    lines."""
+    return DemandStream(stream.lines, stream.ranks, times, span)
 
 
 def _band(length: int, first: int, count_r: int, count_c: int) -> np.ndarray:
@@ -278,94 +340,131 @@ def _band(length: int, first: int, count_r: int, count_c: int) -> np.ndarray:
     return np.where((t >= 0) & (t <= top), counts, 0).astype(np.int64)
 
 
+def _last_smaller(total: int, size: int, folds: int) -> list[tuple[slice, int]]:
+    """Fold index ranges and the extent each uses: all ``size`` but maybe the last."""
+    last = total - (folds - 1) * size
+    if last == size:
+        return [(slice(0, folds), size)]
+    return [(slice(0, folds - 1), size), (slice(folds - 1, folds), last)]
+
+
+@dataclass(frozen=True, slots=True)
+class DemandStream:
+    """The requests one operand's demand matrix makes, in request order: one pass of
+    ``lines``/``ranks``, requested ``times`` times (pass ``i`` shifted ``i * span`` lines).
+    Kept unrepeated: a repeated fold sequence is millions of requests.
+
+    A request is named by its *own copy* in the operand's prefetch stream: the rank of the
+    same operand-matrix entry among the stream's valid (non-padding) words.  Its address is
+    that word's; an address fetched more than once (im2col inputs) may also hit through
+    another copy.
+
+    Attributes:
+        lines: ``[n]`` line (cycle without stalls) of each request of the first pass,
+            non-decreasing.
+        ranks: ``[n]`` own copy of each request (index into the valid prefetch words).
+        times: passes.
+        span: lines from one pass to the next (``>= lines[-1] - lines[0] + 1``).
+    """
+
+    lines: np.ndarray
+    ranks: np.ndarray
+    times: int = 1
+    span: int = 0
+
+    def flat(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lines, ranks)`` of every request, the passes written out."""
+        shift = np.arange(self.times, dtype=np.int64)[:, None] * self.span
+        return (self.lines[None, :] + shift).reshape(-1), np.tile(self.ranks, self.times)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerDemand:
+    """Everything SCALE-Sim's memory system is given for one layer.
+
+    Attributes:
+        line_count: demand lines ``L`` (SCALE-Sim's compute cycles are ``L - 1``).
+        ifmap_fetch / filter_fetch: prefetch matrices flattened in fetch order, ``-1`` padding
+            kept (it is fetched).
+        ifmap / filter: the read demand streams, as parts requested one after another.
+        ofmap_per_line: ``[L]`` output words each line writes.
+        ifmap_distinct: no address is in the ifmap's prefetch stream twice (the convolution
+            windows do not overlap); the filter's addresses always are distinct.
+    """
+
+    line_count: int
+    ifmap_fetch: np.ndarray
+    filter_fetch: np.ndarray
+    ifmap: tuple[DemandStream, ...]
+    filter: tuple[DemandStream, ...]
+    ofmap_per_line: np.ndarray
+    ifmap_distinct: bool
+
+
 def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> LayerDemand:
     """SCALE-Sim 3.0.0's prefetch and demand matrices for one layer on an ``rows x cols``
-    array (``scalesim/compute/systolic_compute_{ws,os,is}.py``), as streams."""
+    array (``scalesim/compute/systolic_compute_{ws,os,is}.py``), as streams.
+
+    In every dataflow the column folds are outer and the row folds inner; fold ``f`` (in that
+    order) starts at line ``f * per_fold``.
+    """
+    if dataflow not in ("ws", "os", "is"):
+        raise ConfigError("pe_array.dataflow", dataflow, "ws, os or is")
     ifmap = ifmap_matrix(g)
     filt = filter_matrix(g)
     m, k, n = g.m, g.k, g.filters
+    # (reduction along the array's rows, the other operand's extent along its columns, the
+    # streamed extent)
+    row_extent, col_extent, streamed = {"ws": (k, n, m), "os": (m, n, k),
+                                        "is": (k, m, n)}[dataflow]
+    row_folds, col_folds = -(-row_extent // rows), -(-col_extent // cols)
+    # os streams K with the array's skew once; ws and is preload a tile (rows lines) first.
+    per_fold = k + rows + cols - 2 if dataflow == "os" else 2 * rows + cols + streamed - 2
+    line_count = row_folds * col_folds * per_fold
+    line_dtype = _index_dtype(line_count)
+    every_row_fold = row_folds * per_fold
+    ofmap = np.zeros((col_folds, row_folds, per_fold), dtype=np.int64)
     if dataflow == "ws":
-        # Array rows hold K, columns N; M pixels stream.  Column folds outer, row folds inner.
-        row_folds, col_folds = math.ceil(k / rows), math.ceil(n / cols)
-        per_fold = 2 * rows + cols + m - 2
-        if_blocks = _col_folds(ifmap, rows)                        # [M, rows] per row fold
-        ifmap_fetch = _diagonal_flatten(np.vstack(if_blocks))
-        filter_fetch = np.vstack(_col_folds(filt, cols)).reshape(-1)
-        local = [_skewed_fold(b, rows) for b in if_blocks]
-        ifmap_stream = _tile_stream([x[0] for x in local], [x[1] for x in local], col_folds,
-                                    per_fold)
-        f_lines, f_addr = [], []
-        ofmap = np.zeros(row_folds * col_folds * per_fold, dtype=np.int64)
-        for fc in range(col_folds):
-            used_c = min(cols, n - fc * cols)
-            written = _band(per_fold, 2 * rows - 1, m, used_c)
-            for fr in range(row_folds):
-                tile = _pad_rows(_pad_cols(filt[fr * rows:(fr + 1) * rows,
-                                                fc * cols:(fc + 1) * cols], cols), rows)
-                base = (fc * row_folds + fr) * per_fold
-                t, a = _flipped_fold(tile)
-                f_lines.append(t + base)
-                f_addr.append(a)
-                ofmap[base:base + per_fold] = written
-        filter_stream = DemandStream(np.concatenate(f_lines), np.concatenate(f_addr))
-        line_count = row_folds * col_folds * per_fold
+        # Array rows hold K, columns N; M pixels stream through the stationary filters.
+        ifmap_fetch, ifmap_ranks = _Prefetch(rows, skewed=True).fetch_and_ranks(ifmap)
+        filter_fetch, filter_ranks = _Prefetch(cols, skewed=False).fetch_and_ranks(filt)
+        ifmap_stream = (_repeated(_skewed(_folds(ifmap_ranks, rows), rows, per_fold, line_dtype),
+                                  col_folds, every_row_fold),)
+        filter_stream = (_flipped(_tiles(filter_ranks, rows, cols), per_fold, line_dtype),)
+        for folds, used_c in _last_smaller(n, cols, col_folds):
+            ofmap[folds] = _band(per_fold, 2 * rows - 1, m, used_c)
     elif dataflow == "os":
-        # Array rows hold M, columns N; K streams.  Column folds outer, row folds inner.
-        row_folds, col_folds = math.ceil(m / rows), math.ceil(n / cols)
-        per_fold = k + rows + cols - 2
-        if_blocks = _col_folds(ifmap.T, rows)                      # [K, rows] per row fold
-        f_blocks = _col_folds(filt, cols)                          # [K, cols] per col fold
-        ifmap_fetch = _diagonal_flatten(np.vstack(if_blocks))
-        filter_fetch = _diagonal_flatten(np.vstack(f_blocks))
-        local = [_skewed_fold(b, 0) for b in if_blocks]
-        ifmap_stream = _tile_stream([x[0] for x in local], [x[1] for x in local], col_folds,
-                                    per_fold)
-        f_lines, f_addr = [], []
-        ofmap = np.zeros(row_folds * col_folds * per_fold, dtype=np.int64)
-        for fc in range(col_folds):
-            lf, af = _skewed_fold(f_blocks[fc], 0)
-            used_c = min(cols, n - fc * cols)
-            for fr in range(row_folds):
-                base = (fc * row_folds + fr) * per_fold
-                f_lines.append(lf + base)
-                f_addr.append(af)
-                used_r = min(rows, m - fr * rows)
+        # Array rows hold M, columns N; K streams.
+        ifmap_fetch, ifmap_ranks = _Prefetch(rows, skewed=True).fetch_and_ranks(ifmap.T)
+        filter_fetch, filter_ranks = _Prefetch(cols, skewed=True).fetch_and_ranks(filt)
+        ifmap_stream = (_repeated(_skewed(_folds(ifmap_ranks, rows), 0, per_fold, line_dtype),
+                                  col_folds, every_row_fold),)
+        f_blocks = _folds(filter_ranks, cols)                         # [col_folds, K, cols]
+        filter_stream = tuple(
+            _repeated(_skewed(f_blocks[fc:fc + 1], fc * every_row_fold, 0, line_dtype),
+                      row_folds, per_fold)
+            for fc in range(col_folds))
+        for c_folds, used_c in _last_smaller(n, cols, col_folds):
+            for r_folds, used_r in _last_smaller(m, rows, row_folds):
                 # Flipped tile: original row r sits at row rows - 1 - r, written at line
                 # (k - 1) + (rows - 1 - r) + c.
-                written = _band(per_fold, k - 1 + rows - used_r, used_r, used_c)
-                ofmap[base:base + per_fold] = written
-        filter_stream = DemandStream(np.concatenate(f_lines), np.concatenate(f_addr))
-        line_count = row_folds * col_folds * per_fold
-    elif dataflow == "is":
-        # Array rows hold K, columns M; N filters stream.  Column folds outer, row folds inner.
-        row_folds, col_folds = math.ceil(k / rows), math.ceil(m / cols)
-        per_fold = 2 * rows + cols + n - 2
-        ifmap_t = ifmap.T                                          # [K, M]
-        ifmap_fetch = np.vstack(_col_folds(ifmap_t, cols)).reshape(-1)
-        f_blocks = [_pad_cols(filt[s:s + rows].T, rows) for s in range(0, k, rows)]  # [N, rows]
-        filter_fetch = _diagonal_flatten(np.vstack(f_blocks))
-        local = [_skewed_fold(b, rows) for b in f_blocks]
-        filter_stream = _tile_stream([x[0] for x in local], [x[1] for x in local], col_folds,
-                                     per_fold)
-        i_lines, i_addr = [], []
-        ofmap = np.zeros(row_folds * col_folds * per_fold, dtype=np.int64)
-        for fc in range(col_folds):
-            used_c = min(cols, m - fc * cols)
-            written = _band(per_fold, 2 * rows - 1, n, used_c)
-            for fr in range(row_folds):
-                tile = _pad_rows(_pad_cols(ifmap_t[fr * rows:(fr + 1) * rows,
-                                                   fc * cols:(fc + 1) * cols], cols), rows)
-                base = (fc * row_folds + fr) * per_fold
-                t, a = _flipped_fold(tile)
-                i_lines.append(t + base)
-                i_addr.append(a)
-                ofmap[base:base + per_fold] = written
-        ifmap_stream = DemandStream(np.concatenate(i_lines), np.concatenate(i_addr))
-        line_count = row_folds * col_folds * per_fold
+                ofmap[c_folds, r_folds] = _band(per_fold, k - 1 + rows - used_r, used_r,
+                                                used_c)
     else:
-        raise ConfigError("pe_array.dataflow", dataflow, "ws, os or is")
+        # Array rows hold K, columns M; N filters stream through the stationary inputs.
+        ifmap_fetch, ifmap_ranks = _Prefetch(cols, skewed=False).fetch_and_ranks(ifmap.T)
+        filter_fetch, filter_ranks = _Prefetch(rows, skewed=True).fetch_and_ranks(filt.T)
+        filter_stream = (_repeated(_skewed(_folds(filter_ranks, rows), rows, per_fold,
+                                           line_dtype), col_folds, every_row_fold),)
+        ifmap_stream = (_flipped(_tiles(ifmap_ranks, rows, cols), per_fold, line_dtype),)
+        for folds, used_c in _last_smaller(m, cols, col_folds):
+            ofmap[folds] = _band(per_fold, 2 * rows - 1, n, used_c)
+    # Two windows share an input word only when the filter is larger than its stride along a
+    # dimension with more than one output.
+    overlapping = ((g.filter_h > g.stride_h and g.ofmap_h > 1)
+                   or (g.filter_w > g.stride_w and g.ofmap_w > 1))
     return LayerDemand(line_count, ifmap_fetch, filter_fetch, ifmap_stream, filter_stream,
-                       ofmap)
+                       ofmap.reshape(-1), not overlapping)
 
 
 # ------------------------------------------------------------------------------------------
@@ -393,16 +492,19 @@ class ReadMisses:
     dram_reads: int
 
 
-def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
-                bandwidth: int) -> ReadMisses:
+def read_misses(fetch: np.ndarray, demand: DemandStream | tuple[DemandStream, ...],
+                buffer_words: int, bandwidth: int, distinct: bool | None = None,
+                ) -> ReadMisses:
     """Replay ``read_buffer``'s window over ``demand`` (see the module docstring).
 
     Args:
         fetch: the prefetch matrix in fetch order, ``-1`` padding included.
-        demand: the operand's requests.
+        demand: the operand's requests (one stream, or parts requested one after another).
         buffer_words: the whole (double) buffer, in words.
         bandwidth: words per cycle of this operand's DRAM port.
+        distinct: whether no address is in ``fetch`` twice; ``None``: find out.
     """
+    parts = (demand,) if isinstance(demand, DemandStream) else demand
     active = math.ceil(buffer_words * _ACTIVE_FRACTION)
     prefetch = buffer_words - active
     fetch_rows = -(-fetch.size // bandwidth)
@@ -414,54 +516,41 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
     window = min(-(-active // per_set), n_sets)
     step = min(-(-prefetch // per_set), n_sets - window)
     empty = np.zeros(0, dtype=np.int64)
-    if step == 0 or demand.addresses.size == 0:
+    parts = tuple(part for part in parts if part.ranks.size and part.times)
+    if step == 0 or not parts:
         return ReadMisses(empty, empty, empty, refill_lines + _READ_LATENCY, initial_lines,
                           initial_lines * bandwidth)
+    if distinct is None:
+        distinct = int(np.bincount(valid).max()) == 1
 
-    # Sets holding each address, found through dense tables indexed by address (addresses are
-    # small non-negative integers) rather than per-request searches.  Most operands hold each
-    # address once (weights; 1x1 and GEMM inputs); im2col inputs a few times (overlapping
-    # windows): then the copies inside the window are counted per address as it moves, and a
-    # request hits when its address's count is positive.
-    top = int(max(valid.max(), demand.addresses.max()))
-    copies_of = np.bincount(valid, minlength=top + 1)
-    copies = int(copies_of.max())
-    if copies > 1 and copies_of[demand.addresses].min() == 0:
-        raise AssertionError("a demanded address is never prefetched (SCALE-Sim would loop)")
-    set_ids = (np.arange(valid.size) // per_set).astype(np.int32)
-    if copies == 1:
-        set_of = np.full(top + 1, -1, dtype=np.int32)
-        set_of[valid] = set_ids
-        direct = set_of[demand.addresses]  # each request's one set
-        if direct.min() < 0:
-            raise AssertionError("a demanded address is never prefetched (SCALE-Sim would "
-                                 "loop)")
-        sets = None
-        held = None
-    else:
-        order = np.argsort(valid, kind="stable")
-        by_address = valid[order]
-        first_copy = np.flatnonzero(np.diff(by_address, prepend=-1))
-        rank = np.arange(valid.size) - np.repeat(first_copy, np.diff(np.append(first_copy,
-                                                                              valid.size)))
-        # [addresses, copies] set ids, short rows padded with their first set (a repeat
-        # changes nothing).
-        sets = np.zeros((top + 1, copies), dtype=np.int32)
-        sets[by_address[first_copy], :] = set_ids[order][first_copy][:, None]
-        sets[by_address, rank] = set_ids[order]
-        direct = None
-        held = np.zeros(top + 1, dtype=np.int32)
+    # A request hits when a copy of its address is in a set of the window.  Its own copy's
+    # set is known (its rank // the set size); requests come in runs with one own set, and
+    # while that set is inside the window the whole run hits.  When the set is outside, a
+    # distinct address misses at once; an address fetched several times (im2col inputs) may
+    # still hit through another copy, so the run's requests are looked up one by one in a
+    # table of the addresses the window holds, kept up to date as the window moves.
+    held = None
+    if not distinct:
+        held = np.zeros(int(valid.max()) + 1, dtype=np.int32)
+
+    def sets_slices(first: int, count: int) -> list[slice]:
+        """The positions of ``valid`` in sets ``first .. first + count - 1`` (cyclic)."""
+        first %= n_sets
+        return [slice(a * per_set, min(b * per_set, valid.size))
+                for a, b in ((first, min(first + count, n_sets)), (0, first + count - n_sets))
+                if b > a]
 
     def count_sets(first: int, count: int, sign: int) -> None:
-        """Add ``sign`` for every copy in sets ``first .. first + count - 1`` (cyclic)."""
-        first %= n_sets
-        for a, b in ((first, min(first + count, n_sets)), (0, first + count - n_sets)):
-            if b > a:
-                part = valid[a * per_set:min(b * per_set, valid.size)]
-                held[:] += sign * np.bincount(part, minlength=top + 1).astype(np.int32)
-
-    if held is not None:
-        count_sets(0, window, 1)
+        """Add ``sign`` for every copy in sets ``first .. first + count - 1``: a few sets'
+        addresses span a narrow range, so they are counted over that range only."""
+        for part in sets_slices(first, count):
+            addresses = valid[part]
+            low = int(addresses.min())
+            counts = np.bincount(addresses - low)
+            if sign > 0:
+                held[low:low + counts.size] += counts
+            else:
+                held[low:low + counts.size] -= counts
 
     def move(start: int, shift: int) -> None:
         if held is None or shift % n_sets == 0:
@@ -474,51 +563,84 @@ def read_misses(fetch: np.ndarray, demand: DemandStream, buffer_words: int,
             held[:] = 0
             count_sets(start + shift, window, 1)
 
-    def hits(lo: int, hi: int, start: int) -> np.ndarray:
-        """Which requests ``lo:hi`` the window starting at set ``start`` holds: set ``s`` is
-        inside when ``(s - start) mod n < A``; with ``d = s - start`` in ``(-n, n)`` that is
+    if held is not None:
+        count_sets(0, window, 1)
+
+    def inside(sets: np.ndarray, start: int) -> np.ndarray:
+        """Whether the window starting at set ``start`` holds ``sets``: set ``s`` is inside
+        when ``(s - start) mod n < A``; with ``d = s - start`` in ``(-n, n)`` that is
         ``0 <= d < A`` or ``d < A - n`` (no modulo)."""
-        if direct is None:
-            return held[demand.addresses[lo:hi]] > 0
-        d = direct[lo:hi] - np.int32(start)
+        d = sets - np.int32(start)
         return (d < window - n_sets) | ((d >= 0) & (d < window))
 
-    miss_pos: list[int] = []
+    def jumps_to_set(own: int, start: int) -> int:
+        """The fewest jumps (of ``P`` sets) after which the window holds set ``own``."""
+        for k in range(1, n_sets + 1):
+            if (own - start - k * step) % n_sets < window:
+                return k
+        raise AssertionError("window never reaches a prefetched address")
+
+    def jumps_to_address(address: int, own: int, start: int) -> int:
+        """The fewest jumps after which the window holds some copy of ``address`` (its own
+        copy in set ``own`` at the latest): nearly always one or two."""
+        bound = jumps_to_set(own, start)
+        for k in range(1, bound):
+            if any((valid[part] == address).any()
+                   for part in sets_slices(start + k * step, window)):
+                return k
+        return bound
+
+    miss_lines: list[int] = []
     miss_jumps: list[int] = []
     start = 0
-    pos = 0
-    chunk = 4096
-    total = demand.addresses.size
-    jumps_to_try = np.arange(1, n_sets + 1, dtype=np.int64)
-    while pos < total:
-        hit = hits(pos, pos + chunk, start)
-        if hit.all():
-            pos += hit.size
-            chunk = min(chunk * 2, 1 << 20)
-            continue
-        q = int(np.argmin(hit))
-        copies_here = (direct[pos + q:pos + q + 1] if direct is not None
-                       else sets[int(demand.addresses[pos + q])])
-        # The fewest jumps that bring a copy into the window: nearly always one or two, so
-        # those are tried first; a request behind the window may need a trip round it.
-        for tries in (jumps_to_try[:4], jumps_to_try):
-            inside = ((copies_here[None, :] - start - tries[:, None] * step) % n_sets) < window
-            found = np.flatnonzero(inside.any(axis=1))
-            if found.size:
-                break
-        else:
-            raise AssertionError("window never reaches a prefetched address")
-        k = int(tries[found[0]])
-        move(start, k * step)
-        start = (start + k * step) % n_sets
-        miss_pos.append(pos + q)
-        miss_jumps.append(k)
-        pos += q + 1
-        chunk = max(1024, 2 * q)
-    if not miss_pos:
+    for part in parts:
+        own = part.ranks // np.int32(per_set) if part.ranks.dtype == np.int32 else \
+            part.ranks // per_set
+        run_first = np.flatnonzero(np.diff(own, prepend=own.dtype.type(-1)))
+        run_set = own[run_first]
+        run_end = np.append(run_first[1:], own.size)
+        runs = run_first.size
+        chunk = 64
+        for repetition in range(part.times):
+            shift = repetition * part.span
+            j = 0
+            while j < runs:
+                # The next run whose own set is outside the window (searched in chunks
+                # that grow while they find none).
+                outside = np.flatnonzero(~inside(run_set[j:j + chunk], start))
+                if not outside.size:
+                    j += chunk
+                    chunk *= 2
+                    continue
+                j += int(outside[0])
+                chunk = 64
+                lo, hi = int(run_first[j]), int(run_end[j])
+                if held is None:
+                    k = jumps_to_set(int(run_set[j]), start)
+                    move(start, k * step)
+                    start = (start + k * step) % n_sets
+                    miss_lines.append(int(part.lines[lo]) + shift)
+                    miss_jumps.append(k)
+                else:
+                    i = lo
+                    while i < hi:
+                        hit = held[valid[part.ranks[i:hi]]] > 0
+                        if hit.all():
+                            break
+                        i += int(np.argmin(hit))
+                        k = jumps_to_address(int(valid[part.ranks[i]]), int(run_set[j]), start)
+                        move(start, k * step)
+                        start = (start + k * step) % n_sets
+                        miss_lines.append(int(part.lines[i]) + shift)
+                        miss_jumps.append(k)
+                        i += 1
+                        if inside(run_set[j:j + 1], start)[0]:
+                            break
+                j += 1
+    if not miss_lines:
         return ReadMisses(empty, empty, empty, refill_lines + _READ_LATENCY, initial_lines,
                           initial_lines * bandwidth)
-    lines = demand.lines[np.asarray(miss_pos)]
+    lines = np.asarray(miss_lines, dtype=np.int64)
     jumps = np.asarray(miss_jumps, dtype=np.int64)
     unique_lines, first = np.unique(lines, return_index=True)
     per_line = np.add.reduceat(jumps, first)
@@ -657,8 +779,10 @@ def simulate_scalesim_layer(layer: Conv2d | Linear, hw: Hardware) -> ScaleSimLay
     g = geometry_of(layer)
     arr = hw.pe_array
     demand = layer_demand(g, arr.rows, arr.cols, arr.dataflow)
-    ifmap = read_misses(demand.ifmap_fetch, demand.ifmap, hw.sram_words("ifmap"), bandwidth)
-    filt = read_misses(demand.filter_fetch, demand.filter, hw.sram_words("filter"), bandwidth)
+    ifmap = read_misses(demand.ifmap_fetch, demand.ifmap, hw.sram_words("ifmap"), bandwidth,
+                        distinct=demand.ifmap_distinct)
+    filt = read_misses(demand.filter_fetch, demand.filter, hw.sram_words("filter"), bandwidth,
+                       distinct=True)
     writes = _WriteBuffer(hw.sram_words("ofmap"), bandwidth)
 
     per_line = demand.ofmap_per_line
