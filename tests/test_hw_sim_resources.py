@@ -7,6 +7,7 @@ configurations, checks a hand count, and the ``a3cs simulate --resources`` outpu
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -131,6 +132,44 @@ def test_static_power_hand_count():
     assert power.vector_engine_mw == pytest.approx(0.2404487, rel=1e-6)
     assert (power.sram_mw, power.dram_interface_mw) == (12.0, 5.0)
     assert power.total_mw == pytest.approx(1.5449494 + 2.3600872 + 0.2404487 + 17, rel=1e-6)
+
+
+def test_static_power_defaults_cacti_sram_and_ddr3_standby():
+    """Unset, the SRAM leakage is CACTI's per buffer size (64 KiB: 84.0484 mW, 16 KiB:
+    22.3791 mW from the generated table) and the DRAM's background is one x64 rank of DDR3-1600
+    x8 devices in precharge standby: 8 x 32 mA x 1.5 V = 384 mW."""
+    from hw_sim.power import sram_leakage_mw, static_power
+
+    hw = Hardware.model_validate({
+        "name": "p", "clock_mhz": 100, "pe_array": {"rows": 8, "cols": 8, "dataflow": "ws"},
+        "sram_kb": {"ifmap": 64, "filter": 64, "ofmap": 16}})
+    power = static_power(hw)
+    assert power.sram_mw == pytest.approx(2 * 84.0484 + 22.3791, rel=1e-9)
+    assert power.dram_interface_mw == pytest.approx(384.0)
+    # Linear between CACTI's points, proportional beyond them.
+    assert sram_leakage_mw(48) == pytest.approx((42.0241 + 84.0484) / 2)
+    assert sram_leakage_mw(0.5) == pytest.approx(1.38972 / 2)
+    assert sram_leakage_mw(2048) == pytest.approx(2 * 1228.21)
+    sizes = [0.25, 1, 3, 16, 100, 1024, 4096]
+    assert all(sram_leakage_mw(a) < sram_leakage_mw(b) for a, b in itertools.pairwise(sizes))
+
+
+def test_cacti_config_replaces_only_the_named_settings():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from cacti_sram import SETTINGS, config
+
+    from a3cs_common.errors import ConfigError
+
+    template = "\n".join(["-size (bytes) 131072", *(f"{key} x" for key in SETTINGS),
+                          "-operating temperature (K) 360"])
+    text = config(template, 2048)
+    assert "-size (bytes) 2048" in text and "-operating temperature (K) 360" in text
+    assert '-cache type "ram"' in text and "-technology (u) 0.045" in text
+    with pytest.raises(ConfigError, match="block size"):
+        config(template.replace("-block size (bytes) x", ""), 2048)
 
 
 def test_static_energy_in_reports_simulate_equals_estimate(repo):
