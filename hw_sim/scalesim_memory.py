@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -298,37 +299,101 @@ class _Prefetch:
         return fetch, self.inverse(np.where(keep, position, dtype(-1)), matrix.shape)
 
 
-def _compact(lines: np.ndarray, ranks: np.ndarray) -> DemandStream:
-    """The requests of valid entries (padding ``-1`` is not requested)."""
+def _requests(lines: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The requests of valid entries (padding ``-1`` is not requested), flattened."""
     if ranks.min() >= 0:
-        return DemandStream(lines.reshape(-1), ranks.reshape(-1))
+        return lines.reshape(-1), ranks.reshape(-1)
     keep = ranks >= 0
-    return DemandStream(lines[keep], ranks[keep])
+    return lines[keep], ranks[keep]
 
 
-def _skewed(blocks: np.ndarray, first_line: int, fold_lines: int, line_dtype: type,
-            ) -> DemandStream:
-    """Folds SCALE-Sim skews, one after another: entry ``(r, c)`` of ``blocks[f]`` is
-    requested at line ``f * fold_lines + first_line + r + c``."""
+def _skewed(blocks: np.ndarray, first_line: int, fold_lines: int,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Folds SCALE-Sim skews, one after another, request by request: entry ``(r, c)`` of
+    ``blocks[f]`` is requested at line ``f * fold_lines + first_line + r + c``."""
     count, rows, cols = blocks.shape
-    diag = _anti_diagonal_index(rows, cols).astype(line_dtype)
-    lines = (np.arange(count, dtype=line_dtype) * fold_lines)[:, None] + (diag + first_line)
-    return _compact(lines, _anti_diagonals(blocks))
+    diag = _anti_diagonal_index(rows, cols)
+    lines = (np.arange(count) * fold_lines)[:, None] + (diag + first_line)
+    return _requests(lines, _anti_diagonals(blocks))
 
 
-def _flipped(tiles: np.ndarray, fold_lines: int, line_dtype: type) -> DemandStream:
-    """Stationary tiles SCALE-Sim preloads unskewed and upside down, one after another:
-    tile ``f``'s line ``t`` (``f * fold_lines + t``) requests its row ``rows - 1 - t``."""
+def _flipped(tiles: np.ndarray, fold_lines: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stationary tiles SCALE-Sim preloads unskewed and upside down, one after another,
+    request by request: tile ``f``'s line ``t`` (``f * fold_lines + t``) requests its row
+    ``rows - 1 - t``."""
     count, rows, cols = tiles.shape
-    t = np.repeat(np.arange(rows, dtype=line_dtype), cols)
-    lines = (np.arange(count, dtype=line_dtype) * fold_lines)[:, None] + t
-    return _compact(lines, tiles[:, ::-1, :].reshape(count, rows * cols))
+    t = np.repeat(np.arange(rows), cols)
+    lines = (np.arange(count) * fold_lines)[:, None] + t
+    return _requests(lines, tiles[:, ::-1, :].reshape(count, rows * cols))
+
+
+def _skewed_segments(rows_m: int, cols_m: int, width: int, blocks: np.ndarray,
+                     line_base: np.ndarray, first_line: int) -> DemandStream:
+    """The demand of skewed blocks in closed form, without listing requests.
+
+    A ``rows_m x cols_m`` matrix (every entry valid) is cut into column blocks of ``width``
+    (the last one padded), the blocks are stacked (``height`` rows) and prefetched by
+    anti-diagonal (:func:`_anti_diagonals`).  Block ``blocks[i]``'s anti-diagonal ``e``
+    (entries ``(r, c)``, ``r + c = e``, ``c`` ascending) is requested at line ``line_base[i] +
+    first_line + e``.  Its entries lie on the stack's anti-diagonal ``d = f rows_m + e`` at
+    consecutive positions ``start(d) + min(d, height - 1) - (d - c)``: one segment, whose
+    first rank is that position less the padding words before it.
+    """
+    count = -(-cols_m // width)
+    last = cols_m - (count - 1) * width
+    height = count * rows_m
+    diagonals = np.arange(height + width - 1)
+    length_of = np.minimum(diagonals, height - 1) - np.maximum(0, diagonals - width + 1) + 1
+    start_of = np.cumsum(length_of) - length_of
+    f = np.asarray(blocks, dtype=np.int64)[:, None]
+    e = np.arange(rows_m + width - 1)[None, :]
+    c_lo = np.maximum(0, e - rows_m + 1)
+    c_hi = np.minimum(e, np.where(f == count - 1, last, width) - 1)
+    d = f * rows_m + e
+    rank = start_of[d] + np.minimum(d, height - 1) - (d - c_lo)
+    if last < width:
+        # Padding: columns last .. width - 1 of the last block's rows low .. height - 1.
+        low = (count - 1) * rows_m
+        padding = np.maximum(0, np.minimum(width - 1, diagonals - low)
+                             - np.maximum(last, diagonals - height + 1) + 1)
+        before = np.cumsum(padding) - padding
+        same = np.maximum(0, np.minimum(c_lo - 1, d - low) - np.maximum(last, d - height + 1)
+                          + 1)
+        rank = rank - before[d] - same
+    lines = np.asarray(line_base, dtype=np.int64)[:, None] + first_line + e
+    keep = c_hi >= c_lo
+    return DemandStream(lines[keep], rank[keep], (c_hi - c_lo + 1)[keep])
+
+
+def _flipped_segments(rows_m: int, cols_m: int, rows: int, cols: int,
+                      fold_lines: int) -> DemandStream:
+    """The demand of flipped tiles in closed form, without listing requests.
+
+    A ``rows_m x cols_m`` matrix (every entry valid) is cut into ``rows x cols`` tiles, column
+    folds outer; tile ``q`` line ``t`` (``q * fold_lines + t``) requests its row
+    ``rows - 1 - t``: one segment.  The prefetch holds the column blocks of ``cols`` (the last
+    one padded) stacked and read row by row, so a tile row is consecutive words there.
+    """
+    col_folds, row_folds = -(-cols_m // cols), -(-rows_m // rows)
+    last = cols_m - (col_folds - 1) * cols
+    fc = np.arange(col_folds)[:, None, None]
+    fr = np.arange(row_folds)[None, :, None]
+    t = np.arange(rows)[None, None, :]
+    row = fr * rows + rows - 1 - t
+    in_last = fc == col_folds - 1
+    rank = (fc * rows_m + row) * cols - np.where(in_last, row * (cols - last), 0)
+    lines = (fc * row_folds + fr) * fold_lines + t
+    width = np.where(in_last, last, cols)
+    shape = (col_folds, row_folds, rows)
+    keep = np.broadcast_to(row < rows_m, shape)
+    return DemandStream(np.broadcast_to(lines, shape)[keep], np.broadcast_to(rank, shape)[keep],
+                        np.broadcast_to(width, shape)[keep])
 
 
 def _repeated(stream: DemandStream, times: int, span: int) -> DemandStream:
     """``stream`` (one pass) requested ``times`` times, pass ``i`` shifted ``i * span``
     lines."""
-    return DemandStream(stream.lines, stream.ranks, times, span)
+    return DemandStream(stream.lines, stream.ranks, stream.lengths, times, span)
 
 
 def _band(length: int, first: int, count_r: int, count_c: int) -> np.ndarray:
@@ -350,68 +415,132 @@ def _last_smaller(total: int, size: int, folds: int) -> list[tuple[slice, int]]:
 
 @dataclass(frozen=True, slots=True)
 class DemandStream:
-    """The requests one operand's demand matrix makes, in request order: one pass of
-    ``lines``/``ranks``, requested ``times`` times (pass ``i`` shifted ``i * span`` lines).
-    Kept unrepeated: a repeated fold sequence is millions of requests.
+    """The requests one operand's demand matrix makes, in request order, as *segments*: one
+    pass of segments requested ``times`` times (pass ``i`` shifted ``i * span`` lines).
 
     A request is named by its *own copy* in the operand's prefetch stream: the rank of the
     same operand-matrix entry among the stream's valid (non-padding) words.  Its address is
     that word's; an address fetched more than once (im2col inputs) may also hit through
-    another copy.
+    another copy.  Segment ``i`` is ``lengths[i]`` requests at line ``lines[i]`` of the
+    consecutive ranks ``ranks[i] ..``: a skewed fold's anti-diagonal, a stationary tile's row.
+    Kept unrepeated and unlisted: a layer makes millions of requests.
 
     Attributes:
-        lines: ``[n]`` line (cycle without stalls) of each request of the first pass,
-            non-decreasing.
-        ranks: ``[n]`` own copy of each request (index into the valid prefetch words).
+        lines: ``[s]`` line (cycle without stalls) of each segment, non-decreasing.
+        ranks: ``[s]`` own copy of each segment's first request.
+        lengths: ``[s]`` requests in each segment (positive).
         times: passes.
         span: lines from one pass to the next (``>= lines[-1] - lines[0] + 1``).
     """
 
     lines: np.ndarray
     ranks: np.ndarray
+    lengths: np.ndarray
     times: int = 1
     span: int = 0
 
+    @classmethod
+    def of_requests(cls, lines: np.ndarray, ranks: np.ndarray) -> DemandStream:
+        """One pass given request by request (``[n]`` lines and own-copy ranks)."""
+        lines, ranks = np.asarray(lines, dtype=np.int64), np.asarray(ranks, dtype=np.int64)
+        if lines.size == 0:
+            return cls(lines, ranks, lines)
+        new = np.ones(lines.size, dtype=bool)
+        new[1:] = (np.diff(lines) != 0) | (np.diff(ranks) != 1)
+        first = np.flatnonzero(new)
+        return cls(lines[first], ranks[first], np.diff(np.append(first, lines.size)))
+
     def flat(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(lines, ranks)`` of every request, the passes written out."""
+        """``(lines, ranks)`` of every request, the segments and passes written out."""
+        starts = np.cumsum(self.lengths) - self.lengths
+        offset = np.arange(int(self.lengths.sum())) - np.repeat(starts, self.lengths)
+        lines = np.repeat(self.lines, self.lengths)
+        ranks = np.repeat(self.ranks, self.lengths) + offset
         shift = np.arange(self.times, dtype=np.int64)[:, None] * self.span
-        return (self.lines[None, :] + shift).reshape(-1), np.tile(self.ranks, self.times)
+        return (lines[None, :] + shift).reshape(-1), np.tile(ranks, self.times)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
+class OperandDemand:
+    """One read operand as SCALE-Sim's read buffer sees it: its prefetch stream and its
+    demand.
+
+    Attributes:
+        fetch_words: words of the prefetch stream, padding included (SCALE-Sim fetches it).
+        valid_words: its valid words (the ranks ``0 .. valid_words - 1``).
+        distinct: no address is in the stream twice.
+        parts: the demand, parts requested one after another.
+        matrix: builds the operand matrix (addresses, ``-1`` invalid) on demand.
+        layout: how the prefetch stream reads that matrix.
+    """
+
+    fetch_words: int
+    valid_words: int
+    distinct: bool
+    parts: tuple[DemandStream, ...]
+    matrix: Callable[[], np.ndarray]
+    layout: _Prefetch
+
+    @classmethod
+    def of_fetch(cls, fetch: np.ndarray, parts: tuple[DemandStream, ...]) -> OperandDemand:
+        """An operand given by its prefetch stream itself (``[n]`` addresses, ``-1``
+        padding)."""
+        fetch = np.asarray(fetch)
+        valid = fetch[fetch >= 0]
+        distinct = valid.size == 0 or int(np.bincount(valid).max()) == 1
+        return cls(fetch.size, valid.size, distinct, parts, lambda: fetch[None, :],
+                   _Prefetch(max(fetch.size, 1), skewed=False))
+
+    def fetch(self) -> np.ndarray:
+        """``[fetch_words]`` addresses in prefetch order, ``-1`` padding included."""
+        return self.layout.order(self.matrix())
+
+    def valid_addresses(self) -> np.ndarray:
+        """``[valid_words]`` the valid addresses in prefetch order (rank -> address)."""
+        fetch = self.fetch()
+        return fetch[fetch >= 0]
+
+
+@dataclass(frozen=True)
 class LayerDemand:
     """Everything SCALE-Sim's memory system is given for one layer.
 
     Attributes:
         line_count: demand lines ``L`` (SCALE-Sim's compute cycles are ``L - 1``).
-        ifmap_fetch / filter_fetch: prefetch matrices flattened in fetch order, ``-1`` padding
-            kept (it is fetched).
-        ifmap / filter: the read demand streams, as parts requested one after another.
+        ifmap / filter: the read operands.
         ofmap_per_line: ``[L]`` output words each line writes.
-        ifmap_distinct: no address is in the ifmap's prefetch stream twice (the convolution
-            windows do not overlap); the filter's addresses always are distinct.
     """
 
     line_count: int
-    ifmap_fetch: np.ndarray
-    filter_fetch: np.ndarray
-    ifmap: tuple[DemandStream, ...]
-    filter: tuple[DemandStream, ...]
+    ifmap: OperandDemand
+    filter: OperandDemand
     ofmap_per_line: np.ndarray
-    ifmap_distinct: bool
+
+
+def _operand(matrix: Callable[[], np.ndarray], shape: tuple[int, int], layout: _Prefetch,
+             distinct: bool, closed: Callable[[], tuple[DemandStream, ...]] | None,
+             listed: Callable[[np.ndarray], tuple[DemandStream, ...]] | None,
+             ) -> OperandDemand:
+    """An operand from its closed-form demand (``closed``, when every matrix entry is
+    valid), else from its matrix's ranks request by request (``listed``)."""
+    rows_m, cols_m = shape
+    words = -(-cols_m // layout.width) * layout.width * rows_m
+    if closed is not None:
+        return OperandDemand(words, rows_m * cols_m, distinct, closed(), matrix, layout)
+    fetch, ranks = layout.fetch_and_ranks(matrix())
+    return OperandDemand(words, int(np.count_nonzero(fetch >= 0)), distinct, listed(ranks),
+                         matrix, layout)
 
 
 def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> LayerDemand:
     """SCALE-Sim 3.0.0's prefetch and demand matrices for one layer on an ``rows x cols``
-    array (``scalesim/compute/systolic_compute_{ws,os,is}.py``), as streams.
+    array (``scalesim/compute/systolic_compute_{ws,os,is}.py``), as segments.
 
     In every dataflow the column folds are outer and the row folds inner; fold ``f`` (in that
     order) starts at line ``f * per_fold``.
     """
     if dataflow not in ("ws", "os", "is"):
         raise ConfigError("pe_array.dataflow", dataflow, "ws, os or is")
-    ifmap = ifmap_matrix(g)
-    filt = filter_matrix(g)
     m, k, n = g.m, g.k, g.filters
     # (reduction along the array's rows, the other operand's extent along its columns, the
     # streamed extent)
@@ -421,29 +550,47 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
     # os streams K with the array's skew once; ws and is preload a tile (rows lines) first.
     per_fold = k + rows + cols - 2 if dataflow == "os" else 2 * rows + cols + streamed - 2
     line_count = row_folds * col_folds * per_fold
-    line_dtype = _index_dtype(line_count)
     every_row_fold = row_folds * per_fold
+    fold_starts = np.arange(row_folds) * per_fold
+    # Two windows share an input word only when the filter is larger than its stride along a
+    # dimension with more than one output; a window leaving the input (ceil mode) makes
+    # invalid entries, which the closed forms do not model: then the ifmap is listed.
+    overlapping = ((g.filter_h > g.stride_h and g.ofmap_h > 1)
+                   or (g.filter_w > g.stride_w and g.ofmap_w > 1))
+    whole = ((g.ofmap_h - 1) * g.stride_h + g.filter_h <= g.ifmap_h
+             and (g.ofmap_w - 1) * g.stride_w + g.filter_w <= g.ifmap_w)
     ofmap = np.zeros((col_folds, row_folds, per_fold), dtype=np.int64)
+
+    def skewed_listed(first_line: int) -> Callable[[np.ndarray], tuple[DemandStream, ...]]:
+        return lambda ranks: (_repeated(DemandStream.of_requests(
+            *_skewed(_folds(ranks, rows), first_line, per_fold)), col_folds, every_row_fold),)
+
     if dataflow == "ws":
         # Array rows hold K, columns N; M pixels stream through the stationary filters.
-        ifmap_fetch, ifmap_ranks = _Prefetch(rows, skewed=True).fetch_and_ranks(ifmap)
-        filter_fetch, filter_ranks = _Prefetch(cols, skewed=False).fetch_and_ranks(filt)
-        ifmap_stream = (_repeated(_skewed(_folds(ifmap_ranks, rows), rows, per_fold, line_dtype),
-                                  col_folds, every_row_fold),)
-        filter_stream = (_flipped(_tiles(filter_ranks, rows, cols), per_fold, line_dtype),)
+        ifmap = _operand(
+            lambda: ifmap_matrix(g), (m, k), _Prefetch(rows, skewed=True), not overlapping,
+            (lambda: (_repeated(_skewed_segments(m, k, rows, np.arange(row_folds),
+                                                 fold_starts, rows),
+                                col_folds, every_row_fold),)) if whole else None,
+            skewed_listed(rows))
+        filt = _operand(lambda: filter_matrix(g), (k, n), _Prefetch(cols, skewed=False), True,
+                        lambda: (_flipped_segments(k, n, rows, cols, per_fold),), None)
         for folds, used_c in _last_smaller(n, cols, col_folds):
             ofmap[folds] = _band(per_fold, 2 * rows - 1, m, used_c)
     elif dataflow == "os":
         # Array rows hold M, columns N; K streams.
-        ifmap_fetch, ifmap_ranks = _Prefetch(rows, skewed=True).fetch_and_ranks(ifmap.T)
-        filter_fetch, filter_ranks = _Prefetch(cols, skewed=True).fetch_and_ranks(filt)
-        ifmap_stream = (_repeated(_skewed(_folds(ifmap_ranks, rows), 0, per_fold, line_dtype),
-                                  col_folds, every_row_fold),)
-        f_blocks = _folds(filter_ranks, cols)                         # [col_folds, K, cols]
-        filter_stream = tuple(
-            _repeated(_skewed(f_blocks[fc:fc + 1], fc * every_row_fold, 0, line_dtype),
-                      row_folds, per_fold)
-            for fc in range(col_folds))
+        ifmap = _operand(
+            lambda: ifmap_matrix(g).T, (k, m), _Prefetch(rows, skewed=True), not overlapping,
+            (lambda: (_repeated(_skewed_segments(k, m, rows, np.arange(row_folds),
+                                                 fold_starts, 0),
+                                col_folds, every_row_fold),)) if whole else None,
+            skewed_listed(0))
+        filt = _operand(
+            lambda: filter_matrix(g), (k, n), _Prefetch(cols, skewed=True), True,
+            lambda: tuple(_repeated(_skewed_segments(k, n, cols, np.array([fc]),
+                                                     np.array([fc * every_row_fold]), 0),
+                                    row_folds, per_fold) for fc in range(col_folds)),
+            None)
         for c_folds, used_c in _last_smaller(n, cols, col_folds):
             for r_folds, used_r in _last_smaller(m, rows, row_folds):
                 # Flipped tile: original row r sits at row rows - 1 - r, written at line
@@ -452,19 +599,19 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
                                                 used_c)
     else:
         # Array rows hold K, columns M; N filters stream through the stationary inputs.
-        ifmap_fetch, ifmap_ranks = _Prefetch(cols, skewed=False).fetch_and_ranks(ifmap.T)
-        filter_fetch, filter_ranks = _Prefetch(rows, skewed=True).fetch_and_ranks(filt.T)
-        filter_stream = (_repeated(_skewed(_folds(filter_ranks, rows), rows, per_fold,
-                                           line_dtype), col_folds, every_row_fold),)
-        ifmap_stream = (_flipped(_tiles(ifmap_ranks, rows, cols), per_fold, line_dtype),)
+        ifmap = _operand(
+            lambda: ifmap_matrix(g).T, (k, m), _Prefetch(cols, skewed=False), not overlapping,
+            (lambda: (_flipped_segments(k, m, rows, cols, per_fold),)) if whole else None,
+            lambda ranks: (DemandStream.of_requests(
+                *_flipped(_tiles(ranks, rows, cols), per_fold)),))
+        filt = _operand(
+            lambda: filter_matrix(g).T, (n, k), _Prefetch(rows, skewed=True), True,
+            lambda: (_repeated(_skewed_segments(n, k, rows, np.arange(row_folds), fold_starts,
+                                                rows), col_folds, every_row_fold),),
+            None)
         for folds, used_c in _last_smaller(m, cols, col_folds):
             ofmap[folds] = _band(per_fold, 2 * rows - 1, n, used_c)
-    # Two windows share an input word only when the filter is larger than its stride along a
-    # dimension with more than one output.
-    overlapping = ((g.filter_h > g.stride_h and g.ofmap_h > 1)
-                   or (g.filter_w > g.stride_w and g.ofmap_w > 1))
-    return LayerDemand(line_count, ifmap_fetch, filter_fetch, ifmap_stream, filter_stream,
-                       ofmap.reshape(-1), not overlapping)
+    return LayerDemand(line_count, ifmap, filt, ofmap.reshape(-1))
 
 
 # ------------------------------------------------------------------------------------------
@@ -492,51 +639,71 @@ class ReadMisses:
     dram_reads: int
 
 
-def read_misses(fetch: np.ndarray, demand: DemandStream | tuple[DemandStream, ...],
-                buffer_words: int, bandwidth: int, distinct: bool | None = None,
-                ) -> ReadMisses:
-    """Replay ``read_buffer``'s window over ``demand`` (see the module docstring).
+def _runs(part: DemandStream, per_set: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                     np.ndarray]:
+    """One pass's requests as *runs* of one own set (``rank // per_set``), from its segments
+    without listing requests: a segment's ranks are consecutive, so its set changes at each
+    multiple of ``per_set``, and a segment continues the previous run when it starts in the
+    set that one ended in.
+
+    Returns:
+        ``(first, sets, segment, starts)``: each run's first request (index in the pass), its
+        set and the segment holding that request; each segment's first request.
+    """
+    rank = part.ranks.astype(np.int64)
+    length = part.lengths.astype(np.int64)
+    starts = np.cumsum(length) - length
+    first_set = rank // per_set
+    last_set = (rank + length - 1) // per_set
+    new = np.ones(rank.size, dtype=bool)
+    new[1:] = first_set[1:] != last_set[:-1]
+    count = new + (last_set - first_set)
+    segment = np.repeat(np.arange(rank.size), count)
+    k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    sets = first_set[segment] + k + ~new[segment]
+    first = np.where(sets == first_set[segment], starts[segment],
+                     starts[segment] + sets * per_set - rank[segment])
+    return first, sets, segment, starts
+
+
+def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> ReadMisses:
+    """Replay ``read_buffer``'s window over ``operand``'s demand (see the module docstring).
 
     Args:
-        fetch: the prefetch matrix in fetch order, ``-1`` padding included.
-        demand: the operand's requests (one stream, or parts requested one after another).
+        operand: the prefetch stream and the requests.
         buffer_words: the whole (double) buffer, in words.
         bandwidth: words per cycle of this operand's DRAM port.
-        distinct: whether no address is in ``fetch`` twice; ``None``: find out.
     """
-    parts = (demand,) if isinstance(demand, DemandStream) else demand
     active = math.ceil(buffer_words * _ACTIVE_FRACTION)
     prefetch = buffer_words - active
-    fetch_rows = -(-fetch.size // bandwidth)
+    fetch_rows = -(-operand.fetch_words // bandwidth)
     initial_lines = min(-(-active // bandwidth), fetch_rows)
     refill_lines = -(-prefetch // bandwidth)
-    valid = fetch[fetch >= 0]
     per_set = -(-buffer_words // _SETS_PER_BUFFER)
-    n_sets = valid.size // per_set + 1
+    n_sets = operand.valid_words // per_set + 1
     window = min(-(-active // per_set), n_sets)
     step = min(-(-prefetch // per_set), n_sets - window)
     empty = np.zeros(0, dtype=np.int64)
-    parts = tuple(part for part in parts if part.ranks.size and part.times)
+    parts = tuple(part for part in operand.parts if part.lengths.size and part.times)
     if step == 0 or not parts:
         return ReadMisses(empty, empty, empty, refill_lines + _READ_LATENCY, initial_lines,
                           initial_lines * bandwidth)
-    if distinct is None:
-        distinct = int(np.bincount(valid).max()) == 1
 
     # A request hits when a copy of its address is in a set of the window.  Its own copy's
-    # set is known (its rank // the set size); requests come in runs with one own set, and
-    # while that set is inside the window the whole run hits.  When the set is outside, a
-    # distinct address misses at once; an address fetched several times (im2col inputs) may
-    # still hit through another copy, so the run's requests are looked up one by one in a
-    # table of the addresses the window holds, kept up to date as the window moves.
-    held = None
-    if not distinct:
+    # set is its rank // the set size; requests come in runs with one own set, and while that
+    # set is inside the window the whole run hits.  When it is outside, a distinct address
+    # misses at once; an address fetched several times (im2col inputs) may still hit through
+    # another copy, so the run's requests are looked up one by one in a table of the
+    # addresses the window holds, kept up to date as the window moves.
+    held = valid = None
+    if not operand.distinct:
+        valid = operand.valid_addresses()
         held = np.zeros(int(valid.max()) + 1, dtype=np.int32)
 
     def sets_slices(first: int, count: int) -> list[slice]:
-        """The positions of ``valid`` in sets ``first .. first + count - 1`` (cyclic)."""
+        """The ranks in sets ``first .. first + count - 1`` (cyclic)."""
         first %= n_sets
-        return [slice(a * per_set, min(b * per_set, valid.size))
+        return [slice(a * per_set, min(b * per_set, operand.valid_words))
                 for a, b in ((first, min(first + count, n_sets)), (0, first + count - n_sets))
                 if b > a]
 
@@ -570,7 +737,7 @@ def read_misses(fetch: np.ndarray, demand: DemandStream | tuple[DemandStream, ..
         """Whether the window starting at set ``start`` holds ``sets``: set ``s`` is inside
         when ``(s - start) mod n < A``; with ``d = s - start`` in ``(-n, n)`` that is
         ``0 <= d < A`` or ``d < A - n`` (no modulo)."""
-        d = sets - np.int32(start)
+        d = sets - start
         return (d < window - n_sets) | ((d >= 0) & (d < window))
 
     def jumps_to_set(own: int, start: int) -> int:
@@ -594,11 +761,8 @@ def read_misses(fetch: np.ndarray, demand: DemandStream | tuple[DemandStream, ..
     miss_jumps: list[int] = []
     start = 0
     for part in parts:
-        own = part.ranks // np.int32(per_set) if part.ranks.dtype == np.int32 else \
-            part.ranks // per_set
-        run_first = np.flatnonzero(np.diff(own, prepend=own.dtype.type(-1)))
-        run_set = own[run_first]
-        run_end = np.append(run_first[1:], own.size)
+        run_first, run_set, run_segment, seg_starts = _runs(part, per_set)
+        run_end = np.append(run_first[1:], int(part.lengths.sum()))
         runs = run_first.size
         chunk = 64
         for repetition in range(part.times):
@@ -614,24 +778,27 @@ def read_misses(fetch: np.ndarray, demand: DemandStream | tuple[DemandStream, ..
                     continue
                 j += int(outside[0])
                 chunk = 64
-                lo, hi = int(run_first[j]), int(run_end[j])
                 if held is None:
                     k = jumps_to_set(int(run_set[j]), start)
                     move(start, k * step)
                     start = (start + k * step) % n_sets
-                    miss_lines.append(int(part.lines[lo]) + shift)
+                    miss_lines.append(int(part.lines[run_segment[j]]) + shift)
                     miss_jumps.append(k)
                 else:
-                    i = lo
-                    while i < hi:
-                        hit = held[valid[part.ranks[i:hi]]] > 0
+                    lo, hi = int(run_first[j]), int(run_end[j])
+                    index = np.arange(lo, hi)
+                    segment = np.searchsorted(seg_starts, index, side="right") - 1
+                    ranks = part.ranks[segment] + index - seg_starts[segment]
+                    i = 0
+                    while i < index.size:
+                        hit = held[valid[ranks[i:]]] > 0
                         if hit.all():
                             break
                         i += int(np.argmin(hit))
-                        k = jumps_to_address(int(valid[part.ranks[i]]), int(run_set[j]), start)
+                        k = jumps_to_address(int(valid[ranks[i]]), int(run_set[j]), start)
                         move(start, k * step)
                         start = (start + k * step) % n_sets
-                        miss_lines.append(int(part.lines[i]) + shift)
+                        miss_lines.append(int(part.lines[segment[i]]) + shift)
                         miss_jumps.append(k)
                         i += 1
                         if inside(run_set[j:j + 1], start)[0]:
@@ -779,10 +946,8 @@ def simulate_scalesim_layer(layer: Conv2d | Linear, hw: Hardware) -> ScaleSimLay
     g = geometry_of(layer)
     arr = hw.pe_array
     demand = layer_demand(g, arr.rows, arr.cols, arr.dataflow)
-    ifmap = read_misses(demand.ifmap_fetch, demand.ifmap, hw.sram_words("ifmap"), bandwidth,
-                        distinct=demand.ifmap_distinct)
-    filt = read_misses(demand.filter_fetch, demand.filter, hw.sram_words("filter"), bandwidth,
-                       distinct=True)
+    ifmap = read_misses(demand.ifmap, hw.sram_words("ifmap"), bandwidth)
+    filt = read_misses(demand.filter, hw.sram_words("filter"), bandwidth)
     writes = _WriteBuffer(hw.sram_words("ofmap"), bandwidth)
 
     per_line = demand.ofmap_per_line

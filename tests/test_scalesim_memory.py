@@ -26,6 +26,7 @@ from hw_sim.hardware import Hardware
 from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv, write_scalesim_cfg
 from hw_sim.scalesim_memory import (
     DemandStream,
+    OperandDemand,
     geometry_of,
     layer_demand,
     memory_account,
@@ -173,8 +174,8 @@ def test_hand_count_read_buffer_refills_and_doubled_stall():
     refill 2 at 9 <= 9: stall 0; line 12: refill 3 at 14 > 13: t = 2*14 - 13 = 15, stall 2,
     though the data was one cycle late: SCALE-Sim adds the stall twice."""
     fetch = np.arange(16)
-    demand = DemandStream(lines=np.arange(16), ranks=np.arange(16))
-    misses = read_misses(fetch, demand, buffer_words=8, bandwidth=1)
+    demand = DemandStream.of_requests(lines=np.arange(16), ranks=np.arange(16))
+    misses = read_misses(OperandDemand.of_fetch(fetch, (demand,)), buffer_words=8, bandwidth=1)
     assert misses.lines.tolist() == [4, 8, 12]
     assert misses.jumps.tolist() == [1, 1, 1]
     assert (misses.initial_lines, misses.refill_cycles, misses.dram_reads) == (4, 5, 16)
@@ -182,9 +183,9 @@ def test_hand_count_read_buffer_refills_and_doubled_stall():
 
     # A word just behind the window: after the window moved to sets 4..7, re-reading word 0
     # takes three jumps (to 8, 12, then 16, 0, 1, 2 wrapping round), i.e. three refills.
-    demand = DemandStream(lines=np.array([0, 1, 2, 3, 4, 5]),
-                          ranks=np.array([0, 1, 2, 3, 4, 0]))
-    back = read_misses(fetch, demand, buffer_words=8, bandwidth=1)
+    demand = DemandStream.of_requests(lines=np.array([0, 1, 2, 3, 4, 5]),
+                                      ranks=np.array([0, 1, 2, 3, 4, 0]))
+    back = read_misses(OperandDemand.of_fetch(fetch, (demand,)), buffer_words=8, bandwidth=1)
     assert back.lines.tolist() == [4, 5] and back.jumps.tolist() == [1, 3]
     assert back.first_jump.tolist() == [1, 2]
 
@@ -234,14 +235,14 @@ def _literal_scalesim(layer, hw) -> tuple[int, int, int]:
                         offset += stall
             return offset - 1
 
-    reads = [Read(demand.ifmap_fetch, hw.sram_words("ifmap")),
-             Read(demand.filter_fetch, hw.sram_words("filter"))]
+    reads = [Read(demand.ifmap.fetch(), hw.sram_words("ifmap")),
+             Read(demand.filter.fetch(), hw.sram_words("filter"))]
     per_line = [[[] for _ in range(demand.line_count)] for _ in range(2)]
-    for k, parts in enumerate((demand.ifmap, demand.filter)):
-        for part in parts:
-            fetch = (demand.ifmap_fetch, demand.filter_fetch)[k]
+    for k, operand in enumerate((demand.ifmap, demand.filter)):
+        valid = operand.valid_addresses()
+        for part in operand.parts:
             lines, ranks = part.flat()
-            addresses = fetch[fetch >= 0][ranks]
+            addresses = valid[ranks]
             for line, addr in zip(lines.tolist(), addresses.tolist(), strict=True):
                 per_line[k][line].append(addr)
 
