@@ -532,12 +532,14 @@ def _operand(matrix: Callable[[], np.ndarray], shape: tuple[int, int], layout: _
                          matrix, layout)
 
 
-def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> LayerDemand:
+def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
+                 listed: bool = False) -> LayerDemand:
     """SCALE-Sim 3.0.0's prefetch and demand matrices for one layer on an ``rows x cols``
     array (``scalesim/compute/systolic_compute_{ws,os,is}.py``), as segments.
 
     In every dataflow the column folds are outer and the row folds inner; fold ``f`` (in that
-    order) starts at line ``f * per_fold``.
+    order) starts at line ``f * per_fold``.  ``listed``: build every operand request by
+    request from its matrix, never in closed form (slow; what the closed forms must equal).
     """
     if dataflow not in ("ws", "os", "is"):
         raise ConfigError("pe_array.dataflow", dataflow, "ws, os or is")
@@ -558,12 +560,19 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
     overlapping = ((g.filter_h > g.stride_h and g.ofmap_h > 1)
                    or (g.filter_w > g.stride_w and g.ofmap_w > 1))
     whole = ((g.ofmap_h - 1) * g.stride_h + g.filter_h <= g.ifmap_h
-             and (g.ofmap_w - 1) * g.stride_w + g.filter_w <= g.ifmap_w)
+             and (g.ofmap_w - 1) * g.stride_w + g.filter_w <= g.ifmap_w) and not listed
     ofmap = np.zeros((col_folds, row_folds, per_fold), dtype=np.int64)
 
     def skewed_listed(first_line: int) -> Callable[[np.ndarray], tuple[DemandStream, ...]]:
         return lambda ranks: (_repeated(DemandStream.of_requests(
             *_skewed(_folds(ranks, rows), first_line, per_fold)), col_folds, every_row_fold),)
+
+    def flipped_listed(ranks: np.ndarray) -> tuple[DemandStream, ...]:
+        return (DemandStream.of_requests(*_flipped(_tiles(ranks, rows, cols), per_fold)),)
+
+    def unless_listed(closed: Callable[[], tuple[DemandStream, ...]],
+                      ) -> Callable[[], tuple[DemandStream, ...]] | None:
+        return None if listed else closed
 
     if dataflow == "ws":
         # Array rows hold K, columns N; M pixels stream through the stationary filters.
@@ -574,7 +583,8 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
                                 col_folds, every_row_fold),)) if whole else None,
             skewed_listed(rows))
         filt = _operand(lambda: filter_matrix(g), (k, n), _Prefetch(cols, skewed=False), True,
-                        lambda: (_flipped_segments(k, n, rows, cols, per_fold),), None)
+                        unless_listed(lambda: (_flipped_segments(k, n, rows, cols, per_fold),)),
+                        flipped_listed)
         for folds, used_c in _last_smaller(n, cols, col_folds):
             ofmap[folds] = _band(per_fold, 2 * rows - 1, m, used_c)
     elif dataflow == "os":
@@ -587,10 +597,14 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
             skewed_listed(0))
         filt = _operand(
             lambda: filter_matrix(g), (k, n), _Prefetch(cols, skewed=True), True,
-            lambda: tuple(_repeated(_skewed_segments(k, n, cols, np.array([fc]),
-                                                     np.array([fc * every_row_fold]), 0),
-                                    row_folds, per_fold) for fc in range(col_folds)),
-            None)
+            unless_listed(lambda: tuple(
+                _repeated(_skewed_segments(k, n, cols, np.array([fc]),
+                                           np.array([fc * every_row_fold]), 0),
+                          row_folds, per_fold) for fc in range(col_folds))),
+            lambda ranks: tuple(
+                _repeated(DemandStream.of_requests(*_skewed(
+                    _folds(ranks, cols)[fc:fc + 1], fc * every_row_fold, 0)), row_folds, per_fold)
+                for fc in range(col_folds)))
         for c_folds, used_c in _last_smaller(n, cols, col_folds):
             for r_folds, used_r in _last_smaller(m, rows, row_folds):
                 # Flipped tile: original row r sits at row rows - 1 - r, written at line
@@ -602,13 +616,13 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str) -> La
         ifmap = _operand(
             lambda: ifmap_matrix(g).T, (k, m), _Prefetch(cols, skewed=False), not overlapping,
             (lambda: (_flipped_segments(k, m, rows, cols, per_fold),)) if whole else None,
-            lambda ranks: (DemandStream.of_requests(
-                *_flipped(_tiles(ranks, rows, cols), per_fold)),))
+            flipped_listed)
         filt = _operand(
             lambda: filter_matrix(g).T, (n, k), _Prefetch(rows, skewed=True), True,
-            lambda: (_repeated(_skewed_segments(n, k, rows, np.arange(row_folds), fold_starts,
-                                                rows), col_folds, every_row_fold),),
-            None)
+            unless_listed(lambda: (_repeated(_skewed_segments(
+                n, k, rows, np.arange(row_folds), fold_starts, rows), col_folds,
+                every_row_fold),)),
+            skewed_listed(rows))
         for folds, used_c in _last_smaller(m, cols, col_folds):
             ofmap[folds] = _band(per_fold, 2 * rows - 1, n, used_c)
     return LayerDemand(line_count, ifmap, filt, ofmap.reshape(-1))

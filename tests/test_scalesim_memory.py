@@ -322,6 +322,24 @@ def test_event_driven_equals_literal_port(seed):
             ours.total_cycles_incl_prefetch) == _literal_scalesim(layer, hw)
 
 
+@pytest.mark.parametrize("seed", range(60))
+def test_closed_form_demand_equals_the_listing(seed):
+    """The segments written in closed form request exactly what the operand matrices list,
+    request by request (lines and own-copy ranks), and the prefetch streams agree."""
+    layer, hw = _random_case(random.Random(1000 + seed))
+    g, arr = geometry_of(layer), hw.pe_array
+    closed = layer_demand(g, arr.rows, arr.cols, arr.dataflow)
+    listed = layer_demand(g, arr.rows, arr.cols, arr.dataflow, listed=True)
+    assert closed.line_count == listed.line_count
+    for ours, theirs in ((closed.ifmap, listed.ifmap), (closed.filter, listed.filter)):
+        assert (ours.fetch_words, ours.valid_words) == (theirs.fetch_words, theirs.valid_words)
+        assert ours.fetch_words == ours.fetch().size
+        assert len(ours.parts) == len(theirs.parts)
+        for a, b in zip(ours.parts, theirs.parts, strict=True):
+            for x, y in zip(a.flat(), b.flat(), strict=True):
+                np.testing.assert_array_equal(x, y)
+
+
 # ------------------------------------------------------------------------------------------
 # Reports, configuration and the CLI
 
