@@ -712,7 +712,9 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
     held = valid = None
     if not operand.distinct:
         valid = operand.valid_addresses()
-        held = np.zeros(int(valid.max()) + 1, dtype=np.int32)
+        # Copies of one address inside the window: at most the windows covering one input
+        # word (filter_h x filter_w at stride 1), far below int16's range.
+        held = np.zeros(int(valid.max()) + 1, dtype=np.int16)
 
     def sets_slices(first: int, count: int) -> list[slice]:
         """The ranks in sets ``first .. first + count - 1`` (cyclic)."""
@@ -721,13 +723,19 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                 for a, b in ((first, min(first + count, n_sets)), (0, first + count - n_sets))
                 if b > a]
 
+    counted: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
+
     def count_sets(first: int, count: int, sign: int) -> None:
-        """Add ``sign`` for every copy in sets ``first .. first + count - 1``: a few sets'
-        addresses span a narrow range, so they are counted over that range only."""
+        """Add ``sign`` for every copy in sets ``first .. first + count - 1``.  A few sets'
+        addresses span a narrow range, so they are counted over that range only, and once:
+        the window leaves the sets it entered, lap after lap."""
         for part in sets_slices(first, count):
-            addresses = valid[part]
-            low = int(addresses.min())
-            counts = np.bincount(addresses - low)
+            key = (part.start, part.stop)
+            if key not in counted:
+                addresses = valid[part]
+                low = int(addresses.min())
+                counted[key] = (low, np.bincount(addresses - low).astype(held.dtype))
+            low, counts = counted[key]
             if sign > 0:
                 held[low:low + counts.size] += counts
             else:
@@ -800,11 +808,15 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                     miss_jumps.append(k)
                 else:
                     lo, hi = int(run_first[j]), int(run_end[j])
-                    index = np.arange(lo, hi)
-                    segment = np.searchsorted(seg_starts, index, side="right") - 1
-                    ranks = part.ranks[segment] + index - seg_starts[segment]
+                    # The run's requests, from the segments it spans.
+                    spanned = np.arange(int(run_segment[j]),
+                                        int(np.searchsorted(seg_starts, hi, side="left")))
+                    counts = (np.minimum(seg_starts[spanned] + part.lengths[spanned], hi)
+                              - np.maximum(seg_starts[spanned], lo))
+                    segment = np.repeat(spanned, counts)
+                    ranks = part.ranks[segment] + np.arange(lo, hi) - seg_starts[segment]
                     i = 0
-                    while i < index.size:
+                    while i < ranks.size:
                         hit = held[valid[ranks[i:]]] > 0
                         if hit.all():
                             break
