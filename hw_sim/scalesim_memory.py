@@ -15,11 +15,16 @@ them from the same inputs SCALE-Sim builds, without its per-address Python loops
   addresses.  The active window holds ``A = ceil(half / E)`` consecutive sets (cyclically);
   a demanded address outside it makes the window jump ``P`` sets forward, again until the
   address is inside.  Which requests miss and how many jumps each needs depends only on the
-  address sequences, not on time, so it is found here with whole-array tests (a galloping
-  scan for the next miss over tables indexed by address: each address's set, or the count of
-  its copies inside the window, kept up to date as the window moves).  Jump ``j`` of an operand completes at the fixed cycle
-  ``Lp_j = -1 + j (ceil(half / B) + 1)``: SCALE-Sim issues each refill right after the previous
-  one, whatever the array is doing.
+  address sequences, not on time, so it is found without listing the requests (a layer
+  makes millions): each request is named by its *own copy*'s rank in the fetch stream, and
+  the demand is written in closed form as *segments* of consecutive ranks (a skewed fold's
+  anti-diagonal, a stationary tile's row), repeated fold passes kept once.  Requests then
+  come in *runs* with one own set; a run whose set is inside the window hits, so only the
+  runs outside it are looked at: a distinct address misses there, an address fetched
+  several times (im2col inputs) is looked up in counts of the copies inside the window,
+  kept up to date as the window moves.  Jump ``j`` of an operand completes at the fixed
+  cycle ``Lp_j = -1 + j (ceil(half / B) + 1)``: SCALE-Sim issues each refill right after the
+  previous one, whatever the array is doing.
 * **Stall accounting**, as ``read_buffer.service_reads`` does it: a line starts with
   ``t = c + 1`` (``c`` its issue cycle) and each jump sets ``t = 2 Lp - t`` when
   ``Lp > t`` (the stall is added twice) and ``t = Lp`` otherwise (a refill that was early
@@ -144,8 +149,9 @@ def _index_dtype(bound: int) -> type:
     return np.int32 if bound < 2**31 else np.int64
 
 
-def ifmap_matrix(g: ScaleSimGeometry) -> np.ndarray:
-    """``[M, K]`` im2col addresses (``-1`` where a ceil-mode window leaves the input).
+def ifmap_matrix(g: ScaleSimGeometry, transposed: bool = False) -> np.ndarray:
+    """``[M, K]`` im2col addresses (``-1`` where a ceil-mode window leaves the input), or
+    ``[K, M]`` when ``transposed`` (built so, contiguous).
 
     Address ``((out_row * s_h + c_row) * W + out_col * s_w + c_col) * C + ch`` splits into a
     term of the output pixel and one of the window offset: one broadcast sum.
@@ -156,13 +162,13 @@ def ifmap_matrix(g: ScaleSimGeometry) -> np.ndarray:
     c_col, c_ch = np.divmod(rest, g.channels)
     pixel = (out_row * g.stride_h * g.ifmap_w + out_col * g.stride_w) * g.channels
     offset = (c_row * g.ifmap_w + c_col) * g.channels + c_ch
-    addr = pixel[:, None] + offset[None, :]
+    addr = offset[:, None] + pixel[None, :] if transposed else pixel[:, None] + offset[None, :]
     if ((g.ofmap_h - 1) * g.stride_h + g.filter_h <= g.ifmap_h
             and (g.ofmap_w - 1) * g.stride_w + g.filter_w <= g.ifmap_w):
         return addr
     valid = (((out_row * g.stride_h)[:, None] + c_row[None, :] < g.ifmap_h)
              & ((out_col * g.stride_w)[:, None] + c_col[None, :] < g.ifmap_w))
-    return np.where(valid, addr, dtype(-1))
+    return np.where(valid.T if transposed else valid, addr, dtype(-1))
 
 
 def filter_matrix(g: ScaleSimGeometry) -> np.ndarray:
@@ -173,12 +179,16 @@ def filter_matrix(g: ScaleSimGeometry) -> np.ndarray:
 
 def _folds(matrix: np.ndarray, width: int) -> np.ndarray:
     """``matrix`` ``[R, W]`` cut into column blocks of ``width``: ``[F, R, width]``, the last
-    block padded with ``-1``."""
+    block padded with ``-1`` (one copy)."""
     rows, cols = matrix.shape
     count = -(-cols // width)
-    padded = np.full((rows, count * width), -1, dtype=matrix.dtype)
-    padded[:, :cols] = matrix
-    return np.ascontiguousarray(padded.reshape(rows, count, width).transpose(1, 0, 2))
+    full = cols // width
+    out = np.empty((count, rows, width), dtype=matrix.dtype)
+    out[:full] = matrix[:, :full * width].reshape(rows, full, width).transpose(1, 0, 2)
+    if full < count:
+        out[full, :, :cols - full * width] = matrix[:, full * width:]
+        out[full, :, cols - full * width:] = -1
+    return out
 
 
 def _tiles(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -498,7 +508,7 @@ class OperandDemand:
     def valid_addresses(self) -> np.ndarray:
         """``[valid_words]`` the valid addresses in prefetch order (rank -> address)."""
         fetch = self.fetch()
-        return fetch[fetch >= 0]
+        return fetch if fetch.size == self.valid_words else fetch[fetch >= 0]
 
 
 @dataclass(frozen=True)
@@ -590,7 +600,7 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
     elif dataflow == "os":
         # Array rows hold M, columns N; K streams.
         ifmap = _operand(
-            lambda: ifmap_matrix(g).T, (k, m), _Prefetch(rows, skewed=True), not overlapping,
+            lambda: ifmap_matrix(g, transposed=True), (k, m), _Prefetch(rows, skewed=True), not overlapping,
             (lambda: (_repeated(_skewed_segments(k, m, rows, np.arange(row_folds),
                                                  fold_starts, 0),
                                 col_folds, every_row_fold),)) if whole else None,
@@ -614,7 +624,7 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
     else:
         # Array rows hold K, columns M; N filters stream through the stationary inputs.
         ifmap = _operand(
-            lambda: ifmap_matrix(g).T, (k, m), _Prefetch(cols, skewed=False), not overlapping,
+            lambda: ifmap_matrix(g, transposed=True), (k, m), _Prefetch(cols, skewed=False), not overlapping,
             (lambda: (_flipped_segments(k, m, rows, cols, per_fold),)) if whole else None,
             flipped_listed)
         filt = _operand(
@@ -789,7 +799,8 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
         chunk = 64
         for repetition in range(part.times):
             shift = repetition * part.span
-            j = 0
+            j = resume = 0
+            batch = 1
             while j < runs:
                 # The next run whose own set is outside the window (searched in chunks
                 # that grow while they find none).
@@ -806,30 +817,34 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                     start = (start + k * step) % n_sets
                     miss_lines.append(int(part.lines[run_segment[j]]) + shift)
                     miss_jumps.append(k)
-                else:
-                    lo, hi = int(run_first[j]), int(run_end[j])
-                    # The run's requests, from the segments it spans.
-                    spanned = np.arange(int(run_segment[j]),
-                                        int(np.searchsorted(seg_starts, hi, side="left")))
-                    counts = (np.minimum(seg_starts[spanned] + part.lengths[spanned], hi)
-                              - np.maximum(seg_starts[spanned], lo))
-                    segment = np.repeat(spanned, counts)
-                    ranks = part.ranks[segment] + np.arange(lo, hi) - seg_starts[segment]
-                    i = 0
-                    while i < ranks.size:
-                        hit = held[valid[ranks[i:]]] > 0
-                        if hit.all():
-                            break
-                        i += int(np.argmin(hit))
-                        k = jumps_to_address(int(valid[ranks[i]]), int(run_set[j]), start)
-                        move(start, k * step)
-                        start = (start + k * step) % n_sets
-                        miss_lines.append(int(part.lines[segment[i]]) + shift)
-                        miss_jumps.append(k)
-                        i += 1
-                        if inside(run_set[j:j + 1], start)[0]:
-                            break
-                j += 1
+                    j += 1
+                    continue
+                # Consecutive runs outside the window, tested at once (nothing changes before
+                # a request misses), as many more each time none misses.
+                ahead = np.flatnonzero(inside(run_set[j:j + batch], start))
+                last = j + (int(ahead[0]) if ahead.size else min(batch, runs - j))
+                lo, hi = max(int(run_first[j]), resume), int(run_end[last - 1])
+                spanned = np.arange(int(np.searchsorted(seg_starts, lo, side="right")) - 1,
+                                    int(np.searchsorted(seg_starts, hi, side="left")))
+                counts = (np.minimum(seg_starts[spanned] + part.lengths[spanned], hi)
+                          - np.maximum(seg_starts[spanned], lo))
+                segment = np.repeat(spanned, counts)
+                ranks = part.ranks[segment] + np.arange(lo, hi) - seg_starts[segment]
+                hit = held[valid[ranks]] > 0
+                if hit.all():
+                    j = last
+                    batch = min(2 * batch, 256)
+                    continue
+                batch = 1
+                i = int(np.argmin(hit))
+                request = lo + i
+                j = int(np.searchsorted(run_first, request, side="right")) - 1
+                k = jumps_to_address(int(valid[ranks[i]]), int(run_set[j]), start)
+                move(start, k * step)
+                start = (start + k * step) % n_sets
+                miss_lines.append(int(part.lines[segment[i]]) + shift)
+                miss_jumps.append(k)
+                resume = request + 1  # run j is looked at again from the next request
     if not miss_lines:
         return ReadMisses(empty, empty, empty, refill_lines + _READ_LATENCY, initial_lines,
                           initial_lines * bandwidth)
