@@ -90,6 +90,13 @@ class ScaleSimGeometry:
         return self.ofmap_h * self.ofmap_w
 
     @property
+    def windows_inside(self) -> bool:
+        """Every window lies inside the (padded) input: no ceil-mode window leaves it, so
+        every im2col entry is a valid address."""
+        return ((self.ofmap_h - 1) * self.stride_h + self.filter_h <= self.ifmap_h
+                and (self.ofmap_w - 1) * self.stride_w + self.filter_w <= self.ifmap_w)
+
+    @property
     def k(self) -> int:
         """Window size: the reduction length."""
         return self.filter_h * self.filter_w * self.channels
@@ -163,8 +170,7 @@ def ifmap_matrix(g: ScaleSimGeometry, transposed: bool = False) -> np.ndarray:
     pixel = (out_row * g.stride_h * g.ifmap_w + out_col * g.stride_w) * g.channels
     offset = (c_row * g.ifmap_w + c_col) * g.channels + c_ch
     addr = offset[:, None] + pixel[None, :] if transposed else pixel[:, None] + offset[None, :]
-    if ((g.ofmap_h - 1) * g.stride_h + g.filter_h <= g.ifmap_h
-            and (g.ofmap_w - 1) * g.stride_w + g.filter_w <= g.ifmap_w):
+    if g.windows_inside:
         return addr
     valid = (((out_row * g.stride_h)[:, None] + c_row[None, :] < g.ifmap_h)
              & ((out_col * g.stride_w)[:, None] + c_col[None, :] < g.ifmap_w))
@@ -229,12 +235,23 @@ def _anti_diagonal_index(rows: int, cols: int) -> np.ndarray:
     return index
 
 
+def _full_diagonals(stack: np.ndarray, writeable: bool = False) -> np.ndarray:
+    """``[F, R - C + 1, C]`` strided view of the full anti-diagonals ``C - 1 .. R - 1`` of
+    each tall ``[R, C]`` matrix of the contiguous ``stack`` (row ``d - j``, column ``j``)."""
+    count, rows, cols = stack.shape
+    step_f, step_r, step_c = stack.strides
+    return np.lib.stride_tricks.as_strided(stack[:, cols - 1:, :],
+                                           shape=(count, rows - cols + 1, cols),
+                                           strides=(step_f, step_r, step_c - step_r),
+                                           writeable=writeable)
+
+
 def _anti_diagonals(stack: np.ndarray) -> np.ndarray:
     """``[F, R, C]`` -> ``[F, R * C]``: each matrix's entries in :func:`_anti_diagonal_order`.
 
     A tall matrix (``R >= C``) has full anti-diagonals from ``C - 1`` to ``R - 1``; they are
-    read as one strided view (row ``d - j``, column ``j``), only the two triangles at the ends
-    by index, so no index array as large as the matrix is built.
+    read as one strided view (:func:`_full_diagonals`), only the two triangles at the ends by
+    index (those of a ``C x C`` matrix), so no index array as large as the matrix is built.
     """
     count, rows, cols = stack.shape
     if rows < cols:
@@ -243,35 +260,27 @@ def _anti_diagonals(stack: np.ndarray) -> np.ndarray:
     stack = np.ascontiguousarray(stack)
     out = np.empty((count, rows * cols), dtype=stack.dtype)
     r, c = _anti_diagonal_order(cols, cols)
-    head = cols * (cols - 1) // 2
-    full = rows - cols + 1
+    head, tail = cols * (cols - 1) // 2, (rows - cols + 1) * cols + cols * (cols - 1) // 2
     out[:, :head] = stack[:, r[:head], c[:head]]
-    step_f, step_r, step_c = stack.strides
-    middle = np.lib.stride_tricks.as_strided(stack[:, cols - 1:, :], shape=(count, full, cols),
-                                             strides=(step_f, step_r, step_c - step_r),
-                                             writeable=False)
-    np.copyto(out[:, head:head + full * cols].reshape(count, full, cols), middle)
-    out[:, head + full * cols:] = stack[:, r[head + cols:] + rows - cols, c[head + cols:]]
+    np.copyto(out[:, head:tail].reshape(count, rows - cols + 1, cols), _full_diagonals(stack))
+    out[:, tail:] = stack[:, r[head + cols:] + rows - cols, c[head + cols:]]
     return out
 
 
 def _anti_diagonals_inverse(flat: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """The ``rows x cols`` matrix whose :func:`_anti_diagonals` is ``flat``."""
-    out = np.empty((rows, cols), dtype=flat.dtype)
+    """The ``rows x cols`` matrix whose :func:`_anti_diagonals` is ``flat`` (the same three
+    parts, written instead of read)."""
+    out = np.empty((1, rows, cols), dtype=flat.dtype)
     if rows < cols:
         r, c = _anti_diagonal_order(rows, cols)
-        out[r, c] = flat
-        return out
+        out[0, r, c] = flat
+        return out[0]
     r, c = _anti_diagonal_order(cols, cols)
-    head = cols * (cols - 1) // 2
-    full = rows - cols + 1
-    out[r[:head], c[:head]] = flat[:head]
-    step_r, step_c = out.strides
-    middle = np.lib.stride_tricks.as_strided(out[cols - 1:], shape=(full, cols),
-                                             strides=(step_r, step_c - step_r))
-    middle[...] = flat[head:head + full * cols].reshape(full, cols)
-    out[r[head + cols:] + rows - cols, c[head + cols:]] = flat[head + full * cols:]
-    return out
+    head, tail = cols * (cols - 1) // 2, (rows - cols + 1) * cols + cols * (cols - 1) // 2
+    out[0, r[:head], c[:head]] = flat[:head]
+    _full_diagonals(out, writeable=True)[0] = flat[head:tail].reshape(rows - cols + 1, cols)
+    out[0, r[head + cols:] + rows - cols, c[head + cols:]] = flat[tail:]
+    return out[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,8 +578,7 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
     # invalid entries, which the closed forms do not model: then the ifmap is listed.
     overlapping = ((g.filter_h > g.stride_h and g.ofmap_h > 1)
                    or (g.filter_w > g.stride_w and g.ofmap_w > 1))
-    whole = ((g.ofmap_h - 1) * g.stride_h + g.filter_h <= g.ifmap_h
-             and (g.ofmap_w - 1) * g.stride_w + g.filter_w <= g.ifmap_w) and not listed
+    whole = g.windows_inside and not listed
     ofmap = np.zeros((col_folds, row_folds, per_fold), dtype=np.int64)
 
     def skewed_listed(first_line: int) -> Callable[[np.ndarray], tuple[DemandStream, ...]]:
