@@ -197,19 +197,21 @@ def run_scalesim_memory(args: argparse.Namespace, tmp: Path) -> int:
             limited.append((index, record))
     load_before = os.getloadavg()
     per_layer: list[list[float]] = [[] for _ in rows]
-    reference = dict(finished)
+
+    def timed(index: int, repeats: int) -> None:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            simulate_scalesim_layer(workload.layers[index], ours_hw)
+            per_layer[index].append(time.perf_counter() - start)
+
     if args.rerun_scalesim:
-        # SCALE-Sim again on each finished layer, between two hw_sim timings of that layer.
+        # SCALE-Sim again on each finished layer, between two halves of hw_sim's repeats.
         python = args.venv.expanduser() / "bin" / "python"
         rerun = []
         for position, (index, record) in enumerate(finished):
             single = tmp / f"layer_{index:02d}.csv"
             single.write_text(f"{header}\n{rows[index]}\n")
-            layer = workload.layers[index]
-            for _ in range(max(1, args.repeats // 2)):
-                start = time.perf_counter()
-                simulate_scalesim_layer(layer, ours_hw)
-                per_layer[index].append(time.perf_counter() - start)
+            timed(index, max(1, args.repeats // 2))
             print(f"SCALE-Sim layer {index} ({position + 1} of {len(finished)}) ...",
                   flush=True)
             fresh = run_scalesim_layer(python, cfg, single, False, 4 * record["wall_s"] + 600)
@@ -218,38 +220,20 @@ def run_scalesim_memory(args: argparse.Namespace, tmp: Path) -> int:
                       f"({fresh['status']})")
                 return 1
             rerun.append((index, fresh))
-            for _ in range(args.repeats - max(1, args.repeats // 2)):
-                start = time.perf_counter()
-                simulate_scalesim_layer(layer, ours_hw)
-                per_layer[index].append(time.perf_counter() - start)
+            timed(index, args.repeats - max(1, args.repeats // 2))
         finished = rerun
-    for repeat in range(0 if args.rerun_scalesim else args.repeats):
-        for index, layer in enumerate(workload.layers):
-            start = time.perf_counter()
-            result = simulate_scalesim_layer(layer, ours_hw)
-            per_layer[index].append(time.perf_counter() - start)
-            if repeat == 0 and index in reference:
-                theirs = reference[index]["layers"][0]
-                if (result.total_cycles_incl_prefetch, result.stall_cycles) != (
-                        int(theirs["Total Cycles (incl. prefetch)"]),
-                        int(theirs["Stall Cycles"])):
-                    print(f"layer {index}: cycles differ from SCALE-Sim's")
-                    return 1
-    if args.rerun_scalesim:
-        for index, record in finished:  # the cycles, checked once
-            theirs = record["layers"][0]
-            result = simulate_scalesim_layer(workload.layers[index], ours_hw)
-            if (result.total_cycles_incl_prefetch, result.stall_cycles) != (
-                    int(theirs["Total Cycles (incl. prefetch)"]), int(theirs["Stall Cycles"])):
-                print(f"layer {index}: cycles differ from SCALE-Sim's")
-                return 1
-        for index in (i for i, times in enumerate(per_layer) if not times):
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                simulate_scalesim_layer(workload.layers[index], ours_hw)
-                per_layer[index].append(time.perf_counter() - start)
+    for _ in range(args.repeats):  # layers SCALE-Sim was not rerun on: repeat after repeat
+        for index in range(len(rows)):
+            timed(index, int(len(per_layer[index]) < args.repeats))
+    for index, record in finished:  # the cycles, checked once
+        theirs = record["layers"][0]
+        result = simulate_scalesim_layer(workload.layers[index], ours_hw)
+        if (result.total_cycles_incl_prefetch, result.stall_cycles) != (
+                int(theirs["Total Cycles (incl. prefetch)"]), int(theirs["Stall Cycles"])):
+            print(f"layer {index}: cycles differ from SCALE-Sim's")
+            return 1
     load_after = os.getloadavg()
-    median = [statistics.median(times) if times else 0.0 for times in per_layer]
+    median = [statistics.median(times) for times in per_layer]
     ss_finished = sum(record["wall_s"] for _, record in finished)
     ours_finished = sum(median[i] for i, _ in finished)
     ss_bound = ss_finished + sum(record["wall_s"] for _, record in limited)
