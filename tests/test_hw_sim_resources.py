@@ -172,6 +172,19 @@ def test_cacti_config_replaces_only_the_named_settings():
         config(template.replace("-block size (bytes) x", ""), 2048)
 
 
+def test_cacti_script_without_a_built_cacti_exits_2(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from cacti_sram import main
+
+    assert main(["--cacti", str(tmp_path), "--out", str(tmp_path / "t.py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --cacti") and "\n" not in err
+    assert not (tmp_path / "t.py").exists()
+
+
 def test_static_energy_in_reports_simulate_equals_estimate(repo):
     from accelerator_model.model import estimate
     from hw_sim.files import load_hardware, load_workload
