@@ -805,8 +805,19 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
         run_end = np.append(run_first[1:], int(part.lengths.sum()))
         runs = run_first.size
         chunk = 64
+        # A pass's misses depend only on where the window starts it (the copies it holds
+        # follow from that), so a pass that starts where an earlier one did repeats it.
+        passes: dict[int, tuple[list[int], list[int], int]] = {}
         for repetition in range(part.times):
             shift = repetition * part.span
+            if start in passes:
+                lines, jumps, end = passes[start]
+                miss_lines.extend(line + shift for line in lines)
+                miss_jumps.extend(jumps)
+                move(start, end - start)
+                start = end
+                continue
+            begin, first_miss = start, len(miss_lines)
             j = resume = 0
             batch = 1
             while j < runs:
@@ -853,6 +864,8 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                 miss_lines.append(int(part.lines[segment[i]]) + shift)
                 miss_jumps.append(k)
                 resume = request + 1  # run j is looked at again from the next request
+            passes[begin] = ([line - shift for line in miss_lines[first_miss:]],
+                             miss_jumps[first_miss:], start)
     if not miss_lines:
         return ReadMisses(empty, empty, empty, refill_lines + _READ_LATENCY, initial_lines,
                           initial_lines * bandwidth)
