@@ -21,10 +21,10 @@ them from the same inputs SCALE-Sim builds, without its per-address Python loops
   anti-diagonal, a stationary tile's row), repeated fold passes kept once.  Requests then
   come in *runs* with one own set; a run whose set is inside the window hits, so only the
   runs outside it are looked at: a distinct address misses there, an address fetched
-  several times (im2col inputs) is looked up in counts of the copies inside the window,
-  kept up to date as the window moves.  Jump ``j`` of an operand completes at the fixed
-  cycle ``Lp_j = -1 + j (ceil(half / B) + 1)``: SCALE-Sim issues each refill right after the
-  previous one, whatever the array is doing.
+  several times (im2col inputs) is looked up in counts of the copies inside the window.
+  Jump ``j`` of an operand completes at the fixed cycle ``Lp_j = -1 + j (ceil(half / B) +
+  1)``: SCALE-Sim issues each refill right after the previous one, whatever the array is
+  doing.
 * **Stall accounting**, as ``read_buffer.service_reads`` does it: a line starts with
   ``t = c + 1`` (``c`` its issue cycle) and each jump sets ``t = 2 Lp - t`` when
   ``Lp > t`` (the stall is added twice) and ``t = Lp`` otherwise (a refill that was early
@@ -725,14 +725,13 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
     # set is its rank // the set size; requests come in runs with one own set, and while that
     # set is inside the window the whole run hits.  When it is outside, a distinct address
     # misses at once; an address fetched several times (im2col inputs) may still hit through
-    # another copy, so the run's requests are looked up one by one in a table of the
-    # addresses the window holds, kept up to date as the window moves.
-    held = valid = None
+    # another copy, so the run's requests are looked up one by one in the counts of the
+    # addresses the window holds.  Those are counted when a lookup first needs them at the
+    # window's position (the window moves past its whole width at nearly every refill, so
+    # counting it afresh costs what keeping counts up to date would).
+    valid = None
     if not operand.distinct:
         valid = operand.valid_addresses()
-        # Copies of one address inside the window: at most the windows covering one input
-        # word (filter_h x filter_w at stride 1), far below int16's range.
-        held = np.zeros(int(valid.max()) + 1, dtype=np.int16)
 
     def sets_slices(first: int, count: int) -> list[slice]:
         """The ranks in sets ``first .. first + count - 1`` (cyclic)."""
@@ -741,37 +740,19 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                 for a, b in ((first, min(first + count, n_sets)), (0, first + count - n_sets))
                 if b > a]
 
-    counted: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
+    counted: list = [None, 0, None]  # the window start counted, its lowest address, counts
 
-    def count_sets(first: int, count: int, sign: int) -> None:
-        """Add ``sign`` for every copy in sets ``first .. first + count - 1``.  A few sets'
-        addresses span a narrow range, so they are counted over that range only, and once:
-        the window leaves the sets it entered, lap after lap."""
-        for part in sets_slices(first, count):
-            key = (part.start, part.stop)
-            if key not in counted:
-                addresses = valid[part]
-                low = int(addresses.min())
-                counted[key] = (low, np.bincount(addresses - low).astype(held.dtype))
-            low, counts = counted[key]
-            if sign > 0:
-                held[low:low + counts.size] += counts
-            else:
-                held[low:low + counts.size] -= counts
-
-    def move(start: int, shift: int) -> None:
-        if held is None or shift % n_sets == 0:
-            return
-        shift %= n_sets
-        if shift < window:
-            count_sets(start, shift, -1)
-            count_sets(start + window, shift, 1)
-        else:
-            held[:] = 0
-            count_sets(start + shift, window, 1)
-
-    if held is not None:
-        count_sets(0, window, 1)
+    def held(addresses: np.ndarray, start: int) -> np.ndarray:
+        """Whether the window starting at set ``start`` holds a copy of each address (its
+        addresses span a narrow range, so they are counted over that range only)."""
+        if counted[0] != start:
+            parts = [valid[part] for part in sets_slices(start, window)]
+            words = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            low = int(words.min())
+            counted[:] = start, low, np.bincount(words - low)
+        _, low, counts = counted
+        index = addresses - low
+        return (index >= 0) & (index < counts.size) & (counts.take(index, mode="clip") > 0)
 
     def inside(sets: np.ndarray, start: int) -> np.ndarray:
         """Whether the window starting at set ``start`` holds ``sets``: set ``s`` is inside
@@ -814,7 +795,6 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                 lines, jumps, end = passes[start]
                 miss_lines.extend(line + shift for line in lines)
                 miss_jumps.extend(jumps)
-                move(start, end - start)
                 start = end
                 continue
             begin, first_miss = start, len(miss_lines)
@@ -830,9 +810,8 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                     continue
                 j += int(outside[0])
                 chunk = 64
-                if held is None:
+                if valid is None:
                     k = jumps_to_set(int(run_set[j]), start)
-                    move(start, k * step)
                     start = (start + k * step) % n_sets
                     miss_lines.append(int(part.lines[run_segment[j]]) + shift)
                     miss_jumps.append(k)
@@ -849,7 +828,7 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                           - np.maximum(seg_starts[spanned], lo))
                 segment = np.repeat(spanned, counts)
                 ranks = part.ranks[segment] + np.arange(lo, hi) - seg_starts[segment]
-                hit = held[valid[ranks]] > 0
+                hit = held(valid[ranks], start)
                 if hit.all():
                     j = last
                     batch = min(2 * batch, 256)
@@ -859,7 +838,6 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                 request = lo + i
                 j = int(np.searchsorted(run_first, request, side="right")) - 1
                 k = jumps_to_address(int(valid[ranks[i]]), int(run_set[j]), start)
-                move(start, k * step)
                 start = (start + k * step) % n_sets
                 miss_lines.append(int(part.lines[segment[i]]) + shift)
                 miss_jumps.append(k)
