@@ -740,7 +740,10 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
                 for a, b in ((first, min(first + count, n_sets)), (0, first + count - n_sets))
                 if b > a]
 
-    counted: list = [None, 0, None]  # the window start counted, its lowest address, counts
+    # Whether each address has a copy in the window, for the window start ``counted[0]``;
+    # only the span ``counted[1:]`` of its addresses is ever set.
+    table = None if valid is None else np.zeros(int(valid.max()) + 1, dtype=bool)
+    counted = [-1, 0, 0]
 
     def held(addresses: np.ndarray, start: int) -> np.ndarray:
         """Whether the window starting at set ``start`` holds a copy of each address (its
@@ -749,10 +752,11 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
             parts = [valid[part] for part in sets_slices(start, window)]
             words = parts[0] if len(parts) == 1 else np.concatenate(parts)
             low = int(words.min())
-            counted[:] = start, low, np.bincount(words - low)
-        _, low, counts = counted
-        index = addresses - low
-        return (index >= 0) & (index < counts.size) & (counts.take(index, mode="clip") > 0)
+            counts = np.bincount(words - low)
+            table[counted[1]:counted[2]] = False
+            table[low:low + counts.size] = counts > 0
+            counted[:] = start, low, low + counts.size
+        return table[addresses]
 
     def inside(sets: np.ndarray, start: int) -> np.ndarray:
         """Whether the window starting at set ``start`` holds ``sets``: set ``s`` is inside
