@@ -409,6 +409,14 @@ def _flipped_segments(rows_m: int, cols_m: int, rows: int, cols: int,
                         np.broadcast_to(width, shape)[keep])
 
 
+def _per_block(stream: DemandStream, first_lines: np.ndarray) -> list[DemandStream]:
+    """``stream`` cut before the first segment at or after each line of ``first_lines``
+    (ascending): blocks computed together, requested as separate parts."""
+    cuts = np.searchsorted(stream.lines, first_lines, side="left")
+    return [DemandStream(stream.lines[a:b], stream.ranks[a:b], stream.lengths[a:b])
+            for a, b in zip([0, *cuts], [*cuts, stream.lines.size], strict=True)]
+
+
 def _repeated(stream: DemandStream, times: int, span: int) -> DemandStream:
     """``stream`` (one pass) requested ``times`` times, pass ``i`` shifted ``i * span``
     lines."""
@@ -616,9 +624,10 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
         filt = _operand(
             lambda: filter_matrix(g), (k, n), _Prefetch(cols, skewed=True), True,
             unless_listed(lambda: tuple(
-                _repeated(_skewed_segments(k, n, cols, np.array([fc]),
-                                           np.array([fc * every_row_fold]), 0),
-                          row_folds, per_fold) for fc in range(col_folds))),
+                _repeated(block, row_folds, per_fold) for block in _per_block(
+                    _skewed_segments(k, n, cols, np.arange(col_folds),
+                                     np.arange(col_folds) * every_row_fold, 0),
+                    np.arange(1, col_folds) * every_row_fold))),
             lambda ranks: tuple(
                 _repeated(DemandStream.of_requests(*_skewed(
                     _folds(ranks, cols)[fc:fc + 1], fc * every_row_fold, 0)), row_folds, per_fold)
