@@ -170,11 +170,17 @@ def ifmap_matrix(g: ScaleSimGeometry, transposed: bool = False) -> np.ndarray:
     pixel = (out_row * g.stride_h * g.ifmap_w + out_col * g.stride_w) * g.channels
     offset = (c_row * g.ifmap_w + c_col) * g.channels + c_ch
     addr = offset[:, None] + pixel[None, :] if transposed else pixel[:, None] + offset[None, :]
-    if g.windows_inside:
-        return addr
-    valid = (((out_row * g.stride_h)[:, None] + c_row[None, :] < g.ifmap_h)
-             & ((out_col * g.stride_w)[:, None] + c_col[None, :] < g.ifmap_w))
-    return np.where(valid.T if transposed else valid, addr, dtype(-1))
+    # Only the last output rows and columns' windows can leave the input: their entries
+    # whose window row (column) lies outside are invalid, set one output row (column) at a
+    # time.
+    view = addr.T if transposed else addr  # [M, K]
+    for out_y in range(-(-(g.ifmap_h - g.filter_h + 1) // g.stride_h), g.ofmap_h):
+        outside = np.flatnonzero(out_y * g.stride_h + c_row >= g.ifmap_h)
+        view[out_y * g.ofmap_w:(out_y + 1) * g.ofmap_w, outside] = -1
+    for out_x in range(-(-(g.ifmap_w - g.filter_w + 1) // g.stride_w), g.ofmap_w):
+        outside = np.flatnonzero(out_x * g.stride_w + c_col >= g.ifmap_w)
+        view[out_x::g.ofmap_w, outside] = -1
+    return addr
 
 
 def filter_matrix(g: ScaleSimGeometry) -> np.ndarray:
@@ -308,14 +314,13 @@ class _Prefetch:
         return stack.reshape(count, rows, self.width).transpose(1, 0, 2).reshape(
             rows, count * self.width)[:, :cols]
 
-    def fetch_and_ranks(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``matrix``'s prefetch stream (``-1`` padding kept) and, for each entry of
-        ``matrix``, its rank among the stream's valid words (``-1`` where it is invalid)."""
-        fetch = self.order(matrix)
+    def ranks(self, fetch: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """For each entry of the ``shape`` matrix whose prefetch stream is ``fetch``, its rank
+        among the stream's valid words (``-1`` where it is invalid)."""
         keep = fetch >= 0
         dtype = _index_dtype(fetch.size)
         position = np.cumsum(keep, dtype=dtype) - 1
-        return fetch, self.inverse(np.where(keep, position, dtype(-1)), matrix.shape)
+        return self.inverse(np.where(keep, position, dtype(-1)), shape)
 
 
 def _requests(lines: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -497,16 +502,15 @@ class OperandDemand:
         valid_words: its valid words (the ranks ``0 .. valid_words - 1``).
         distinct: no address is in the stream twice.
         parts: the demand, parts requested one after another.
-        matrix: builds the operand matrix (addresses, ``-1`` invalid) on demand.
-        layout: how the prefetch stream reads that matrix.
+        stream: builds the prefetch stream (``[fetch_words]`` addresses, ``-1`` padding) on
+            demand; it is large, so it is built only when a lookup needs it.
     """
 
     fetch_words: int
     valid_words: int
     distinct: bool
     parts: tuple[DemandStream, ...]
-    matrix: Callable[[], np.ndarray]
-    layout: _Prefetch
+    stream: Callable[[], np.ndarray]
 
     @classmethod
     def of_fetch(cls, fetch: np.ndarray, parts: tuple[DemandStream, ...]) -> OperandDemand:
@@ -515,12 +519,11 @@ class OperandDemand:
         fetch = np.asarray(fetch)
         valid = fetch[fetch >= 0]
         distinct = valid.size == 0 or int(np.bincount(valid).max()) == 1
-        return cls(fetch.size, valid.size, distinct, parts, lambda: fetch[None, :],
-                   _Prefetch(max(fetch.size, 1), skewed=False))
+        return cls(fetch.size, valid.size, distinct, parts, lambda: fetch)
 
     def fetch(self) -> np.ndarray:
         """``[fetch_words]`` addresses in prefetch order, ``-1`` padding included."""
-        return self.layout.order(self.matrix())
+        return self.stream()
 
     def valid_addresses(self) -> np.ndarray:
         """``[valid_words]`` the valid addresses in prefetch order (rank -> address)."""
@@ -552,11 +555,13 @@ def _operand(matrix: Callable[[], np.ndarray], shape: tuple[int, int], layout: _
     valid), else from its matrix's ranks request by request (``listed``)."""
     rows_m, cols_m = shape
     words = -(-cols_m // layout.width) * layout.width * rows_m
+    # Built once: the listed demand and the read buffer's lookups both read it.
+    stream = functools.cache(lambda: layout.order(matrix()))
     if closed is not None:
-        return OperandDemand(words, rows_m * cols_m, distinct, closed(), matrix, layout)
-    fetch, ranks = layout.fetch_and_ranks(matrix())
-    return OperandDemand(words, int(np.count_nonzero(fetch >= 0)), distinct, listed(ranks),
-                         matrix, layout)
+        return OperandDemand(words, rows_m * cols_m, distinct, closed(), stream)
+    fetch = stream()
+    return OperandDemand(words, int(np.count_nonzero(fetch >= 0)), distinct,
+                         listed(layout.ranks(fetch, shape)), stream)
 
 
 def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
