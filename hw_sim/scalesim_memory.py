@@ -314,6 +314,14 @@ class _Prefetch:
         return stack.reshape(count, rows, self.width).transpose(1, 0, 2).reshape(
             rows, count * self.width)[:, :cols]
 
+    def invalid_ranks(self, fetch: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Where the invalid entries of the ``shape`` matrix whose prefetch stream is
+        ``fetch`` lie among the stream's non-padding words, ascending (the ranks a closed
+        form that takes every entry as valid gives them)."""
+        if shape[1] % self.width:
+            fetch = fetch[self.order(np.zeros(shape, dtype=np.int8)) >= 0]
+        return np.flatnonzero(fetch < 0)
+
     def ranks(self, fetch: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """For each entry of the ``shape`` matrix whose prefetch stream is ``fetch``, its rank
         among the stream's valid words (``-1`` where it is invalid)."""
@@ -482,6 +490,16 @@ class DemandStream:
         first = np.flatnonzero(new)
         return cls(lines[first], ranks[first], np.diff(np.append(first, lines.size)))
 
+    def without(self, invalid: np.ndarray) -> DemandStream:
+        """This stream with the requests of the ranks ``invalid`` (ascending) taken out and
+        the ranks after them closed up: a segment's remaining requests are still
+        consecutive."""
+        before = np.searchsorted(invalid, self.ranks)
+        lengths = self.lengths - (np.searchsorted(invalid, self.ranks + self.lengths) - before)
+        keep = lengths > 0
+        return DemandStream(self.lines[keep], (self.ranks - before)[keep], lengths[keep],
+                            self.times, self.span)
+
     def flat(self) -> tuple[np.ndarray, np.ndarray]:
         """``(lines, ranks)`` of every request, the segments and passes written out."""
         starts = np.cumsum(self.lengths) - self.lengths
@@ -548,20 +566,26 @@ class LayerDemand:
 
 
 def _operand(matrix: Callable[[], np.ndarray], shape: tuple[int, int], layout: _Prefetch,
-             distinct: bool, closed: Callable[[], tuple[DemandStream, ...]] | None,
-             listed: Callable[[np.ndarray], tuple[DemandStream, ...]] | None,
-             ) -> OperandDemand:
-    """An operand from its closed-form demand (``closed``, when every matrix entry is
-    valid), else from its matrix's ranks request by request (``listed``)."""
+             distinct: bool, closed: Callable[[], tuple[DemandStream, ...]],
+             listed: Callable[[np.ndarray], tuple[DemandStream, ...]], *, listing: bool,
+             complete: bool = True) -> OperandDemand:
+    """An operand from its closed-form demand (``closed``), or from its matrix's ranks
+    request by request (``listed``) when ``listing``.  ``complete``: every matrix entry is
+    valid; else the closed form's ranks count the invalid entries (ceil-mode windows), and
+    they are taken out."""
     rows_m, cols_m = shape
     words = -(-cols_m // layout.width) * layout.width * rows_m
-    # Built once: the listed demand and the read buffer's lookups both read it.
+    # Built once: the invalid entries, the listed demand and the lookups all read it.
     stream = functools.cache(lambda: layout.order(matrix()))
-    if closed is not None:
+    if listing:
+        fetch = stream()
+        return OperandDemand(words, int(np.count_nonzero(fetch >= 0)), distinct,
+                             listed(layout.ranks(fetch, shape)), stream)
+    if complete:
         return OperandDemand(words, rows_m * cols_m, distinct, closed(), stream)
-    fetch = stream()
-    return OperandDemand(words, int(np.count_nonzero(fetch >= 0)), distinct,
-                         listed(layout.ranks(fetch, shape)), stream)
+    invalid = layout.invalid_ranks(stream(), shape)
+    return OperandDemand(words, rows_m * cols_m - invalid.size, distinct,
+                         tuple(part.without(invalid) for part in closed()), stream)
 
 
 def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
@@ -587,11 +611,9 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
     every_row_fold = row_folds * per_fold
     fold_starts = np.arange(row_folds) * per_fold
     # Two windows share an input word only when the filter is larger than its stride along a
-    # dimension with more than one output; a window leaving the input (ceil mode) makes
-    # invalid entries, which the closed forms do not model: then the ifmap is listed.
+    # dimension with more than one output.
     overlapping = ((g.filter_h > g.stride_h and g.ofmap_h > 1)
                    or (g.filter_w > g.stride_w and g.ofmap_w > 1))
-    whole = g.windows_inside and not listed
     ofmap = np.zeros((col_folds, row_folds, per_fold), dtype=np.int64)
 
     def skewed_listed(first_line: int) -> Callable[[np.ndarray], tuple[DemandStream, ...]]:
@@ -601,38 +623,39 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
     def flipped_listed(ranks: np.ndarray) -> tuple[DemandStream, ...]:
         return (DemandStream.of_requests(*_flipped(_tiles(ranks, rows, cols), per_fold)),)
 
-    def unless_listed(closed: Callable[[], tuple[DemandStream, ...]],
-                      ) -> Callable[[], tuple[DemandStream, ...]] | None:
-        return None if listed else closed
+    # A window leaving the input (ceil mode) makes invalid im2col entries.
+    ifmap_operand = functools.partial(_operand, listing=listed, complete=g.windows_inside)
+    filter_operand = functools.partial(_operand, listing=listed)
 
     if dataflow == "ws":
         # Array rows hold K, columns N; M pixels stream through the stationary filters.
-        ifmap = _operand(
+        ifmap = ifmap_operand(
             lambda: ifmap_matrix(g), (m, k), _Prefetch(rows, skewed=True), not overlapping,
-            (lambda: (_repeated(_skewed_segments(m, k, rows, np.arange(row_folds),
-                                                 fold_starts, rows),
-                                col_folds, every_row_fold),)) if whole else None,
+            lambda: (_repeated(_skewed_segments(m, k, rows, np.arange(row_folds),
+                                                fold_starts, rows),
+                               col_folds, every_row_fold),),
             skewed_listed(rows))
-        filt = _operand(lambda: filter_matrix(g), (k, n), _Prefetch(cols, skewed=False), True,
-                        unless_listed(lambda: (_flipped_segments(k, n, rows, cols, per_fold),)),
-                        flipped_listed)
+        filt = filter_operand(
+            lambda: filter_matrix(g), (k, n), _Prefetch(cols, skewed=False), True,
+            lambda: (_flipped_segments(k, n, rows, cols, per_fold),), flipped_listed)
         for folds, used_c in _last_smaller(n, cols, col_folds):
             ofmap[folds] = _band(per_fold, 2 * rows - 1, m, used_c)
     elif dataflow == "os":
         # Array rows hold M, columns N; K streams.
-        ifmap = _operand(
-            lambda: ifmap_matrix(g, transposed=True), (k, m), _Prefetch(rows, skewed=True), not overlapping,
-            (lambda: (_repeated(_skewed_segments(k, m, rows, np.arange(row_folds),
-                                                 fold_starts, 0),
-                                col_folds, every_row_fold),)) if whole else None,
+        ifmap = ifmap_operand(
+            lambda: ifmap_matrix(g, transposed=True), (k, m), _Prefetch(rows, skewed=True),
+            not overlapping,
+            lambda: (_repeated(_skewed_segments(k, m, rows, np.arange(row_folds),
+                                                fold_starts, 0),
+                               col_folds, every_row_fold),),
             skewed_listed(0))
-        filt = _operand(
+        filt = filter_operand(
             lambda: filter_matrix(g), (k, n), _Prefetch(cols, skewed=True), True,
-            unless_listed(lambda: tuple(
+            lambda: tuple(
                 _repeated(block, row_folds, per_fold) for block in _per_block(
                     _skewed_segments(k, n, cols, np.arange(col_folds),
                                      np.arange(col_folds) * every_row_fold, 0),
-                    np.arange(1, col_folds) * every_row_fold))),
+                    np.arange(1, col_folds) * every_row_fold)),
             lambda ranks: tuple(
                 _repeated(DemandStream.of_requests(*_skewed(
                     _folds(ranks, cols)[fc:fc + 1], fc * every_row_fold, 0)), row_folds, per_fold)
@@ -645,15 +668,15 @@ def layer_demand(g: ScaleSimGeometry, rows: int, cols: int, dataflow: str, *,
                                                 used_c)
     else:
         # Array rows hold K, columns M; N filters stream through the stationary inputs.
-        ifmap = _operand(
-            lambda: ifmap_matrix(g, transposed=True), (k, m), _Prefetch(cols, skewed=False), not overlapping,
-            (lambda: (_flipped_segments(k, m, rows, cols, per_fold),)) if whole else None,
+        ifmap = ifmap_operand(
+            lambda: ifmap_matrix(g, transposed=True), (k, m), _Prefetch(cols, skewed=False),
+            not overlapping, lambda: (_flipped_segments(k, m, rows, cols, per_fold),),
             flipped_listed)
-        filt = _operand(
+        filt = filter_operand(
             lambda: filter_matrix(g).T, (n, k), _Prefetch(rows, skewed=True), True,
-            unless_listed(lambda: (_repeated(_skewed_segments(
+            lambda: (_repeated(_skewed_segments(
                 n, k, rows, np.arange(row_folds), fold_starts, rows), col_folds,
-                every_row_fold),)),
+                every_row_fold),),
             skewed_listed(rows))
         for folds, used_c in _last_smaller(m, cols, col_folds):
             ofmap[folds] = _band(per_fold, 2 * rows - 1, n, used_c)

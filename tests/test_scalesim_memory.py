@@ -340,6 +340,22 @@ def test_closed_form_demand_equals_the_listing(seed):
                 np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("dataflow", ["ws", "os", "is"])
+def test_ceil_mode_closed_form_takes_out_the_invalid_entries(dataflow):
+    """Windows that leave the input (ceil mode) make invalid im2col entries: the closed form
+    counts them as valid and takes them out, which must equal the listing."""
+    layer = Conv2d(name="c", in_channels=3, out_channels=5, in_height=10, in_width=11,
+                   kernel_size=3, stride=2, ceil_mode=True)
+    g = geometry_of(layer)
+    assert not g.windows_inside
+    closed = layer_demand(g, 4, 3, dataflow)
+    listed = layer_demand(g, 4, 3, dataflow, listed=True)
+    assert closed.ifmap.valid_words == listed.ifmap.valid_words < g.m * g.k
+    for a, b in zip(closed.ifmap.parts, listed.ifmap.parts, strict=True):
+        for x, y in zip(a.flat(), b.flat(), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
 # ------------------------------------------------------------------------------------------
 # Reports, configuration and the CLI
 
