@@ -21,10 +21,11 @@ them from the same inputs SCALE-Sim builds, without its per-address Python loops
   anti-diagonal, a stationary tile's row), repeated fold passes kept once.  Requests then
   come in *runs* with one own set; a run whose set is inside the window hits, so only the
   runs outside it are looked at: a distinct address misses there, an address fetched
-  several times (im2col inputs) is looked up in counts of the copies inside the window.
-  Jump ``j`` of an operand completes at the fixed cycle ``Lp_j = -1 + j (ceil(half / B) +
-  1)``: SCALE-Sim issues each refill right after the previous one, whatever the array is
-  doing.
+  several times (im2col inputs) is looked up in a table of the addresses the window
+  holds.  A pass over the demand that starts where an earlier pass started repeats its
+  misses.  Jump ``j`` of an operand completes at the fixed cycle
+  ``Lp_j = -1 + j (ceil(half / B) + 1)``: SCALE-Sim issues each refill right after the
+  previous one, whatever the array is doing.
 * **Stall accounting**, as ``read_buffer.service_reads`` does it: a line starts with
   ``t = c + 1`` (``c`` its issue cycle) and each jump sets ``t = 2 Lp - t`` when
   ``Lp > t`` (the stall is added twice) and ``t = Lp`` otherwise (a refill that was early
@@ -762,10 +763,10 @@ def read_misses(operand: OperandDemand, buffer_words: int, bandwidth: int) -> Re
     # set is its rank // the set size; requests come in runs with one own set, and while that
     # set is inside the window the whole run hits.  When it is outside, a distinct address
     # misses at once; an address fetched several times (im2col inputs) may still hit through
-    # another copy, so the run's requests are looked up one by one in the counts of the
-    # addresses the window holds.  Those are counted when a lookup first needs them at the
+    # another copy, so the run's requests are looked up one by one in a table of the
+    # addresses the window holds.  The table is rewritten when a lookup first needs it at the
     # window's position (the window moves past its whole width at nearly every refill, so
-    # counting it afresh costs what keeping counts up to date would).
+    # rewriting costs what keeping copy counts up to date would).
     valid = None
     if not operand.distinct:
         valid = operand.valid_addresses()
