@@ -79,6 +79,7 @@ from hw_sim.scalesim_files import (
     write_scalesim_cfg,
     write_topology_csv,
 )
+from hw_sim.scalesim_reference import SCALESIM_REQUIREMENTS, scalesim_versions
 from hw_sim.simulate import simulate
 from hw_sim.workload import Conv2d, Linear, Workload
 
@@ -86,7 +87,6 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
 DOC = REPO / "docs" / "hw_sim_validation.md"
 DEFAULT_VENV = Path.home() / ".cache" / "a3cs" / "scalesim-venv"
-SCALESIM_REQUIREMENTS = ("scalesim==3.0.0", "numpy<2.4")
 # Bump when what a cached SCALE-Sim record holds changes.
 CACHE_FORMAT = 1
 
@@ -232,17 +232,14 @@ sim = scalesim(save_disk_space=True, verbose=False, config=config, topology=topo
 sim.run_scale(top_path=out)
 """
 
-_VERSIONS = (
-    "import importlib.metadata as m, json; "
-    "print(json.dumps({p: m.version(p) for p in ('scalesim', 'numpy')}))"
-)
-
-
 def ensure_scalesim_venv(venv: Path) -> dict[str, str]:
-    """Create ``venv`` with SCALE-Sim 3.0.0 and numpy<2.4 unless it already works.
+    """Create ``venv`` with SCALE-Sim 3.0.0 and numpy<2.4 unless it exists.
 
     Returns:
         The installed versions of ``scalesim`` and ``numpy``.
+
+    Raises:
+        ConfigError: the venv exists but does not hold those versions.
     """
     python = venv / "bin" / "python"
     if not python.exists():
@@ -251,16 +248,7 @@ def ensure_scalesim_venv(venv: Path) -> dict[str, str]:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *SCALESIM_REQUIREMENTS],
                        check=True)
-    probe = subprocess.run([str(python), "-c", _VERSIONS], capture_output=True, text=True)
-    if probe.returncode != 0:
-        raise ConfigError("--venv", str(venv), "a venv with scalesim 3.0.0 and numpy<2.4 "
-                          "(delete it to have it recreated)")
-    versions = json.loads(probe.stdout)
-    major, minor = (int(x) for x in versions["numpy"].split(".")[:2])
-    if versions["scalesim"] != "3.0.0" or (major, minor) >= (2, 4):
-        raise ConfigError("--venv", f"{venv} (scalesim {versions['scalesim']}, numpy "
-                          f"{versions['numpy']})", "scalesim 3.0.0 with numpy<2.4")
-    return versions
+    return scalesim_versions(venv)
 
 
 @dataclass

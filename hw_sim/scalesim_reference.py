@@ -129,17 +129,33 @@ class LayerResult:
     tail_scalesim: int
 
 
-def _versions(python: Path) -> dict[str, str]:
+SCALESIM_REQUIREMENTS = ("scalesim==3.0.0", "numpy<2.4")
+
+
+def scalesim_versions(venv: Path) -> dict[str, str]:
+    """The ``scalesim`` and ``numpy`` versions installed in ``venv``.
+
+    Raises:
+        ConfigError: ``venv`` has no Python, SCALE-Sim does not import there, or the versions
+            are not SCALE-Sim 3.0.0 with numpy<2.4 (SCALE-Sim 3.0.0 fails on numpy 2.4).
+    """
+    python = venv / "bin" / "python"
+    make = (f"python -m venv {venv} && {venv}/bin/pip install "
+            + " ".join(f"'{r}'" for r in SCALESIM_REQUIREMENTS))
+    if not python.is_file():
+        raise ConfigError("--venv", str(venv), f"a venv with {' and '.join(SCALESIM_REQUIREMENTS)}"
+                          f" (none there: {make})")
     probe = subprocess.run(
         [str(python), "-c", "import importlib.metadata as m, json; print(json.dumps("
          "{p: m.version(p) for p in ('scalesim', 'numpy')}))"], capture_output=True, text=True)
     if probe.returncode != 0:
-        raise ConfigError("--venv", str(python.parent.parent),
-                          "a venv with scalesim 3.0.0 and numpy<2.4 (python -m venv DIR; "
-                          "DIR/bin/pip install scalesim==3.0.0 'numpy<2.4')")
+        raise ConfigError("--venv", str(venv), f"a venv with {' and '.join(SCALESIM_REQUIREMENTS)}"
+                          f" (it lacks them: {make})")
     versions = json.loads(probe.stdout)
-    if versions["scalesim"] != "3.0.0":
-        raise ConfigError("--venv", versions["scalesim"], "scalesim 3.0.0")
+    major, minor = (int(x) for x in versions["numpy"].split(".")[:2])
+    if versions["scalesim"] != "3.0.0" or (major, minor) >= (2, 4):
+        raise ConfigError("--venv", f"{venv} (scalesim {versions['scalesim']}, numpy "
+                          f"{versions['numpy']})", "scalesim 3.0.0 with numpy<2.4")
     return versions
 
 
@@ -445,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         python = args.venv / "bin" / "python"
-        versions = _versions(python)
+        versions = scalesim_versions(args.venv)
         args.cache.mkdir(parents=True, exist_ok=True)
         args.work.mkdir(parents=True, exist_ok=True)
         seeds = [SEED_CACHE] if SEED_CACHE.is_dir() else []

@@ -15,6 +15,7 @@ import json
 import math
 import random
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -465,3 +466,19 @@ def test_cli_memory_model(tmp_path, capsys):
     code, out, err = a3cs("--hw", str(wide), "--workload", str(topology), "--memory-model",
                           "scalesim")
     assert code == 2 and "FilterSRAMBankBandwidth" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("venv", ["missing", "without_scalesim"])
+def test_reference_refuses_a_venv_without_scalesim_in_one_line(tmp_path, capsys, venv):
+    """``python -m hw_sim.scalesim_reference`` names the venv and how to make one; this
+    test's own interpreter stands in for a venv that lacks SCALE-Sim."""
+    from hw_sim.scalesim_reference import main
+
+    path = tmp_path / "venv"
+    if venv == "without_scalesim":
+        (path / "bin").mkdir(parents=True)
+        (path / "bin" / "python").symlink_to(sys.executable)
+    assert main(["--venv", str(path), "--topologies", "mlp_policy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(path) in err and "scalesim==3.0.0" in err
