@@ -199,7 +199,10 @@ def run_sweep(sweep: SweepConfig, trials: list[Trial], out: Path, *, address: st
                       "config": t.config.model_dump(mode="json")} for t in trials]
             tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(specs)},
                                tune_config=tune.TuneConfig(
-                                   reuse_actors=False,
+                                   # A finished trial's worker runs the next one: no new
+                                   # process importing torch per trial.  A run holds no
+                                   # global state (seeded generators, scoped thread counts).
+                                   reuse_actors=True,
                                    max_concurrent_trials=sweep.max_concurrent),
                                run_config=run_config)
         try:
