@@ -20,12 +20,14 @@ heads) and the 6-layer MLP policy on ``experiments/hw/ws_32x32.yaml``: median of
 Part 3 (``--memory-model scalesim --bandwidth B``): hw_sim with SCALE-Sim's own memory
 model against SCALE-Sim 3.0.0 in USER mode on ResNet-18, layer by layer: SCALE-Sim's per-layer
 runs are taken from the caches of ``python -m hw_sim.scalesim_reference`` and
-``experiments/validate_scalesim.py`` (SCALE-Sim's USER mode takes hours on some layers, so it
-is never run here); hw_sim runs every layer with ``memory_model: scalesim`` (median of
-``--repeats``).  The ratio is over the layers SCALE-Sim finished; layers it did not finish
+``experiments/validate_scalesim.py`` (SCALE-Sim's USER mode takes hours on some layers), and
+with ``--rerun-scalesim`` every layer it finished there is run again and timed in this run,
+between hw_sim's repeats of that layer; hw_sim runs every layer with ``memory_model:
+scalesim`` (median of ``--repeats``).  The ratio is over the layers SCALE-Sim finished; layers it did not finish
 within its time limit count with that limit in a lower bound.
 
-    python benchmarks/bench_hw_sim.py --memory-model scalesim --bandwidth 10 --dataflow os
+    python benchmarks/bench_hw_sim.py --memory-model scalesim --bandwidth 10 --dataflow os \
+        --rerun-scalesim
 
 The figures are printed and written to ``experiments/results/bench_hw_sim.json`` (``--json``).
 
