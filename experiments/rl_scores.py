@@ -99,8 +99,9 @@ def _finished(directory: Path) -> bool:
     return steps >= int(yaml.safe_load(config.read_text())["total_steps"])
 
 
-def train_one(out: Path, env_id: str, seed: int, threads: int) -> str:
-    """Train (or continue) one run with the environment's defaults; returns a status line."""
+def train_one(out: Path, env_id: str, seed: int, threads: int, trust_runs: bool = False) -> str:
+    """Train (or continue) one run with the environment's defaults; returns a status line.
+    ``trust_runs``: continue runs this machine did not sign (yours, from another machine)."""
     directory = run_dir(out, env_id, seed)
     if _finished(directory):
         return f"{directory}: done before"
@@ -108,6 +109,8 @@ def train_one(out: Path, env_id: str, seed: int, threads: int) -> str:
                     "--threads", str(threads), "--no-progress")
     if (directory / "checkpoint.pt").is_file():
         command.append("--resume")
+        if trust_runs:
+            command.append("--trust-run")
     directory.parent.mkdir(parents=True, exist_ok=True)
     with (out / f"{directory.name}.log").open("a") as log:
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -271,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--trust-runs", action="store_true",
+                        help="continue unfinished runs written on another machine (your own: "
+                        "their environment state is a pickle, see a3cs train --trust-run)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.episodes < 1:
         print("error: --jobs and --episodes: got a value < 1; allowed: integers >= 1",
@@ -280,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "run":
         jobs = [(env, seed) for env in args.envs for seed in args.seeds]
         with ThreadPoolExecutor(args.jobs) as pool:
-            for line in pool.map(lambda job: train_one(args.out, *job, threads=1), jobs):
+            for line in pool.map(lambda job: train_one(args.out, *job, threads=1,
+                                                      trust_runs=args.trust_runs), jobs):
                 print(line, flush=True)
     if args.action == "teachers":
         ship_teachers(args.out, args.seeds, args.episodes)
