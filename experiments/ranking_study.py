@@ -40,6 +40,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "per_format": {"supernet": {"weight_sharing": "per_format"}},
     # TuNAS / FBNet: the operations warm up (architecture frozen) for the first quarter
     "warmup_quarter": {"budget": {"warmup_steps": 45_000, "search_steps": 135_000}},
+    # the Gumbel-softmax gates' straight-through gradient for the architecture step (as
+    # Auto-NBA's, without its top-2 sampling) instead of the per-choice local expectation
+    "straight_through": {"supernet": {"arch_gradient": "straight_through"}},
     # diagnosis: no distillation-only steps on extra paths (only the acting path's update)
     "no_distill_paths": {"supernet": {"distill_paths": 0}},
 }

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from a3cs.cli import main
@@ -191,6 +192,37 @@ def test_absolute_penalty_keeps_lambda_and_aims_at_the_target(tmp_path, teacher,
     assert main(["search", bad, "--out", str(tmp_path / "bad")]) == 2
     assert "cost.penalty: got 'absolute'; allowed: relative, or absolute together with" in \
         capsys.readouterr().err
+
+
+def test_research_points_the_accelerator_logits_at_the_accelerator_search() -> None:
+    """Auto-NBA's re-search: the logits' most probable configuration is then the one the
+    accelerator-only search picks for the network."""
+    from a3cs.search.accelerator_target import AcceleratorTarget
+    from nas.arch import reference_arch
+
+    target = AcceleratorTarget(str(SPACE))
+    workload = reference_arch((10, 10, 4)).workload((10, 10, 4), 3)
+    assert target.derived_for(workload).label != target.choose(workload, 0).label
+    chosen = target.research(workload, 0, logit=4.0)
+    assert chosen.label == target.choose(workload, 0).label
+    assert target.derived_for(workload).label == chosen.label
+    assert all(float(p.detach().max()) > 0.5 for p in target.probabilities())
+
+
+@pytest.mark.slow
+def test_accelerator_research_gives_the_agent_its_own_accelerator(tmp_path, teacher):
+    run_dir = tmp_path / "run"
+    config = _config(tmp_path, supernet={"accelerator_research_every": 2})
+    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir),
+                 "--quiet"]) == 0
+    hardware = json.loads((run_dir / "state.json").read_text())["hardware"]["choice"]
+    assert "accelerator search over" in hardware["how"]
+    # the logits were pointed during the search: Adam's steps of 0.1 alone leave them near 0
+    logits = torch.load(run_dir / "search" / "target_state.pt", weights_only=True)["logits"]
+    assert all(float(logit.max()) > 2.0 for logit in logits)
+    assert main(["search", _config(tmp_path, "bad.yaml",
+                                   supernet={"accelerator_research_every": -1}),
+                 "--out", str(tmp_path / "bad")]) == 2
 
 
 @pytest.mark.slow

@@ -107,7 +107,8 @@ class AcceleratorTarget:
                               description=hw.model_dump(mode="json", exclude_none=True),
                               how=how, evaluations=evaluations)
 
-    def choose(self, workload: Workload, seed: int) -> HardwareChoice:
+    def _searched(self, workload: Workload, seed: int) -> tuple[list[int], HardwareChoice]:
+        """The accelerator-only search for ``workload``: its option indices and choice."""
         from accelerator_model.search import DifferentiableOptions, differentiable, exhaustive
 
         cost = self._cost_for(list(workload.layers))
@@ -115,9 +116,24 @@ class AcceleratorTarget:
             result = exhaustive(cost)
         else:
             result = differentiable(cost, DifferentiableOptions(seed=seed))
-        return self._choice(list(result.index), f"{result.method} accelerator search over "
-                            f"{result.config_evaluations:,} configurations",
-                            result.config_evaluations)
+        index = [int(i) for i in result.index]
+        return index, self._choice(index, f"{result.method} accelerator search over "
+                                   f"{result.config_evaluations:,} configurations",
+                                   result.config_evaluations)
+
+    def choose(self, workload: Workload, seed: int) -> HardwareChoice:
+        return self._searched(workload, seed)[1]
+
+    def research(self, workload: Workload, seed: int, logit: float) -> HardwareChoice:
+        """Auto-NBA's re-search: the accelerator-only search for ``workload``, and the logits
+        set to point at its result (``logit`` on each chosen option, 0 on the others), from
+        where the accelerator step goes on."""
+        index, choice = self._searched(workload, seed)
+        with torch.no_grad():
+            for logits, option in zip(self.logits, index, strict=True):
+                logits.zero_()
+                logits[option] = logit
+        return choice
 
     def derived_for(self, workload: Workload) -> HardwareChoice:
         """The most probable configuration under the logits that fits the budget and runs

@@ -100,6 +100,15 @@ class SupernetSettings(FrozenModel):
         default="sampled", description="how the distillation-only steps pick their paths: "
         "sampled from the architecture distribution, or fair (FairNAS: every option of every "
         "choice equally often, whatever the distribution)")
+    accelerator_research_every: int = Field(
+        default=0, ge=0, description="Auto-NBA: every this many architecture steps, search "
+        "the accelerator for the currently derived network alone and point the accelerator "
+        "logits at the result (accelerator_research_logit on each chosen option), and give "
+        "the final agent its own accelerator search instead of the logits' most probable "
+        "configuration; 0: the joint logits alone")
+    accelerator_research_logit: PositiveFloat = Field(
+        default=4.0, description="the logit a re-search gives each chosen option (the others "
+        "0): how firmly the expected latency then prices the re-searched accelerator")
     weight_sharing: Literal["shared", "per_format"] = Field(
         default="shared", description="shared: one weight per layer and operation, each format "
         "a projection of it; per_format: one copy per format type (few-shot NAS)")

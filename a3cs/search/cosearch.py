@@ -214,6 +214,10 @@ class SearchHooks(LoopHooks):
         arch_params = supernet.arch_parameters()
         for param in arch_params:
             param.requires_grad_(True)
+        every = config.supernet.accelerator_research_every
+        if (self.accel_opt is not None and every
+                and (state.update - self.warmup_updates) % every == 0):
+            self._research_accelerator()
         try:
             data = flatten(batch)
             index = torch.randperm(data.obs.shape[0], generator=state.generator)[
@@ -261,6 +265,16 @@ class SearchHooks(LoopHooks):
         return {"expected_latency_s": expected_latency, "reference_latency_s": latency_ref,
                 "expected_fps": 1.0 / expected_latency, "lam": self.lam,
                 "task_loss": task.item()}
+
+    def _research_accelerator(self) -> None:
+        """Auto-NBA: the accelerator searched for the network the logits derive now."""
+        supernet = self.supernet
+        workload = supernet.derive(name="current").workload(supernet.obs_shape,
+                                                            supernet.action_dim)
+        self.target.research(workload, self.config.seed,
+                             self.config.supernet.accelerator_research_logit)
+        if self.accel_opt is not None:  # Adam's moments belong to the logits it replaced
+            self.accel_opt.state.clear()
 
     def state_dict(self) -> dict[str, Any]:
         return {"arch_opt": self.arch_opt.state_dict(),

@@ -151,8 +151,11 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
     # hardware ---------------------------------------------------------------------------
     if "hardware" not in state:
         started = time.perf_counter()
-        if config.method in ("a3cs", "a3cs_no_distill") and (out / "search" /
-                                                            "target_state.pt").is_file():
+        if config.method in ("a3cs", "a3cs_no_distill") and \
+                config.supernet.accelerator_research_every:
+            choice = prep.target.choose(workload, config.seed)  # Auto-NBA's last re-search
+        elif config.method in ("a3cs", "a3cs_no_distill") and (out / "search" /
+                                                              "target_state.pt").is_file():
             prep.target.load_state_dict(torch.load(out / "search" / "target_state.pt",
                                                    weights_only=True))
             choice = prep.target.derived_for(workload)  # the co-searched hardware

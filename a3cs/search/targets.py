@@ -79,6 +79,11 @@ class Target(Protocol):
         """The best hardware for a fixed workload (accelerator-only search)."""
         ...
 
+    def research(self, workload: Workload, seed: int, logit: float) -> HardwareChoice:
+        """Auto-NBA's re-search: :meth:`choose` for ``workload``, and the target's logits set
+        to point at the result (``logit`` on each chosen option, 0 elsewhere)."""
+        ...
+
     def derived_for(self, workload: Workload) -> HardwareChoice:
         """The hardware the target's logits point at now (the most likely configuration
         that runs ``workload``)."""
@@ -149,6 +154,9 @@ class CpuTarget:
 
     def choose(self, workload: Workload, seed: int) -> HardwareChoice:
         return self._choice()
+
+    def research(self, workload: Workload, seed: int, logit: float) -> HardwareChoice:
+        return self._choice()  # one fixed CPU: no logits to point
 
     def derived_for(self, workload: Workload) -> HardwareChoice:
         return self._choice()

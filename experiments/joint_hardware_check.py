@@ -1,0 +1,93 @@
+"""Do the co-search's joint accelerator logits find the accelerator an accelerator-only search
+would give its agent?  (Issue 21, item 3: Auto-NBA re-searches the accelerator for the current
+best network every N architecture steps; "do the same or show that the joint logits do as
+well".)
+
+For every finished ``a3cs`` / ``a3cs_no_distill`` run under the given folders, the run's final
+agent (``workload.yaml``) is measured with hw_sim on two accelerators of the same space: the
+co-searched one (``hardware.yaml``, the most probable configuration under the joint logits that
+runs the agent) and the one an accelerator-only search picks for that agent (what the
+``hand_designed`` and ``sequential`` methods get, and what a re-search at the end of the
+search would give).  The ratio of their FPS is what re-searching would buy::
+
+    python experiments/joint_hardware_check.py experiments/results/cosearch_minatar_v10 \\
+        --out experiments/results/joint_hardware_check
+
+writes ``OUT.md`` and ``OUT.json`` (one row per run: both FPS figures and their ratio, and the
+median ratio per method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+CO_SEARCHED_METHODS = ("a3cs", "a3cs_no_distill")
+
+
+def check_run(run: Path) -> dict[str, Any] | None:
+    """Both accelerators' FPS for one finished run; None for runs of other methods."""
+    from a3cs.search.config import load_search_config
+    from a3cs.search.target_factory import make_target
+    from a3cs.search.targets import HardwareChoice
+    from a3cs_common.io import load_mapping
+    from hw_sim.files import load_workload
+
+    config = load_search_config(str(run / "config.yaml"))
+    if config.method not in CO_SEARCHED_METHODS:
+        return None
+    target = make_target(config.target_kind, config.target_value, config.seed)
+    workload = load_workload(str(run / "workload.yaml"))
+    joint = HardwareChoice(label="co-searched", description=load_mapping(run / "hardware.yaml"),
+                           how="hardware.yaml")
+    searched = target.choose(workload, config.seed)
+    joint_fps = target.measure(workload, joint).fps
+    searched_fps = target.measure(workload, searched).fps
+    return {"run": run.name, "method": config.method, "env_id": config.env_id,
+            "seed": config.seed, "fps_joint_logits": joint_fps,
+            "fps_accelerator_search": searched_fps, "ratio": searched_fps / joint_fps,
+            "accelerator_search": searched.label}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="sweep folders holding run "
+                        "directories")
+    parser.add_argument("--out", type=Path,
+                        default=Path("experiments/results/joint_hardware_check"))
+    args = parser.parse_args(argv)
+    runs = sorted(p.parent for folder in args.folders for p in folder.glob("*/results.json"))
+    if not runs:
+        print(f"error: folders: got {[str(f) for f in args.folders]}; allowed: folders "
+              "holding finished run directories (*/results.json)", file=sys.stderr)
+        return 2
+    rows = []
+    for run in runs:
+        row = check_run(run)
+        if row is not None:
+            rows.append(row)
+            print(f"{row['run']}: joint logits {row['fps_joint_logits']:,.0f} FPS, accelerator "
+                  f"search {row['fps_accelerator_search']:,.0f} FPS ({row['ratio']:.3f}x)",
+                  flush=True)
+    methods = sorted({r["method"] for r in rows})
+    median = {m: statistics.median(r["ratio"] for r in rows if r["method"] == m)
+              for m in methods}
+    lines = ["| run | FPS, co-searched accelerator | FPS, accelerator search for the agent | "
+             "ratio |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['run']} | {r['fps_joint_logits']:,.0f} | {r['fps_accelerator_search']:,.0f} "
+              f"| {r['ratio']:.3f} |" for r in rows]
+    lines += ["", "Median ratio: " + ", ".join(f"{m} {v:.3f}" for m, v in median.items())]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"runs": rows, "median_ratio": median},
+                                                        indent=2) + "\n")
+    print("\n".join(lines[-1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
