@@ -54,7 +54,9 @@ def test_wheel_in_a_fresh_venv_runs_the_default_search_from_an_empty_directory(
                            check=True, capture_output=True, text=True).stdout
     assert where.startswith(str(purelib)), where
     run = subprocess.run([str(venv / "bin" / "a3cs"), "search", "--out", "run", "--quiet",
-                          "--warmup-steps", "1024", "--search-steps", "1024",
+                          "--set", "budget.trials=2", "--set", "budget.samples_per_trial=4",
+                          "--set", "proxy.distill_steps=10", "--set", "proxy.train_states=256",
+                          "--set", "proxy.held_out_states=64",
                           "--retrain-steps", "1024", "--eval-episodes", "1"],
                          cwd=empty, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
