@@ -77,8 +77,9 @@ def _trained_steps(directory: Path) -> int:
     return int(read_checkpoint(checkpoint)["global_step"]) if checkpoint.is_file() else 0
 
 
-def retrain(run: Path, variant: str, threads: int) -> str:
-    """Retrain ``run``'s agent as ``variant`` (or continue) and evaluate it; a status."""
+def retrain(run: Path, variant: str, threads: int, trust_runs: bool = False) -> str:
+    """Retrain ``run``'s agent as ``variant`` (or continue) and evaluate it; a status.
+    ``trust_runs``: continue runs this machine did not sign (yours, from another machine)."""
     flags, changes, label = VARIANTS[variant]
     name = f"retrain_{variant}"
     out = run / name
@@ -93,7 +94,8 @@ def retrain(run: Path, variant: str, threads: int) -> str:
     with (run / f"{name}.log").open("a") as log:
         if _trained_steps(out) < total:
             command = (_a3cs("train", "--out", str(out), "--resume", *flags,
-                             "--threads", str(threads), "--no-progress")
+                             "--threads", str(threads), "--no-progress",
+                             *(["--trust-run"] if trust_runs else []))
                        if (out / "checkpoint.pt").is_file() else
                        _a3cs("train", "--config", str(config_path), *flags, "--out", str(out),
                              "--threads", str(threads), "--no-progress"))
@@ -194,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--games", nargs="+", help="only these games' runs (e.g. breakout)")
     parser.add_argument("--jobs", type=int, default=1, help="runs retrained side by side")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--trust-runs", action="store_true",
+                        help="continue unfinished runs written on another machine (your own: "
+                        "their environment state is a pickle, see a3cs train --trust-run)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"sweep_dir: got {str(args.sweep_dir)!r}; allowed: a sweep directory")
@@ -202,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"sweep_dir: got {str(args.sweep_dir)!r}; allowed: a directory holding "
                      "finished distilled search runs")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for status in pool.map(lambda run: retrain(run, args.variant, args.threads), runs):
+        for status in pool.map(lambda run: retrain(run, args.variant, args.threads,
+                                                  args.trust_runs), runs):
             print(status, flush=True)
     print(f"table: {report(args.sweep_dir, args.variant)}")
     return 0
