@@ -123,3 +123,24 @@ def test_cuda_without_cuda_is_a_one_line_error(tmp_path: Path, argv: list[str],
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "device: got 'cuda'" in err, err
     assert not out.exists()
+
+
+def test_own_hardware_reference_is_the_hand_designed_network_on_its_own_accelerator(
+        tmp_path: Path) -> None:
+    """cost.reference: own_hardware fixes latency_ref at the hand-designed network's model
+    latency on its accelerator search's choice, as the evidence compares FPS."""
+    from a3cs.search.accelerator_target import AcceleratorTarget
+    from nas.arch import reference_arch
+
+    _supernet_search(tmp_path, "own", teacher=BREAKOUT_TEACHER,
+                     cost={"lam": 0.5, "target_speedup": 2.2, "penalty": "absolute",
+                           "reference": "own_hardware"})
+    with open(tmp_path / "own" / "metrics.csv") as handle:
+        references = {float(row["reference_latency_s"]) for row in csv.DictReader(handle)
+                      if row["reference_latency_s"]}
+    prep = prepare(_search_config(tmp_path))
+    workload = reference_arch(prep.obs_shape).workload(prep.obs_shape, prep.action_dim)
+    own = AcceleratorTarget(str(SPACE)).searched_latency(workload, 1)
+    assert len(references) == 1 and references.pop() == pytest.approx(own)
+    # the uniform logits' accelerator runs it slower than its own accelerator does
+    assert AcceleratorTarget(str(SPACE)).workload_latency(workload) > own

@@ -124,6 +124,12 @@ class AcceleratorTarget:
     def choose(self, workload: Workload, seed: int) -> HardwareChoice:
         return self._searched(workload, seed)[1]
 
+    def searched_latency(self, workload: Workload, seed: int) -> float:
+        index, _ = self._searched(workload, seed)
+        latency = self.sample_latency(workload, self.space.values(index))
+        assert latency is not None  # the search only returns configurations that run it
+        return latency
+
     def research(self, workload: Workload, seed: int, logit: float) -> HardwareChoice:
         """Auto-NBA's re-search: the accelerator-only search for ``workload``, and the logits
         set to point at its result (``logit`` on each chosen option, 0 on the others), from

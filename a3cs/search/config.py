@@ -127,6 +127,12 @@ class CostSettings(FrozenModel):
         "network's divided by this (on the same hardware model)")
     lam_rate: PositiveFloat = Field(default=0.05, description="multiplicative step of lam's "
                                     "adaptation per architecture update")
+    reference: Literal["same_hardware", "own_hardware"] = Field(
+        default="same_hardware", description="the supernet search's latency_ref: the "
+        "hand-designed network's latency on the accelerator the logits point at now "
+        "(same_hardware), or on the accelerator an accelerator-only search gives it, fixed for "
+        "the search (own_hardware: the comparison the evidence makes, so target_speedup is "
+        "the FPS ratio the result is judged by)")
     penalty: Literal["relative", "absolute"] = Field(
         default="relative", description="relative: lam * E[latency] / latency_ref, lam adapted "
         "towards the target (pushes latency down on both sides of it); absolute (TuNAS): "

@@ -142,9 +142,14 @@ class SearchHooks(LoopHooks):
         self.reference_workload = reference_arch(obs_shape).workload(obs_shape,
                                                                      supernet.action_dim)
         self.tau = config.supernet.tau_start
+        self._own_reference = (target.searched_latency(self.reference_workload, config.seed)
+                               if config.cost.reference == "own_hardware" else None)
 
     def reference_latency(self) -> float:
-        """Latency of the hand-designed network on the target's current hardware."""
+        """Latency (s) of the hand-designed network on the target's current hardware, or
+        with ``cost.reference: own_hardware`` on its own accelerator search's (fixed)."""
+        if self._own_reference is not None:
+            return self._own_reference
         return self.target.workload_latency(self.reference_workload)
 
     def _warming(self, state: LoopState) -> bool:

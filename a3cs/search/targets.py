@@ -79,6 +79,10 @@ class Target(Protocol):
         """The best hardware for a fixed workload (accelerator-only search)."""
         ...
 
+    def searched_latency(self, workload: Workload, seed: int) -> float:
+        """Model latency (s) of ``workload`` on the hardware :meth:`choose` gives it."""
+        ...
+
     def research(self, workload: Workload, seed: int, logit: float) -> HardwareChoice:
         """Auto-NBA's re-search: :meth:`choose` for ``workload``, and the target's logits set
         to point at the result (``logit`` on each chosen option, 0 elsewhere)."""
@@ -154,6 +158,9 @@ class CpuTarget:
 
     def choose(self, workload: Workload, seed: int) -> HardwareChoice:
         return self._choice()
+
+    def searched_latency(self, workload: Workload, seed: int) -> float:
+        return self.workload_latency(workload)
 
     def research(self, workload: Workload, seed: int, logit: float) -> HardwareChoice:
         return self._choice()  # one fixed CPU: no logits to point
