@@ -34,7 +34,7 @@ def _row(method, seed, fps, score, energy=1e6):
     return RunResult(method=method, seed=seed, lam=0.1, env_id="MinAtar/Breakout-v1",
                      target="accelerator:space.yaml", score_mean=score, score_std=0.5,
                      episodes=10, fps=fps, latency_s=1 / fps, energy_pj=energy, flops=1000,
-                     params=100, resources={"dsp": 12.0})
+                     params=100, resources={"dsp": 12.0}, wall_time_s=60.0 * (seed + 1))
 
 
 def test_results_round_trip(tmp_path):
@@ -91,6 +91,7 @@ def test_plot_summary_of_several_directories_states_the_goal(tmp_path, capsys):
     rows = {line.split("|")[2].strip(): line for line in table.splitlines()
             if line.startswith("| MinAtar")}
     assert "| 2.50x |" in rows["evolution"] and rows["evolution"].rstrip().endswith("| met |")
+    assert "| 100 | 2.0 | 2.50x |" in rows["evolution"]  # weights, minutes a run (1, 2, 3)
     assert rows["random"].rstrip().endswith("| missed: FPS 1.50x |")
     assert rows["sequential"].rstrip().endswith("| missed: score -4.00, FPS 0.50x |")
     assert rows["hand_designed"].rstrip().endswith("| - |")

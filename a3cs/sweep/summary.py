@@ -32,6 +32,7 @@ class SummaryRow:
     latency_us: float
     energy_uj: float | None
     params: float
+    wall_time_min: float  # mean over the runs: search, retraining, evaluation, measurement
     fps_vs_hand_designed: float | None
     hypervolume: float
     goal: str  # issue 21's goal against hand_designed on this game, or "-"
@@ -98,20 +99,22 @@ def summarise(out: Path, sources: list[Path] | None = None) -> SweepSummary:
                 latency_us=statistics.mean(r.latency_s for r in mine) * 1e6,
                 energy_uj=statistics.mean(energies) * 1e-6 if energies else None,
                 params=statistics.mean(r.params for r in mine),
+                wall_time_min=statistics.mean(r.wall_time_s for r in mine) / 60.0,
                 fps_vs_hand_designed=fps / statistics.mean(hand) if hand else None,
                 hypervolume=figure.methods[name].hypervolume,
                 goal=(_goal(score, fps, hand_score, hand_std, statistics.mean(hand))
                       if hand and name != "hand_designed" else "-")))
     lines = ["| game | method | runs | test score (mean +- std over seeds) | FPS (mean +- std) "
-             "| latency (us) | energy (uJ) | weights | FPS vs hand-designed | hypervolume "
+             "| latency (us) | energy (uJ) | weights | wall time a run (min) "
+             "| FPS vs hand-designed | hypervolume "
              f"| goal (>= hand-designed mean - std, >= {GOAL_SPEEDUP:g}x its FPS) |",
-             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---|"]
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(
             f"| {r.env_id} | {r.method} | {r.runs} | {r.score_mean:.2f} +- {r.score_std:.2f} | "
             f"{r.fps_mean:,.0f} +- {r.fps_std:,.0f} | {r.latency_us:.2f} | "
             + (f"{r.energy_uj:.3f}" if r.energy_uj is not None else "-")
-            + f" | {r.params:,.0f} | "
+            + f" | {r.params:,.0f} | {r.wall_time_min:.1f} | "
             + (f"{r.fps_vs_hand_designed:.2f}x" if r.fps_vs_hand_designed else "-")
             + f" | {r.hypervolume:.3f} | {r.goal} |")
     lines.append("")
