@@ -5,7 +5,8 @@ For a sweep file (default: experiments/sweeps/smoke.yaml) it runs every trial as
 machine's CPUs over the trial's), then the whole ``a3cs sweep``, ``--repeats`` times each in
 alternation, each into a fresh folder; prints the wall times, their medians and the sweep's
 overhead as a share of the direct wall time (goal: < 5 %), and writes
-experiments/results/sweep_bench.json.
+experiments/results/sweep_bench.json.  The sweep's Ray workers run at this process's niceness
+(Ray's default, 15, would hand them less of a loaded machine than the direct runs get).
 
     python benchmarks/bench_sweep.py [--sweep experiments/sweeps/smoke.yaml] [--repeats 3]
 """
@@ -49,9 +50,12 @@ def direct(sweep_path: str, out: Path, jobs: int) -> float:
 
 def swept(sweep_path: str, out: Path) -> float:
     """Wall seconds of ``a3cs sweep`` (Ray's start and stop included)."""
+    # Ray starts its workers at nice 15; the direct runs get this process's niceness, so the
+    # sweep's get it too, or any other load on the machine would slow the sweep alone.
+    env = {**os.environ, "RAY_worker_niceness": str(os.nice(0))}
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "a3cs", "sweep", sweep_path, "--out", str(out),
-                    "--quiet"], check=True, capture_output=True)
+                    "--quiet"], check=True, capture_output=True, env=env)
     return time.perf_counter() - started
 
 
