@@ -5,6 +5,7 @@ the shipped teachers the search picks."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from a3cs.rl.teachers import manifest, shipped_teacher
 from a3cs.search.config import load_search_config
 from a3cs.search.cosearch import CHECKPOINT, run_supernet_search
 from a3cs.search.prepare import prepare
+from a3cs_common.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "a3cs/data/zc706_cosearch_space.yaml"
@@ -144,3 +146,25 @@ def test_own_hardware_reference_is_the_hand_designed_network_on_its_own_accelera
     assert len(references) == 1 and references.pop() == pytest.approx(own)
     # the uniform logits' accelerator runs it slower than its own accelerator does
     assert AcceleratorTarget(str(SPACE)).workload_latency(workload) > own
+
+
+def test_tolerance_adapts_lambda_as_a_lagrange_multiplier(tmp_path: Path) -> None:
+    """cost.tolerance: lam goes up after each architecture step whose derived network is
+    outside the tolerance around the target latency, down after each inside."""
+    rate, tolerance, speedup = 0.05, 0.15, 2.2
+    _supernet_search(tmp_path, "lagrange", teacher=BREAKOUT_TEACHER,
+                     cost={"lam": 0.5, "target_speedup": speedup, "penalty": "absolute",
+                           "tolerance": tolerance, "lam_rate": rate,
+                           "reference": "own_hardware"})
+    with open(tmp_path / "lagrange" / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["lam"]]
+    assert rows
+    lam = 0.1  # _supernet_search's starting lam
+    for row in rows:
+        target = float(row["reference_latency_s"]) / speedup
+        outside = abs(float(row["derived_latency_s"]) / target - 1.0) > tolerance
+        lam *= math.exp(rate if outside else -rate)
+        assert float(row["lam"]) == pytest.approx(lam)
+    bad = {"cost": {"lam": 0.5, "target_speedup": 2.0, "tolerance": 0.1}}
+    with pytest.raises(ConfigError, match="cost.tolerance"):
+        _search_config(tmp_path, **bad)

@@ -133,6 +133,12 @@ class CostSettings(FrozenModel):
         "(same_hardware), or on the accelerator an accelerator-only search gives it, fixed for "
         "the search (own_hardware: the comparison the evidence makes, so target_speedup is "
         "the FPS ratio the result is judged by)")
+    tolerance: PositiveFloat | None = Field(
+        default=None, description="with penalty: absolute, adapt lam as the Lagrange "
+        "multiplier of |latency / target - 1| <= tolerance for the network the logits derive "
+        "now (its latency on the target's current hardware): lam * exp(+lam_rate) after an "
+        "architecture step that leaves it outside, lam * exp(-lam_rate) inside; none: lam "
+        "stays fixed")
     penalty: Literal["relative", "absolute"] = Field(
         default="relative", description="relative: lam * E[latency] / latency_ref, lam adapted "
         "towards the target (pushes latency down on both sides of it); absolute (TuNAS): "
@@ -161,6 +167,9 @@ class CostSettings(FrozenModel):
         if self.penalty == "absolute" and self.target_fps is None and self.target_speedup is None:
             raise ConfigError("cost.penalty", "absolute", "relative, or absolute together with "
                               "cost.target_fps or cost.target_speedup (the latency it aims at)")
+        if self.tolerance is not None and self.penalty != "absolute":
+            raise ConfigError("cost.tolerance", self.tolerance, "null, or a fraction together "
+                              "with cost.penalty: absolute")
         return self
 
 

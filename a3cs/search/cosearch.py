@@ -17,7 +17,9 @@ One search update:
    architecture distribution;
 5. optionally adapt ``lam`` towards a latency target (an FPS, or a speed-up over the
    hand-designed network): multiplied by ``exp(+-lam_rate)`` each step, up while the
-   expected latency is above the target and down while below.
+   expected latency is above the target and down while below; with the absolute penalty and
+   ``cost.tolerance``, up while the derived network's latency is outside the tolerance
+   around the target and down while inside (a Lagrange multiplier).
 
 Steps 1-2 are the training loop of ``a3cs train`` (:func:`a3cs.rl.loop.run_loop`: the same
 rollout, update, schedules, device, metrics and checkpoint); the path sampling, the
@@ -264,12 +266,20 @@ class SearchHooks(LoopHooks):
 
         # 5. lam towards the latency target (the absolute penalty aims at it by itself)
         expected_latency = latency.item()
+        row = {"expected_latency_s": expected_latency, "reference_latency_s": latency_ref,
+               "expected_fps": 1.0 / expected_latency}
         if target_latency is not None and config.cost.penalty == "relative":
             self.lam *= math.exp(config.cost.lam_rate * math.copysign(
                 1.0, expected_latency - target_latency))
-        return {"expected_latency_s": expected_latency, "reference_latency_s": latency_ref,
-                "expected_fps": 1.0 / expected_latency, "lam": self.lam,
-                "task_loss": task.item()}
+        elif target_latency is not None and config.cost.tolerance is not None:
+            # the absolute penalty's Lagrange multiplier, for the network that would be derived
+            derived = supernet.derive(name="current").workload(supernet.obs_shape,
+                                                               supernet.action_dim)
+            derived_latency = target.workload_latency(derived)
+            outside = abs(derived_latency / target_latency - 1.0) > config.cost.tolerance
+            self.lam *= math.exp(config.cost.lam_rate if outside else -config.cost.lam_rate)
+            row["derived_latency_s"] = derived_latency
+        return {**row, "lam": self.lam, "task_loss": task.item()}
 
     def _research_accelerator(self) -> None:
         """Auto-NBA: the accelerator searched for the network the logits derive now."""
