@@ -166,5 +166,5 @@ def test_tolerance_adapts_lambda_as_a_lagrange_multiplier(tmp_path: Path) -> Non
         lam *= math.exp(rate if outside else -rate)
         assert float(row["lam"]) == pytest.approx(lam)
     bad = {"cost": {"lam": 0.5, "target_speedup": 2.0, "tolerance": 0.1}}
-    with pytest.raises(ConfigError, match="cost.tolerance"):
+    with pytest.raises(ConfigError, match=r"cost\.tolerance"):
         _search_config(tmp_path, **bad)
