@@ -168,3 +168,23 @@ def test_tolerance_adapts_lambda_as_a_lagrange_multiplier(tmp_path: Path) -> Non
     bad = {"cost": {"lam": 0.5, "target_speedup": 2.0, "tolerance": 0.1}}
     with pytest.raises(ConfigError, match=r"cost\.tolerance"):
         _search_config(tmp_path, **bad)
+
+
+def test_setpoint_control_moves_the_target_not_lambda(tmp_path: Path) -> None:
+    """cost.tolerance_control: setpoint keeps lam and moves the penalty's target up after each
+    architecture step whose derived network is too fast, down after each too slow."""
+    rate, tolerance, speedup = 0.05, 0.15, 2.2
+    _supernet_search(tmp_path, "setpoint", teacher=BREAKOUT_TEACHER,
+                     cost={"lam": 0.5, "target_speedup": speedup, "penalty": "absolute",
+                           "tolerance": tolerance, "tolerance_control": "setpoint",
+                           "lam_rate": rate, "reference": "own_hardware"})
+    with open(tmp_path / "setpoint" / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["lam"]]
+    assert rows and {float(row["lam"]) for row in rows} == {0.1}
+    scale = 1.0
+    for row in rows:
+        ratio = float(row["derived_latency_s"]) / (float(row["reference_latency_s"]) / speedup)
+        scale *= (math.exp(rate) if ratio < 1 - tolerance
+                  else math.exp(-rate) if ratio > 1 + tolerance else 1.0)
+        assert float(row["target_scale"]) == pytest.approx(scale)
+    assert any(float(row["target_scale"]) != 1.0 for row in rows)

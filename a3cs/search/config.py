@@ -139,6 +139,14 @@ class CostSettings(FrozenModel):
         "now (its latency on the target's current hardware): lam * exp(+lam_rate) after an "
         "architecture step that leaves it outside, lam * exp(-lam_rate) inside; none: lam "
         "stays fixed")
+    tolerance_control: Literal["lagrange", "setpoint"] = Field(
+        default="lagrange", description="how cost.tolerance holds the derived network within "
+        "it: lagrange, lam as the multiplier above; setpoint, lam fixed and the latency the "
+        "absolute penalty aims E[latency] at multiplied by exp(+lam_rate) after an "
+        "architecture step whose derived network is faster than the tolerance allows, "
+        "exp(-lam_rate) after one slower (E[latency] averages the architecture distribution, "
+        "which late in a search is above the most probable network's latency, so a "
+        "multiplier on a penalty E[latency] already meets does not move the derived network)")
     penalty: Literal["relative", "absolute"] = Field(
         default="relative", description="relative: lam * E[latency] / latency_ref, lam adapted "
         "towards the target (pushes latency down on both sides of it); absolute (TuNAS): "
@@ -153,13 +161,15 @@ class CostSettings(FrozenModel):
             return 1.0 / self.target_fps
         return reference_latency_s / self.target_speedup if self.target_speedup else None
 
-    def hardware_term(self, latency_s: Any, reference_latency_s: float) -> Any:
+    def hardware_term(self, latency_s: Any, reference_latency_s: float,
+                      target_scale: float = 1.0) -> Any:
         """The penalty ``lam`` multiplies (a float, or a tensor carrying gradients):
-        ``latency / reference`` (relative) or ``|latency / target - 1|`` (absolute)."""
+        ``latency / reference`` (relative) or ``|latency / (target * target_scale) - 1|``
+        (absolute; ``target_scale``: the setpoint control's correction)."""
         if self.penalty == "absolute":
             target = self.target_latency_s(reference_latency_s)
             assert target is not None  # the validator below
-            return abs(latency_s / target - 1.0)
+            return abs(latency_s / (target * target_scale) - 1.0)
         return latency_s / reference_latency_s
 
     @model_validator(mode="after")

@@ -19,7 +19,9 @@ One search update:
    hand-designed network): multiplied by ``exp(+-lam_rate)`` each step, up while the
    expected latency is above the target and down while below; with the absolute penalty and
    ``cost.tolerance``, up while the derived network's latency is outside the tolerance
-   around the target and down while inside (a Lagrange multiplier).
+   around the target and down while inside (a Lagrange multiplier), or, with
+   ``cost.tolerance_control: setpoint``, ``lam`` fixed and the penalty's target moved by
+   ``exp(+-lam_rate)`` while the derived network is faster / slower than the tolerance.
 
 Steps 1-2 are the training loop of ``a3cs train`` (:func:`a3cs.rl.loop.run_loop`: the same
 rollout, update, schedules, device, metrics and checkpoint); the path sampling, the
@@ -144,6 +146,7 @@ class SearchHooks(LoopHooks):
         self.reference_workload = reference_arch(obs_shape).workload(obs_shape,
                                                                      supernet.action_dim)
         self.tau = config.supernet.tau_start
+        self.target_scale = 1.0  # cost.tolerance_control: setpoint's correction of the target
         self._own_reference = (target.searched_latency(self.reference_workload, config.seed)
                                if config.cost.reference == "own_hardware" else None)
 
@@ -245,7 +248,7 @@ class SearchHooks(LoopHooks):
                 {k: v.cpu() for k, v in supernet.probabilities().items()})
             latency_ref = self.reference_latency()
             target_latency = config.cost.target_latency_s(latency_ref)
-            hardware_term = config.cost.hardware_term(latency, latency_ref)
+            hardware_term = config.cost.hardware_term(latency, latency_ref, self.target_scale)
             arch_loss = task + self.lam * hardware_term.to(task.device)
             self.arch_opt.zero_grad(set_to_none=True)
             if self.accel_opt is not None:
@@ -276,9 +279,15 @@ class SearchHooks(LoopHooks):
             derived = supernet.derive(name="current").workload(supernet.obs_shape,
                                                                supernet.action_dim)
             derived_latency = target.workload_latency(derived)
-            outside = abs(derived_latency / target_latency - 1.0) > config.cost.tolerance
-            self.lam *= math.exp(config.cost.lam_rate if outside else -config.cost.lam_rate)
-            row["derived_latency_s"] = derived_latency
+            ratio, rate = derived_latency / target_latency, config.cost.lam_rate
+            if config.cost.tolerance_control == "lagrange":
+                outside = abs(ratio - 1.0) > config.cost.tolerance
+                self.lam *= math.exp(rate if outside else -rate)
+            elif ratio < 1.0 - config.cost.tolerance:  # setpoint: too fast, aim E higher
+                self.target_scale *= math.exp(rate)
+            elif ratio > 1.0 + config.cost.tolerance:
+                self.target_scale *= math.exp(-rate)
+            row.update(derived_latency_s=derived_latency, target_scale=self.target_scale)
         return {**row, "lam": self.lam, "task_loss": task.item()}
 
     def _research_accelerator(self) -> None:
@@ -295,7 +304,8 @@ class SearchHooks(LoopHooks):
         return {"arch_opt": self.arch_opt.state_dict(),
                 "accel_opt": self.accel_opt.state_dict() if self.accel_opt is not None
                 else None,
-                "target": self.target.state_dict(), "lam": self.lam}
+                "target": self.target.state_dict(), "lam": self.lam,
+                "target_scale": self.target_scale}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.arch_opt.load_state_dict(saved["arch_opt"])
@@ -303,6 +313,7 @@ class SearchHooks(LoopHooks):
             self.accel_opt.load_state_dict(saved["accel_opt"])
         self.target.load_state_dict(saved["target"])
         self.lam = float(saved["lam"])
+        self.target_scale = float(saved.get("target_scale", 1.0))  # absent before setpoints
 
     def postfix(self, row: dict[str, float]) -> dict[str, str]:
         return {"fps": f"{row.get('expected_fps', float('nan')):.0f}"}
