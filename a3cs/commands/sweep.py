@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         saved_path = out / SWEEP_RECORD
         if not saved_path.is_file():
             raise ConfigError("--resume", str(out), f"a sweep directory holding {SWEEP_RECORD}")
-        saved = json.loads(saved_path.read_text())
+        saved = _with_todays_defaults(json.loads(saved_path.read_text()))
         if saved != record:
             changed = sorted({t["name"] for t in saved} ^ {t["name"] for t in record}) or \
                 [a["name"] for a, b in zip(saved, record, strict=False) if a != b]
@@ -89,3 +89,22 @@ def run(args: argparse.Namespace) -> int:
           + (f"; {len(unfinished)} unfinished, the sweep was stopped ({resume} continues them)"
              if unfinished else ""))
     return 1 if failed or unfinished else 0
+
+
+def _with_todays_defaults(saved: list[dict]) -> list[dict]:
+    """A recorded sweep's trial configs as today's SearchConfig reads them, so that a field
+    added since (with its default) does not make the same sweep look different."""
+    from pydantic import ValidationError
+
+    from a3cs.search.config import SearchConfig
+    from a3cs_common.errors import ConfigError
+
+    out = []
+    for trial in saved:
+        try:
+            config = SearchConfig.model_validate(trial["config"]).model_dump(mode="json")
+        except (ValidationError, ConfigError, KeyError, TypeError):
+            config = trial.get("config") if isinstance(trial, dict) else trial
+        out.append({**trial, "config": config} if isinstance(trial, dict) else trial)
+    return out
+
