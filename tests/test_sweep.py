@@ -274,3 +274,21 @@ def test_smoke_sweep_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> N
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert not leftover, "processes of the stopped head remain"
+
+
+def test_a_recorded_sweep_reads_with_todays_defaults() -> None:
+    """A search field added after a sweep was recorded (with its default) does not make the
+    same sweep look different to --resume; a changed value still does."""
+    import copy
+
+    from a3cs.commands.sweep import _with_todays_defaults
+    from a3cs.search.config import SearchConfig
+
+    config = SearchConfig().model_dump(mode="json")
+    older = copy.deepcopy(config)
+    del older["cost"]["tolerance"], older["supernet"]["accelerator_research_every"]
+    assert _with_todays_defaults([{"name": "t", "config": older}]) == [
+        {"name": "t", "config": config}]
+    changed = {**config, "seed": config["seed"] + 1}
+    assert _with_todays_defaults([{"name": "t", "config": changed}]) != [
+        {"name": "t", "config": config}]
