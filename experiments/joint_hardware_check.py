@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         default=Path("experiments/results/joint_hardware_check"))
     args = parser.parse_args(argv)
+    from a3cs_common.io import atomic_write_text
+
     runs = sorted(p.parent for folder in args.folders for p in folder.glob("*/results.json"))
     if not runs:
         print(f"error: folders: got {[str(f) for f in args.folders]}; allowed: folders "
@@ -82,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['ratio']:.3f} |" for r in rows]
     lines += ["", "Median ratio: " + ", ".join(f"{m} {v:.3f}" for m, v in median.items())]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"runs": rows, "median_ratio": median},
-                                                        indent=2) + "\n")
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(
+        {"runs": rows, "median_ratio": median}, indent=2) + "\n")
     print("\n".join(lines[-1:]))
     return 0
 

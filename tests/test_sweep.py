@@ -292,3 +292,13 @@ def test_a_recorded_sweep_reads_with_todays_defaults() -> None:
     changed = {**config, "seed": config["seed"] + 1}
     assert _with_todays_defaults([{"name": "t", "config": changed}]) != [
         {"name": "t", "config": config}]
+
+
+@pytest.mark.parametrize("record", [b"5", b"[1, 2]", b'{"a": 1}', b"[{", b"\x00\xff garbage"])
+def test_a_damaged_sweep_record_is_a_one_line_error(tmp_path: Path, record: bytes,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sweep.json").write_bytes(record)
+    assert main(["sweep", str(SMOKE), "--out", str(tmp_path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "--resume: got" in err and "sweep.json a3cs sweep writes" in err

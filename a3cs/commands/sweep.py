@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 SWEEP_RECORD = "sweep.json"
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         saved_path = out / SWEEP_RECORD
         if not saved_path.is_file():
             raise ConfigError("--resume", str(out), f"a sweep directory holding {SWEEP_RECORD}")
-        saved = _with_todays_defaults(json.loads(saved_path.read_text()))
+        saved = _with_todays_defaults(_read_record(saved_path))
         if saved != record:
             changed = sorted({t["name"] for t in saved} ^ {t["name"] for t in record}) or \
                 [a["name"] for a, b in zip(saved, record, strict=False) if a != b]
@@ -91,9 +92,31 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed or unfinished else 0
 
 
+def _read_record(path: Path) -> list[dict]:
+    """A sweep directory's record of its trials (``name`` and ``config`` each), or a one-line
+    error for a damaged one."""
+    import json
+
+    from a3cs_common.errors import ConfigError
+    from a3cs_common.io import read_text
+
+    expected = f"the {SWEEP_RECORD} a3cs sweep writes (damaged: start a new --out)"
+    try:
+        saved = json.loads(read_text(path, field="--resume", expected=expected))
+    except json.JSONDecodeError as exc:
+        raise ConfigError("--resume", str(path), f"{expected}; JSON parse error at line "
+                          f"{exc.lineno}") from None
+    if not (isinstance(saved, list) and all(isinstance(t, dict) and "name" in t and "config"
+                                            in t for t in saved)):
+        raise ConfigError("--resume", str(path), f"{expected}; a list of trials with a name "
+                          "and a config each")
+    return saved
+
+
 def _with_todays_defaults(saved: list[dict]) -> list[dict]:
     """A recorded sweep's trial configs as today's SearchConfig reads them, so that a field
-    added since (with its default) does not make the same sweep look different."""
+    added since (with its default) does not make the same sweep look different; a config
+    that does not read stays as it is (and so differs)."""
     from pydantic import ValidationError
 
     from a3cs.search.config import SearchConfig
@@ -103,8 +126,7 @@ def _with_todays_defaults(saved: list[dict]) -> list[dict]:
     for trial in saved:
         try:
             config = SearchConfig.model_validate(trial["config"]).model_dump(mode="json")
-        except (ValidationError, ConfigError, KeyError, TypeError):
-            config = trial.get("config") if isinstance(trial, dict) else trial
-        out.append({**trial, "config": config} if isinstance(trial, dict) else trial)
+        except (ValidationError, ConfigError, TypeError):
+            config = trial["config"]
+        out.append({**trial, "config": config})
     return out
-

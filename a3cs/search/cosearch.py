@@ -59,6 +59,7 @@ from a3cs.search.config import SearchConfig
 from a3cs.search.targets import Target
 from a3cs_common.io import atomic_write_text, dump_yaml
 from distill.losses import distill_loss
+from hw_sim.workload import Workload
 from nas.arch import Arch, reference_arch
 from nas.expected_cost import CandidateTable
 from nas.space import SearchSpace
@@ -227,7 +228,7 @@ class SearchHooks(LoopHooks):
         every = config.supernet.accelerator_research_every
         if (self.accel_opt is not None and every
                 and (state.update - self.warmup_updates) % every == 0):
-            self._research_accelerator()
+            self._research_accelerator(self.accel_opt)
         try:
             data = flatten(batch)
             index = torch.randperm(data.obs.shape[0], generator=state.generator)[
@@ -276,9 +277,7 @@ class SearchHooks(LoopHooks):
                 1.0, expected_latency - target_latency))
         elif target_latency is not None and config.cost.tolerance is not None:
             # the absolute penalty's Lagrange multiplier, for the network that would be derived
-            derived = supernet.derive(name="current").workload(supernet.obs_shape,
-                                                               supernet.action_dim)
-            derived_latency = target.workload_latency(derived)
+            derived_latency = target.workload_latency(self._derived_workload())
             ratio, rate = derived_latency / target_latency, config.cost.lam_rate
             if config.cost.tolerance_control == "lagrange":
                 outside = abs(ratio - 1.0) > config.cost.tolerance
@@ -290,15 +289,16 @@ class SearchHooks(LoopHooks):
             row.update(derived_latency_s=derived_latency, target_scale=self.target_scale)
         return {**row, "lam": self.lam, "task_loss": task.item()}
 
-    def _research_accelerator(self) -> None:
-        """Auto-NBA: the accelerator searched for the network the logits derive now."""
+    def _derived_workload(self) -> Workload:
+        """The workload of the network the logits derive now."""
         supernet = self.supernet
-        workload = supernet.derive(name="current").workload(supernet.obs_shape,
-                                                            supernet.action_dim)
-        self.target.research(workload, self.config.seed,
+        return supernet.derive(name="current").workload(supernet.obs_shape, supernet.action_dim)
+
+    def _research_accelerator(self, accel_opt: torch.optim.Optimizer) -> None:
+        """Auto-NBA: the accelerator searched for the network the logits derive now."""
+        self.target.research(self._derived_workload(), self.config.seed,
                              self.config.supernet.accelerator_research_logit)
-        if self.accel_opt is not None:  # Adam's moments belong to the logits it replaced
-            self.accel_opt.state.clear()
+        accel_opt.state.clear()  # Adam's moments belong to the logits it replaced
 
     def state_dict(self) -> dict[str, Any]:
         return {"arch_opt": self.arch_opt.state_dict(),
