@@ -49,6 +49,11 @@ class ConfigError(ValueError):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self):
+        # Ray copies and pickles a trial's exception to report it; the default reduce would
+        # call __init__ with the message alone and raise a TypeError in its place.
+        return (_rebuild_config_error, (self.field, self.value, self.allowed, self.source))
+
     def within(self, parent: str) -> ConfigError:
         """The same error with ``parent`` prepended to the field path."""
         joined = parent if not self.field else (
@@ -59,3 +64,8 @@ class ConfigError(ValueError):
     def from_source(self, source: str) -> ConfigError:
         """The same error attributed to the file ``source``."""
         return ConfigError(self.field, self.value, self.allowed, source=source)
+
+
+def _rebuild_config_error(field: str, value: object, allowed: str,
+                          source: str | None) -> ConfigError:
+    return ConfigError(field, value, allowed, source=source)

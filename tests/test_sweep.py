@@ -302,3 +302,20 @@ def test_a_damaged_sweep_record_is_a_one_line_error(tmp_path: Path, record: byte
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "--resume: got" in err and "sweep.json a3cs sweep writes" in err
+
+
+def test_a_trials_config_error_survives_rays_copy_and_pickle() -> None:
+    # Ray copies and pickles a trial's exception to report it; the trial's one-line error
+    # must reach trials.json, not a TypeError raised while copying it.
+    import copy
+    import pickle
+
+    from a3cs_common.errors import ConfigError
+
+    error = ConfigError("--resume", "/runs/x/checkpoint.pt", "a run written by you",
+                        source="sweep.yaml")
+    for clone in (copy.copy(error), pickle.loads(pickle.dumps(error))):
+        assert isinstance(clone, ConfigError)
+        assert str(clone) == str(error)
+        assert (clone.field, clone.value, clone.allowed, clone.source) == (
+            error.field, error.value, error.allowed, error.source)
