@@ -321,6 +321,8 @@ def _family_arrays(layers: Sequence[Conv2d | Linear], spec: CpuSpec, family: Ker
 
 
 _ANALYTIC = DESCRIPTORS.index("analytic_s")
+# Squared log errors are compared to 1e-12 (a relative error of 1e-6): below that, noise.
+_MSE_DECIMALS = 12
 
 
 def _cv_family(terms: np.ndarray, x: np.ndarray, latency_s: np.ndarray, seed: int,
@@ -350,6 +352,9 @@ def _cv_family(terms: np.ndarray, x: np.ndarray, latency_s: np.ndarray, seed: in
     error = log_pred - np.log(latency_s)
     within = np.mean(np.abs(np.exp(error) - 1) <= 0.1, axis=1)
     mse = np.mean(error**2, axis=1)
+    # Errors that differ by floating-point noise alone (an exact additive fit, which trees
+    # "improve" by 1e-30 on one BLAS and not on another) are ties: the simpler model wins.
+    mse = np.round(mse, _MSE_DECIMALS)
     best = min(range(len(candidates)), key=lambda i: (-within[i], mse[i], i))
     return FamilyModel(candidates[best], float(within[best]), float(within[0]))
 
