@@ -6,7 +6,8 @@ USER-bandwidth ``.cfg`` written by :func:`hw_sim.scalesim_files.write_scalesim_c
 SCALE-Sim runs in its own venv (``scalesim==3.0.0``, ``numpy<2.4``) as a subprocess with a
 time limit; each finished layer is cached under a key made of the two files' contents, so an
 interrupted run resumes where it stopped, and results cached by
-``experiments/validate_scalesim.py`` (same key) are reused read-only.
+``experiments/validate_scalesim.py`` (same key) are reused read-only.  Layers of the same
+shape (a name apart) share one SCALE-Sim run.
 
     python -m hw_sim.scalesim_reference --bandwidths 10 4 --arrays 32x32:64 8x8:16 16x16:16 \\
         --doc docs/hw_sim_validation.md --regression-data tests/data/scalesim_user_cycles.csv
@@ -232,8 +233,15 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
                for text in texts]
     if not run and all(record is None for record in records):
         return []  # a case SCALE-Sim has never run and is not to be run now: not listed
+    # SCALE-Sim's figures depend on a layer's shape, not its name: layers of the same shape
+    # (ResNet-18's repeated blocks) share one run, which can take hours.
+    by_shape: dict[str, dict] = {}
+    for row, record in zip(rows, records, strict=True):
+        if record is not None:
+            by_shape.setdefault(_shape(row), record)
     results = []
     for index, (row, text, record) in enumerate(zip(rows, texts, records, strict=True)):
+        record = record or by_shape.get(_shape(row))
         single = work / "layers" / f"{topology}_{index:02d}.csv"
         single.parent.mkdir(parents=True, exist_ok=True)
         if not single.exists() or single.read_text() != text:
@@ -245,6 +253,7 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
             record = run_scalesim(python, cfg, single, gemm, timeout_s)
             if record["status"] != "error":
                 atomic_write_text(cache / f"{key}.json", json.dumps(record, indent=1) + "\n")
+                by_shape[_shape(row)] = record
         (layer,) = load_topology_csv(single).layers
         start = time.perf_counter()
         ours = simulate_scalesim_layer(layer, loaded)
@@ -278,6 +287,11 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
             tail_default=account.default_tail_cycles, tail_scalesim=account.scalesim_tail_cycles,
         ))
     return results
+
+
+def _shape(row: str) -> str:
+    """A topology CSV row without its first field, the layer's name."""
+    return row.split(",", 1)[1].replace(" ", "") if "," in row else row
 
 
 def _error(ours: int, theirs: int | None) -> float | None:
