@@ -2,7 +2,8 @@
 
 For a sweep file (default: experiments/sweeps/smoke.yaml) it runs every trial as a plain
 ``a3cs search`` process, as many at a time as the sweep would run (``max_concurrent``, else the
-machine's CPUs over the trial's), then the whole ``a3cs sweep``, ``--repeats`` times each in
+machine's CPUs over the trial's), and their summary (``a3cs plot DIR --summary DIR``, what the
+sweep writes at its end), then the whole ``a3cs sweep``, ``--repeats`` times each in
 alternation, each into a fresh folder; prints the wall times, their medians and the sweep's
 overhead as a share of the direct wall time (goal: < 5 %), and writes
 experiments/results/sweep_bench.json.  The sweep's Ray workers run at this process's niceness
@@ -29,7 +30,8 @@ from a3cs_common.io import atomic_write_text
 
 
 def direct(sweep_path: str, out: Path, jobs: int) -> float:
-    """Wall seconds of the trials as plain ``a3cs search`` processes, ``jobs`` at a time."""
+    """Wall seconds of the trials as plain ``a3cs search`` processes, ``jobs`` at a time,
+    then ``a3cs plot --summary`` over them (the summary and plots the sweep writes)."""
     import yaml
 
     sweep, base = load_sweep(sweep_path)
@@ -45,6 +47,10 @@ def direct(sweep_path: str, out: Path, jobs: int) -> float:
     started = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, trials))
+    # The sweep ends with its summary table and per-game Pareto plots; the direct runs get
+    # the same, so that the difference is Ray's alone.
+    subprocess.run([sys.executable, "-m", "a3cs", "plot", str(out), "--summary", str(out)],
+                   check=True, capture_output=True)
     return time.perf_counter() - started
 
 

@@ -15,9 +15,11 @@ must see ``OUT`` at the same path (a shared file system).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,9 +143,11 @@ def check_resources(sweep: SweepConfig, address: str | None) -> None:
         cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
         where = f"the cluster at {address}"
     else:
-        import torch
+        cpus, gpus = float(os.cpu_count() or 1), 0.0
+        if sweep.resources.gpu > 0:  # torch's import is a second of the sweep's start
+            import torch
 
-        cpus, gpus = float(os.cpu_count() or 1), float(torch.cuda.device_count())
+            gpus = float(torch.cuda.device_count())
         where = "this machine"
     if sweep.resources.cpu > cpus:
         raise ConfigError("resources.cpu", sweep.resources.cpu, f"at most {cpus:g} (the CPUs "
@@ -175,12 +179,19 @@ def run_sweep(sweep: SweepConfig, trials: list[Trial], out: Path, *, address: st
     if address is None:
         check_resources(sweep, None)
     import ray
-    from ray import tune
 
     out.mkdir(parents=True, exist_ok=True)
     if on_start is not None:
         on_start()
+    # Ray's start mostly waits for its processes: Tune's import (about half a second) runs
+    # meanwhile.
+    tune_import = threading.Thread(target=importlib.import_module, args=("ray.tune",),
+                                   daemon=True)
+    tune_import.start()
     _ray_init(address, sweep)
+    tune_import.join()
+    from ray import tune
+
     try:
         if address is not None:
             check_resources(sweep, address)
