@@ -237,11 +237,12 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
     # (ResNet-18's repeated blocks) share one run, which can take hours.
     by_shape: dict[str, dict] = {}
     for row, record in zip(rows, records, strict=True):
-        if record is not None:
-            by_shape.setdefault(_shape(row), record)
+        _share(by_shape, row, record)
     results = []
     for index, (row, text, record) in enumerate(zip(rows, texts, records, strict=True)):
-        record = record or by_shape.get(_shape(row))
+        shared = by_shape.get(_shape(row))
+        if record is None or (record["status"] != "ok" and shared["status"] == "ok"):
+            record = shared
         single = work / "layers" / f"{topology}_{index:02d}.csv"
         single.parent.mkdir(parents=True, exist_ok=True)
         if not single.exists() or single.read_text() != text:
@@ -253,7 +254,7 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
             record = run_scalesim(python, cfg, single, gemm, timeout_s)
             if record["status"] != "error":
                 atomic_write_text(cache / f"{key}.json", json.dumps(record, indent=1) + "\n")
-                by_shape[_shape(row)] = record
+                _share(by_shape, row, record)
         (layer,) = load_topology_csv(single).layers
         start = time.perf_counter()
         ours = simulate_scalesim_layer(layer, loaded)
@@ -292,6 +293,16 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
 def _shape(row: str) -> str:
     """A topology CSV row without its first field, the layer's name."""
     return row.split(",", 1)[1].replace(" ", "") if "," in row else row
+
+
+def _share(by_shape: dict[str, dict], row: str, record: dict | None) -> None:
+    """Offer ``record`` to the layers shaped like ``row``: a finished run replaces a timeout
+    (one layer's old short-limit timeout must not hide its twin's result)."""
+    if record is None:
+        return
+    held = by_shape.get(_shape(row))
+    if held is None or (held["status"] != "ok" and record["status"] == "ok"):
+        by_shape[_shape(row)] = record
 
 
 def _error(ours: int, theirs: int | None) -> float | None:

@@ -490,7 +490,8 @@ def test_reference_runs_each_layer_shape_once(tmp_path):
     from hw_sim.scalesim_reference import Case, cache_key, run_case
 
     header = "Layer name,IFMAP Height,IFMAP Width,Filter Height,Filter Width,Channels,Num Filter,Strides,"
-    rows = ["Conv_a,7,7,3,3,8,8,1,", "Conv_b,7,7,3,3,8,8,1,", "Conv_c,9,9,3,3,8,8,1,"]
+    rows = ["Conv_a,7,7,3,3,8,8,1,", "Conv_b,7,7,3,3,8,8,1,", "Conv_c,9,9,3,3,8,8,1,",
+            "Conv_d,7,7,3,3,8,8,1,"]
     topology = tmp_path / "net.csv"
     topology.write_text("\n".join([header, *rows]) + "\n")
     case = Case(8, 8, 16, "ws", 4)
@@ -501,10 +502,15 @@ def test_reference_runs_each_layer_shape_once(tmp_path):
     record = {"status": "ok", "wall_s": 1.0, "timeout_s": 300.0, "layers": [{
         "Total Cycles": 1234.0, "Stall Cycles": 34.0, "Total Cycles (incl. prefetch)": 1300.0,
         "DRAM IFMAP Reads": 392.0, "DRAM Filter Reads": 576.0, "DRAM OFMAP Writes": 200.0}]}
-    key = cache_key(versions, cfg_text, f"{header}\n{rows[0]}\n")
+    key = cache_key(versions, cfg_text, f"{header}\n{rows[3]}\n")
     (cache / f"{key}.json").write_text(json.dumps(record))
+    # Conv_a's own record is an earlier timeout at a longer limit: its twin's finished run
+    # (Conv_d, later in the file) replaces it.
+    timeout = {"status": "timeout", "wall_s": 600.0, "timeout_s": 600.0, "layers": []}
+    key = cache_key(versions, cfg_text, f"{header}\n{rows[0]}\n")
+    (cache / f"{key}.json").write_text(json.dumps(timeout))
     results = run_case("net", topology, case, python=None, versions=versions, cache=cache,
                        seeds=[], work=tmp_path / "work", timeout_s=300.0, run=False)
-    assert [r.status for r in results] == ["ok", "ok", "not run"]
+    assert [r.status for r in results] == ["ok", "ok", "not run", "ok"]
     assert results[0].scalesim_total_cycles == results[1].scalesim_total_cycles == 1234
     assert results[1].scalesim_stall_cycles == 34 and results[2].scalesim_total_cycles is None
