@@ -20,9 +20,18 @@ _AXIS_LABEL = {"fps": "inferences per second (FPS, higher is better)",
 
 @dataclass(frozen=True)
 class MethodStats:
+    """One method's runs on one figure's normalised scale.
+
+    ``hypervolume`` is that of the front pooled over all its runs, which rewards the luckiest
+    seed and grows with the number of seeds; ``seed_hypervolume_mean``/``_std`` are over the
+    method's seeds, each seed's runs taken alone: what one search run is expected to give.
+    """
+
     runs: int
     front_size: int
     hypervolume: float
+    seed_hypervolume_mean: float
+    seed_hypervolume_std: float
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,13 @@ def plot_pareto(rows: list[RunResult], metric: str, stem: Path,
         pts = raw[idx]
         err = np.array([rows[i].score_std for i in idx])
         front = non_dominated(oriented(pts, metric))
+        per_seed = [hypervolume_2d(scaled[[i for i in idx if rows[i].seed == seed]], reference)
+                    for seed in sorted({rows[i].seed for i in idx})]
         stats[method] = MethodStats(len(idx), int(front.sum()),
-                                    hypervolume_2d(scaled[idx], reference))
+                                    hypervolume_2d(scaled[idx], reference),
+                                    float(np.mean(per_seed)),
+                                    float(np.std(per_seed, ddof=1)) if len(per_seed) > 1
+                                    else 0.0)
         color = colors(k % 10)
         ax.errorbar(pts[:, 0], pts[:, 1], yerr=err, fmt="o", color=color, alpha=0.45,
                     markersize=5, capsize=2, label=None)

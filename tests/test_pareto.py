@@ -54,7 +54,7 @@ def test_plot_command(tmp_path, capsys):
     assert code == 0
     assert (tmp_path / "front.png").stat().st_size > 0
     assert (tmp_path / "front.svg").read_text().startswith("<?xml")
-    hv = {line.split()[0]: float(line.split()[-1]) for line in out.splitlines()
+    hv = {line.split()[0]: float(line.split()[3]) for line in out.splitlines()
           if line.split() and line.split()[0] in ("a3cs", "hand_designed", "sequential")}
     assert hv["a3cs"] > hv["sequential"] >= 0
     assert main(["plot", str(tmp_path), "--x", "latency", "--out", str(tmp_path / "lat")]) == 0
@@ -96,4 +96,25 @@ def test_plot_summary_of_several_directories_states_the_goal(tmp_path, capsys):
     assert rows["sequential"].rstrip().endswith("| missed: score -4.00, FPS 0.50x |")
     assert rows["hand_designed"].rstrip().endswith("| - |")
     assert (out / "pareto_breakout.png").stat().st_size > 0
-    assert (out / "summary.csv").read_text().splitlines()[0].endswith(",hypervolume,goal")
+    assert (out / "summary.csv").read_text().splitlines()[0].endswith(
+        ",hypervolume,seed_hypervolume_mean,seed_hypervolume_std,goal")
+
+
+def test_pooled_hypervolume_rewards_the_luckiest_seed_and_the_seed_mean_does_not(tmp_path):
+    """Two methods at one FPS: "steady" scores 8 on each of its seeds, "lucky" 0, 0 and 10.
+    On the normalised scale (score 0 -> 0, 10 -> 1; FPS all equal -> 0; reference -0.1 on
+    both) a point's area is (0 + 0.1) x (scaled score + 0.1): pooled, lucky's best seed gives
+    0.1 x 1.1 = 0.11 against steady's 0.1 x 0.9 = 0.09; a seed on average, lucky
+    0.1 x (0.1 + 0.1 + 1.1) / 3 = 0.0433 against steady's 0.09."""
+    from a3cs.plotting import plot_pareto
+
+    rows = ([_row("steady", seed, 1000.0, 8.0) for seed in range(3)]
+            + [_row("lucky", seed, 1000.0, score) for seed, score in enumerate([0.0, 0.0, 10.0])])
+    stats = plot_pareto(rows, "fps", tmp_path / "front").methods
+    assert stats["lucky"].hypervolume == pytest.approx(0.11)
+    assert stats["steady"].hypervolume == pytest.approx(0.09)
+    assert stats["lucky"].seed_hypervolume_mean == pytest.approx(0.13 / 3)
+    assert stats["steady"].seed_hypervolume_mean == pytest.approx(0.09)
+    assert stats["steady"].seed_hypervolume_std == pytest.approx(0.0)
+    assert stats["lucky"].seed_hypervolume_std == pytest.approx(np.std([0.01, 0.01, 0.11],
+                                                                       ddof=1))

@@ -59,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
                         on_bad=warn if args.skip_bad else None)
     stem.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_pareto(rows, args.x, stem, title=args.title)
-    print(f"{'method':<20} {'runs':>4} {'front':>5} {'hypervolume':>12}")
+    print(f"{'method':<20} {'runs':>4} {'front':>5} {'hypervolume':>12} "
+          f"{'a seed (mean +- std)':>22}")
     for method, stats in figure.methods.items():
-        print(f"{method:<20} {stats.runs:>4} {stats.front_size:>5} {stats.hypervolume:>12.4f}")
+        print(f"{method:<20} {stats.runs:>4} {stats.front_size:>5} {stats.hypervolume:>12.4f} "
+              f"{stats.seed_hypervolume_mean:>12.4f} +- {stats.seed_hypervolume_std:.4f}")
     print(f"hypervolume: normalised objectives, reference at the worst value - 10 % of the "
           f"range (max {1.21:.2f})")
     print(f"plot: {figure.png}\nplot: {figure.svg}")
