@@ -114,6 +114,11 @@ def test_killed_search_resumes_to_the_same_result(tmp_path, teacher):
         b.score_mean, b.score_std, b.fps, b.latency_s, b.energy_pj, b.flops)
     assert (reference / "arch.yaml").read_text() == (killed / "arch.yaml").read_text()
     assert (reference / "hardware.yaml").read_text() == (killed / "hardware.yaml").read_text()
+    # the run's wall time is its stages' over both sessions (stage_time.json)
+    stage_time = json.loads((killed / "stage_time.json").read_text())
+    state = json.loads((killed / "state.json").read_text())
+    assert {stage: state[stage]["wall_time_s"] for stage in stage_time} == stage_time
+    assert b.wall_time_s == pytest.approx(sum(v["wall_time_s"] for v in state.values()))
 
 
 def _bad(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:

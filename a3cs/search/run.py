@@ -15,14 +15,14 @@ continues an interrupted one from its own checkpoint):
 A run directory holds: ``config.yaml`` (resolved), ``log.txt``, ``state.json``, the stage
 folders (``teacher/``, ``search/``, ``retrain/``), ``arch.yaml``, ``hardware.yaml``,
 ``eval.json``, ``measurement.json``, ``results.json``, ``results.csv``,
-``pareto_fps.png/.svg``.
+``pareto_fps.png/.svg``, and ``stage_time.json`` (each stage's wall time over every session,
+so a resumed run's ``wall_time_s`` counts all of them).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.train import train
 from a3cs.search.config import SearchConfig, portable_paths, resolve_paths
 from a3cs.search.prepare import Prepared, RunLog, prepare
+from a3cs.search.stage_clock import StageClock
 from a3cs.search.targets import HardwareChoice
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import (
@@ -49,10 +50,12 @@ from a3cs_common.io import (
 from a3cs_common.schema import validate
 from a3cs_common.torch_settings import deterministic_kernels, torch_threads
 from distill.teacher import Teacher
+from hw_sim.workload import Workload
 from nas.arch import Arch, load_arch, reference_arch
 
 STAGES = ("teacher", "search", "hardware", "retrain", "evaluate", "measure", "results")
 STATE = "state.json"
+STAGE_TIME = "stage_time.json"  # each stage's wall time so far, over sessions (StageClock)
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,11 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
     else:
         log(f"resuming {out}: done {', '.join(s for s in STAGES if s in state) or 'nothing'}")
 
+    clock = StageClock(out / STAGE_TIME)
+
     def finish(stage: str, **outputs: Any) -> None:
-        state[stage] = {"done": True, **outputs}
+        """Record ``stage`` as done, with its wall time over every session of the run."""
+        state[stage] = {"done": True, **outputs, "wall_time_s": clock.seconds(stage)}
         atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
         log(f"stage {stage} done")
 
@@ -123,18 +129,16 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
         if teacher_path is None and config.distills:
             log(f"training the teacher ({config.budget.teacher_steps:,} steps, reference "
                 "network)")
-            started = time.perf_counter()
             teacher_cfg = prep.rl.model_copy(update={
                 "total_steps": config.budget.teacher_steps, "arch": None})
-            result = train(teacher_cfg, out / "teacher", resume=(out / "teacher").is_dir(),
-                           progress=progress)
-            finish("teacher", path=portable_path(str(result.checkpoint.resolve())),
-                   wall_time_s=time.perf_counter() - started)
+            with clock.timing("teacher"):
+                result = train(teacher_cfg, out / "teacher", resume=(out / "teacher").is_dir(),
+                               progress=progress)
+            finish("teacher", path=portable_path(str(result.checkpoint.resolve())))
         else:
             if teacher_path is not None and config.distills:
                 log(f"teacher: {teacher_path}")
-            finish("teacher", path=teacher_path and portable_path(teacher_path),
-                   wall_time_s=0.0)
+            finish("teacher", path=teacher_path and portable_path(teacher_path))
     teacher_path = state["teacher"]["path"] and resolve_path(state["teacher"]["path"], None)
     teacher: Teacher | None = None
     if config.distills and teacher_path is not None:
@@ -142,76 +146,64 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
 
     # search -----------------------------------------------------------------------------
     if "search" not in state:
-        started = time.perf_counter()
-        info = _search_stage(prep, teacher, out, resume=resume, progress=progress, log=log)
-        finish("search", wall_time_s=time.perf_counter() - started, **info)
+        with clock.timing("search"):
+            info = _search_stage(prep, teacher, out, resume=resume, progress=progress, log=log)
+        finish("search", **info)
     arch = load_arch(str(out / "arch.yaml"), field="arch.yaml")
     workload = arch.workload(prep.obs_shape, prep.action_dim, name=arch.name)
 
     # hardware ---------------------------------------------------------------------------
     if "hardware" not in state:
-        started = time.perf_counter()
-        if config.method in ("a3cs", "a3cs_no_distill") and \
-                config.supernet.accelerator_research_every:
-            choice = prep.target.choose(workload, config.seed)  # Auto-NBA's last re-search
-        elif config.method in ("a3cs", "a3cs_no_distill") and (out / "search" /
-                                                              "target_state.pt").is_file():
-            prep.target.load_state_dict(torch.load(out / "search" / "target_state.pt",
-                                                   weights_only=True))
-            choice = prep.target.derived_for(workload)  # the co-searched hardware
-        elif "hardware_choice" in state["search"]:
-            choice = HardwareChoice(**state["search"]["hardware_choice"])
-        else:
-            choice = prep.target.choose(workload, config.seed)
+        with clock.timing("hardware"):
+            choice = _hardware_stage(config, prep, workload, state["search"], out)
         atomic_write_text(out / "hardware.yaml", dump_yaml(choice.description))
         log(f"hardware: {choice.label} ({choice.how})")
-        finish("hardware", choice=asdict(choice), wall_time_s=time.perf_counter() - started)
+        finish("hardware", choice=asdict(choice))
     choice = HardwareChoice(**state["hardware"]["choice"])
 
     # retrain ----------------------------------------------------------------------------
     if "retrain" not in state:
-        started = time.perf_counter()
         retrain_cfg = prep.rl.model_copy(update={
             "total_steps": config.budget.retrain_steps, "arch": arch,
             "teacher": portable_path(teacher_path) if teacher is not None else None,
             "distill": config.distill})
         log(f"retraining {arch.name} for {config.budget.retrain_steps:,} steps"
             f"{' with distillation' if teacher is not None else ''}")
-        result = train(retrain_cfg, out / "retrain",
-                       resume=(out / "retrain" / "checkpoint.pt").is_file(), progress=progress)
+        with clock.timing("retrain"):
+            result = train(retrain_cfg, out / "retrain",
+                           resume=(out / "retrain" / "checkpoint.pt").is_file(),
+                           progress=progress)
         finish("retrain", checkpoint=str(result.checkpoint.relative_to(out)),
-               env_steps=result.global_step,
-               wall_time_s=time.perf_counter() - started)
+               env_steps=result.global_step)
     # on the CPU: the workload export and the hardware models
     agent = load_agent(out / state["retrain"]["checkpoint"], field="retrain checkpoint")
 
     # evaluate ---------------------------------------------------------------------------
     if "evaluate" not in state:
-        started = time.perf_counter()
         acting = load_agent(out / state["retrain"]["checkpoint"], field="retrain checkpoint",
                             device=prep.device)
-        with deterministic_kernels(prep.device):
+        with clock.timing("evaluate"), deterministic_kernels(prep.device):
             score = evaluate_policy(model_policy(acting.model, seed=config.seed),
                                     config.env_id, config.budget.eval_episodes,
                                     seed=10_000 + config.seed)
         atomic_write_text(out / "eval.json", json.dumps(score.to_dict(), indent=2) + "\n")
         log(f"test score {score.mean_return:.2f} +- {score.std_return:.2f} over "
             f"{score.episodes} episodes")
-        finish("evaluate", **score.to_dict(), wall_time_s=time.perf_counter() - started)
+        finish("evaluate", **score.to_dict())
 
     # measure ----------------------------------------------------------------------------
     trained_workload = agent.model.workload(batch=1)
     atomic_write_text(out / "workload.yaml", dump_yaml(trained_workload.to_dict()))
     if "measure" not in state:
-        started = time.perf_counter()
-        measured = prep.target.measure(trained_workload, choice)
+        with clock.timing("measure"):
+            measured = prep.target.measure(trained_workload, choice)
+            reference = _hand_designed(prep, choice, teacher)
         atomic_write_text(out / "measurement.json", json.dumps(asdict(measured), indent=2))
         log(f"measured: {measured.fps:,.0f} FPS, latency {measured.latency_s * 1e6:.2f} us"
             + (f", energy {measured.energy_pj * 1e-6:.3f} uJ" if measured.energy_pj else ""))
         finish("measure", fps=measured.fps, latency_s=measured.latency_s,
                energy_pj=measured.energy_pj, resources=measured.resources,
-               reference=_hand_designed(prep, choice, teacher),
-               wall_time_s=time.perf_counter() - started)
+               reference=reference)
 
     # results ----------------------------------------------------------------------------
     measure, evaluation = state["measure"], state["evaluate"]
@@ -233,7 +225,7 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
     figure = plot_pareto([row, *_reference_rows(out)], "fps", out / "pareto_fps",
                          title=f"{config.env_id}: {config.method} (seed {config.seed})")
     if "results" not in state:
-        finish("results", wall_time_s=0.0)
+        finish("results")
     reference = measure.get("reference") or {}
     if reference.get("fps"):
         scored = reference.get("score_mean") is not None
@@ -324,6 +316,22 @@ def _reference_rows(out: Path) -> list[RunResult]:
             except ConfigError:
                 continue
     return rows
+
+
+def _hardware_stage(config: SearchConfig, prep: Prepared, workload: Workload,
+                    search_state: dict[str, Any], out: Path) -> HardwareChoice:
+    """The hardware the method gives the searched architecture's ``workload``."""
+    if config.method in ("a3cs", "a3cs_no_distill") and \
+            config.supernet.accelerator_research_every:
+        return prep.target.choose(workload, config.seed)  # Auto-NBA's last re-search
+    if config.method in ("a3cs", "a3cs_no_distill") and (out / "search" /
+                                                      "target_state.pt").is_file():
+        prep.target.load_state_dict(torch.load(out / "search" / "target_state.pt",
+                                               weights_only=True))
+        return prep.target.derived_for(workload)  # the co-searched hardware
+    if "hardware_choice" in search_state:
+        return HardwareChoice(**search_state["hardware_choice"])
+    return prep.target.choose(workload, config.seed)
 
 
 def _search_stage(prep: Prepared, teacher: Teacher | None, out: Path, *, resume: bool,
