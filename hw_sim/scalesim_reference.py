@@ -241,7 +241,7 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
     results = []
     for index, (row, text, record) in enumerate(zip(rows, texts, records, strict=True)):
         shared = by_shape.get(_shape(row))
-        if record is None or (record["status"] != "ok" and shared["status"] == "ok"):
+        if record is None or _replaces(shared, record):
             record = shared
         single = work / "layers" / f"{topology}_{index:02d}.csv"
         single.parent.mkdir(parents=True, exist_ok=True)
@@ -301,8 +301,14 @@ def _share(by_shape: dict[str, dict], row: str, record: dict | None) -> None:
     if record is None:
         return
     held = by_shape.get(_shape(row))
-    if held is None or (held["status"] != "ok" and record["status"] == "ok"):
+    if held is None or _replaces(record, held):
         by_shape[_shape(row)] = record
+
+
+def _replaces(record: dict, held: dict) -> bool:
+    """Whether a layer shape's ``record`` is the better of the two: a finished run over a
+    timeout or error."""
+    return held["status"] != "ok" and record["status"] == "ok"
 
 
 def _error(ours: int, theirs: int | None) -> float | None:
