@@ -79,7 +79,7 @@ from hw_sim.scalesim_files import (
     write_scalesim_cfg,
     write_topology_csv,
 )
-from hw_sim.scalesim_reference import SCALESIM_REQUIREMENTS, scalesim_versions
+from hw_sim.scalesim_reference import CHILD_SCRIPT, SCALESIM_REQUIREMENTS, scalesim_versions
 from hw_sim.simulate import simulate
 from hw_sim.workload import Conv2d, Linear, Workload
 
@@ -223,14 +223,6 @@ def topology_rows(path: Path) -> tuple[str, list[str]]:
 # -------------------------------------------------------------------------------------------
 # SCALE-Sim: its own venv, one subprocess per run, results cached by content hash
 
-_CHILD = r"""
-import sys
-from scalesim.scale_sim import scalesim
-config, topology, layout, out, form = sys.argv[1:6]
-sim = scalesim(save_disk_space=True, verbose=False, config=config, topology=topology,
-               layout=layout, input_type_gemm=form == "gemm")
-sim.run_scale(top_path=out)
-"""
 
 def ensure_scalesim_venv(venv: Path) -> dict[str, str]:
     """Create ``venv`` with SCALE-Sim 3.0.0 and numpy<2.4 unless it exists.
@@ -288,8 +280,8 @@ def run_scalesim(python: Path, cfg: Path, topology: Path, timeout_s: float) -> S
         with log.open("w") as err:
             start = time.perf_counter()
             child = subprocess.Popen(
-                [str(python), "-c", _CHILD, str(cfg), str(topology), str(layout),
-                 str(work / "out"), form], stdout=subprocess.DEVNULL, stderr=err, cwd=work)
+                [str(python), str(CHILD_SCRIPT), str(cfg), str(topology), str(layout),
+                 str(work / "out"), form, "full"], stdout=subprocess.DEVNULL, stderr=err, cwd=work)
             status = "ok"
             while True:
                 pid, code, usage = os.wait4(child.pid, os.WNOHANG)

@@ -37,6 +37,7 @@ from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text
 from a3cs_common.schema import validate
 from hw_sim.hardware import Hardware
+from hw_sim.scalesim_child import READ_BUFFER_TRACES
 from hw_sim.scalesim_files import load_scalesim_cfg, load_topology_csv, write_scalesim_cfg
 from hw_sim.scalesim_memory import memory_account, simulate_scalesim_layer
 
@@ -57,14 +58,8 @@ DOC_END = "<!-- END scalesim memory model -->"
 # What experiments/validate_scalesim.py puts in its cache key besides the two files.
 _CACHE_FORMAT = 1
 
-_CHILD = r"""
-import sys
-from scalesim.scale_sim import scalesim
-config, topology, layout, out, form = sys.argv[1:6]
-sim = scalesim(save_disk_space=True, verbose=False, config=config, topology=topology,
-               layout=layout, input_type_gemm=form == "gemm")
-sim.run_scale(top_path=out)
-"""
+# Run with SCALE-Sim's own Python; it imports nothing from this project.
+CHILD_SCRIPT = Path(__file__).with_name("scalesim_child.py")
 
 
 @dataclass(frozen=True)
@@ -108,6 +103,7 @@ class LayerResult:
     form: str
     topology_row: str
     status: str                      # ok, timeout, error, cached-only (not run here)
+    scalesim_read_buffer_trace: str | None   # full (as shipped) or extremes; None: not run
     scalesim_wall_s: float | None
     scalesim_total_cycles: int | None
     scalesim_stall_cycles: int | None
@@ -177,8 +173,13 @@ def _read_report(path: Path) -> list[dict[str, float]]:
 
 
 def run_scalesim(python: Path, cfg: Path, topology: Path, gemm: bool,
-                 timeout_s: float) -> dict:
-    """One SCALE-Sim run in a subprocess: status, wall time and its report rows."""
+                 timeout_s: float, read_buffer_trace: str = "full") -> dict:
+    """One SCALE-Sim run in a subprocess: status, wall time and its report rows.
+
+    ``read_buffer_trace``: ``full`` runs SCALE-Sim as shipped; ``extremes`` keeps only what
+    its reports read of a read buffer's trace (see :mod:`hw_sim.scalesim_child`), which turns
+    hours into minutes on large layers and gives the same figures.  The record says which.
+    """
     with tempfile.TemporaryDirectory(prefix="scalesim_") as tmp:
         work = Path(tmp)
         layout = work / "layout.csv"
@@ -186,74 +187,104 @@ def run_scalesim(python: Path, cfg: Path, topology: Path, gemm: bool,
         start = time.perf_counter()
         try:
             done = subprocess.run(
-                [str(python), "-c", _CHILD, str(cfg), str(topology), str(layout),
-                 str(work / "out"), "gemm" if gemm else "conv"],
+                [str(python), str(CHILD_SCRIPT), str(cfg), str(topology), str(layout),
+                 str(work / "out"), "gemm" if gemm else "conv", read_buffer_trace],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=work,
                 timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return {"status": "timeout", "wall_s": time.perf_counter() - start,
-                    "timeout_s": timeout_s, "layers": []}
+                    "timeout_s": timeout_s, "read_buffer_trace": read_buffer_trace,
+                    "layers": []}
         wall = time.perf_counter() - start
         if done.returncode != 0:
             tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            return {"status": "error", "wall_s": wall, "timeout_s": timeout_s, "layers": [],
-                    "message": tail}
+            return {"status": "error", "wall_s": wall, "timeout_s": timeout_s,
+                    "read_buffer_trace": read_buffer_trace, "layers": [], "message": tail}
         (report_dir,) = (work / "out").iterdir()
         compute = _read_report(report_dir / "COMPUTE_REPORT.csv")
         access = _read_report(report_dir / "DETAILED_ACCESS_REPORT.csv")
         return {"status": "ok", "wall_s": wall, "timeout_s": timeout_s,
+                "read_buffer_trace": read_buffer_trace,
                 "layers": [{**c, **a} for c, a in zip(compute, access, strict=True)]}
 
 
-def _cached(key: str, caches: list[Path], timeout_s: float) -> dict | None:
+def _cached(key: str, caches: list[Path], timeout_s: float,
+            read_buffer_trace: str) -> dict | None:
+    """A finished record, or a timeout at ``timeout_s`` or longer of the same kind of run (a
+    shipped SCALE-Sim's timeout does not stand for a run that keeps only the trace's extremes).
+    """
     for folder in caches:
         path = folder / f"{key}.json"
         if path.exists():
             record = json.loads(path.read_text())
-            if record["status"] == "ok" or record.get("timeout_s", 0) >= timeout_s:
+            if record["status"] == "ok" or (
+                    record.get("timeout_s", 0) >= timeout_s
+                    and record.get("read_buffer_trace", "full") == read_buffer_trace):
                 return record
     return None
 
 
-def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
-             versions: dict[str, str], cache: Path, seeds: list[Path], work: Path,
-             timeout_s: float, run: bool) -> list[LayerResult]:
-    """Every layer of ``topology`` on ``case`` in both tools (SCALE-Sim from the cache, or
-    run now when ``run``)."""
-    hw = case.hardware()
-    cfg = write_scalesim_cfg(hw, work / f"{case.name}.cfg")
+@dataclass(frozen=True)
+class LayerInput:
+    """One topology row alone in its own topology CSV (``path``), and its cache key."""
+
+    index: int
+    row: str
+    path: Path
+    key: str
+
+
+def layer_inputs(topology: str, path: Path, case: Case, work: Path,
+                 versions: dict[str, str]) -> tuple[Path, bool, list[LayerInput]]:
+    """The files both tools read for ``topology`` on ``case``, written under ``work``: the
+    cfg, whether the topology is a GEMM list, and one topology CSV per layer (SCALE-Sim's USER
+    mode can take hours on one layer, so each is its own, separately cached run)."""
+    cfg = write_scalesim_cfg(case.hardware(), work / f"{case.name}.cfg")
     cfg_text = cfg.read_text()
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     header, rows = lines[0], lines[1:]
-    gemm = "ifmap" not in header.lower()
+    inputs = []
+    for index, row in enumerate(rows):
+        text = f"{header}\n{row}\n"
+        single = work / "layers" / f"{topology}_{index:02d}.csv"
+        single.parent.mkdir(parents=True, exist_ok=True)
+        if not single.exists() or single.read_text() != text:
+            atomic_write_text(single, text)
+        inputs.append(LayerInput(index, row, single, cache_key(versions, cfg_text, text)))
+    return cfg, "ifmap" not in header.lower(), inputs
+
+
+def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
+             versions: dict[str, str], cache: Path, seeds: list[Path], work: Path,
+             timeout_s: float, run: bool,
+             read_buffer_trace: str = "full") -> list[LayerResult]:
+    """Every layer of ``topology`` on ``case`` in both tools (SCALE-Sim from the cache, or
+    run now when ``run``, keeping its read buffers' traces as ``read_buffer_trace`` says)."""
+    cfg, gemm, inputs = layer_inputs(topology, path, case, work, versions)
     loaded = load_scalesim_cfg(cfg, memory_model="scalesim")
     default_hw = validate(Hardware, {**loaded.model_dump(), "memory_model": "default"})
-    texts = [f"{header}\n{row}\n" for row in rows]
-    records = [_cached(cache_key(versions, cfg_text, text), [cache, *seeds], timeout_s)
-               for text in texts]
+    records = [_cached(layer.key, [cache, *seeds], timeout_s, read_buffer_trace)
+               for layer in inputs]
     if not run and all(record is None for record in records):
         return []  # a case SCALE-Sim has never run and is not to be run now: not listed
     # SCALE-Sim's figures depend on a layer's shape, not its name: layers of the same shape
     # (ResNet-18's repeated blocks) share one run, which can take hours.
     by_shape: dict[str, dict] = {}
-    for row, record in zip(rows, records, strict=True):
-        _share(by_shape, row, record)
+    for layer_input, record in zip(inputs, records, strict=True):
+        _share(by_shape, layer_input.row, record)
     results = []
-    for index, (row, text, record) in enumerate(zip(rows, texts, records, strict=True)):
+    for layer_input, record in zip(inputs, records, strict=True):
+        row, single = layer_input.row, layer_input.path
         shared = by_shape.get(_shape(row))
         if record is None or _replaces(shared, record):
             record = shared
-        single = work / "layers" / f"{topology}_{index:02d}.csv"
-        single.parent.mkdir(parents=True, exist_ok=True)
-        if not single.exists() or single.read_text() != text:
-            atomic_write_text(single, text)
-        key = cache_key(versions, cfg_text, text)
         if record is None and run and python is not None:
-            print(f"SCALE-Sim {topology} layer {index} on {case.name} ...", file=sys.stderr,
-                  flush=True)
-            record = run_scalesim(python, cfg, single, gemm, timeout_s)
+            print(f"SCALE-Sim {topology} layer {layer_input.index} on {case.name} ...",
+                  file=sys.stderr, flush=True)
+            record = run_scalesim(python, cfg, single, gemm, timeout_s, read_buffer_trace)
             if record["status"] != "error":
-                atomic_write_text(cache / f"{key}.json", json.dumps(record, indent=1) + "\n")
+                atomic_write_text(cache / f"{layer_input.key}.json",
+                                  json.dumps(record, indent=1) + "\n")
                 _share(by_shape, row, record)
         (layer,) = load_topology_csv(single).layers
         start = time.perf_counter()
@@ -270,6 +301,8 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
             sram_kb=case.sram_kb, dataflow=case.dataflow, bandwidth=case.bandwidth,
             layer=layer.name, form="gemm" if gemm else "conv", topology_row=row,
             status=record["status"] if record else "not run",
+            scalesim_read_buffer_trace=(record.get("read_buffer_trace", "full") if record
+                                        else None),
             scalesim_wall_s=record["wall_s"] if record else None,
             scalesim_total_cycles=value("Total Cycles"),
             scalesim_stall_cycles=value("Stall Cycles"),
@@ -395,6 +428,16 @@ def doc_section(results: list[LayerResult], command: str) -> str:
             f"{_pct(s['total_mean'])} | {_pct(s['stall_max'])} / {_pct(s['stall_mean'])} | "
             f"{_pct(s['incl_max'])} / {_pct(s['incl_mean'])} | {s['dram_equal']} | "
             f"{s['scalesim_s']:,.1f} s | {1e3 * s['hw_sim_s']:,.1f} ms | {default_err} |")
+    extremes = [r for r in ok if r.scalesim_read_buffer_trace == "extremes"]
+    if extremes:
+        lines += ["", "SCALE-Sim's figures for these layers come from runs whose read buffers "
+                  "kept only the trace rows its reports read (`--read-buffer-trace extremes`, "
+                  "see `hw_sim/scalesim_child.py`): SCALE-Sim as shipped copies the whole "
+                  "trace at every prefetch and cannot finish them on a 24 GB machine.  Both "
+                  "kinds of run give the same figures on every layer checked "
+                  "(`experiments/verify_scalesim_trace_extremes.py`, below).", ""]
+        for r in extremes:
+            lines.append(f"* {r.topology} {r.layer} on {r.case} ({r.scalesim_wall_s:,.1f} s)")
     missing = [r for r in results if r.status != "ok"]
     if missing:
         lines += ["", "Layers without a SCALE-Sim figure (`timeout`: SCALE-Sim did not finish "
@@ -454,7 +497,7 @@ def regression_csv(results: list[LayerResult]) -> str:
     return buffer.getvalue()
 
 
-def _array(text: str) -> tuple[int, int, int]:
+def parse_array(text: str) -> tuple[int, int, int]:
     try:
         shape, kb = text.split(":")
         rows, cols = shape.split("x")
@@ -470,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topologies", nargs="+", default=["minatar_reference", "mlp_policy",
                                                             "gemm_folds", "resnet18"],
                         choices=sorted(TOPOLOGIES))
-    parser.add_argument("--arrays", nargs="+", type=_array,
+    parser.add_argument("--arrays", nargs="+", type=parse_array,
                         default=[(32, 32, 64), (8, 8, 16), (16, 8, 16)],
                         help="ROWSxCOLS:KB per operand buffer")
     parser.add_argument("--dataflows", nargs="+", default=["ws", "os", "is"],
@@ -483,6 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per layer")
+    parser.add_argument("--read-buffer-trace", choices=READ_BUFFER_TRACES, default="full",
+                        help="full: SCALE-Sim as shipped; extremes: its read buffers keep only "
+                        "the trace rows its reports read (same figures; hours -> minutes on "
+                        "large layers, see hw_sim/scalesim_child.py)")
     parser.add_argument("--work", type=Path, default=DEFAULT_CACHE / "inputs",
                         help="where the cfg and per-layer topology files are written")
     parser.add_argument("--csv", type=Path, help="per-layer results")
@@ -506,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
                                             python=python, versions=versions,
                                             cache=args.cache, seeds=seeds, work=args.work,
                                             timeout_s=args.timeout,
-                                            run=topology in args.run_for)
+                                            run=topology in args.run_for,
+                                            read_buffer_trace=args.read_buffer_trace)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
