@@ -223,6 +223,53 @@ def test_interrupted_sweep_says_which_trials_are_unfinished(tmp_path: Path) -> N
                 os.kill(pid, signal.SIGKILL)
 
 
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
+
+
+@pytest.mark.slow
+def test_a_trial_whose_worker_is_killed_fails_alone_and_resume_retries_it(
+        tmp_path: Path) -> None:
+    """The kernel's OOM killer (or anyone) SIGKILLs a running trial's worker: that trial is
+    reported failed, the other trials finish, the command exits 1, and ``--resume`` retries
+    it.  Ray's own memory monitor, which would kill a trial for memory another process holds
+    and make Tune stop the whole sweep, is off in the sweep's local Ray."""
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "a3cs", "sweep", str(SMOKE), "--quiet", "--out", str(out)]
+    sessions: list[int] = []
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+        sessions.append(process.pid)
+        deadline, victim = time.time() + 600, None
+        while victim is None and time.time() < deadline:
+            assert process.poll() is None, "the sweep ended before a trial could be killed"
+            running = [pid for pid in _session(process.pid)
+                       if _cmdline(pid).startswith("ray::ImplicitFunc.train")]
+            victim = running[0] if running and list(out.glob("*/state.json")) else None
+            time.sleep(0.2)
+        assert victim is not None
+        raylets = [pid for pid in _session(process.pid) if "raylet/raylet" in _cmdline(pid)]
+        environ = (Path("/proc") / str(raylets[0]) / "environ").read_bytes().split(b"\0")
+        assert b"RAY_memory_monitor_refresh_ms=0" in environ
+        os.kill(victim, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=600)
+        outcomes = json.loads((out / "trials.json").read_text())
+        assert sorted(o["status"] for o in outcomes) == ["done", "done", "done", "error"]
+        (failed,) = [o for o in outcomes if o["status"] == "error"]
+        assert process.returncode == 1 and f"trial {failed['name']} failed: " in stderr
+        assert "3 of 4 trials done; 1 failed" in stdout
+        resumed = _run_in_session([*command, "--resume"], sessions)
+        assert resumed.returncode == 0 and "4 of 4 trials done" in resumed.stdout
+    finally:
+        left = set().union(*(_session(leader) for leader in sessions)) if sessions else set()
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_smoke_sweep_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
     """``ray start --head`` on this machine's loopback (token authentication on, Ray's

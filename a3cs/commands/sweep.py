@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from a3cs.sweep.config import expand, load_sweep
-    from a3cs.sweep.runner import prepare_ray, run_sweep
+    from a3cs.sweep.runner import SweepStopped, prepare_ray, run_sweep
     from a3cs.sweep.summary import summarise
     from a3cs_common.errors import ConfigError
     from a3cs_common.io import atomic_write_text, check_output_path
@@ -69,10 +69,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out", str(out), "a new sweep directory (this one holds a sweep: "
                           "pass --resume to continue it)")
     print(f"sweep {args.sweep}: {len(trials)} trials -> {out}", flush=True)
-    outcomes = run_sweep(sweep, trials, out, address=args.address, resume=args.resume,
-                         progress=not args.quiet,
-                         on_start=lambda: atomic_write_text(
-                             out / SWEEP_RECORD, json.dumps(record, indent=1) + "\n"))
+    resume = f"a3cs sweep {args.sweep} --out {out} --resume"
+    try:
+        outcomes = run_sweep(sweep, trials, out, address=args.address, resume=args.resume,
+                             progress=not args.quiet,
+                             on_start=lambda: atomic_write_text(
+                                 out / SWEEP_RECORD, json.dumps(record, indent=1) + "\n"))
+    except SweepStopped as stop:
+        print(f"a3cs sweep: error: Ray Tune stopped the sweep: {stop} (finished trials and "
+              f"each trial's checkpoint are kept: {resume} continues it)", file=sys.stderr)
+        return 1
     failed = [o for o in outcomes if o.status == "error"]
     unfinished = [o for o in outcomes if o.status == "unfinished"]
     done = len(outcomes) - len(failed) - len(unfinished)
@@ -84,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"summary: {summary.markdown}")
         for plot in summary.plots:
             print(f"pareto plot: {plot}")
-    resume = f"a3cs sweep {args.sweep} --out {out} --resume"
     print(f"{done} of {len(outcomes)} trials done"
           + (f"; {len(failed)} failed ({resume} retries them)" if failed else "")
           + (f"; {len(unfinished)} unfinished, the sweep was stopped ({resume} continues them)"

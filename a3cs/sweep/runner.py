@@ -45,6 +45,11 @@ class TrialOutcome:
     wall_time_s: float
 
 
+class SweepStopped(RuntimeError):
+    """Ray Tune stopped the sweep itself (its message, one line); the trials' run directories
+    and Tune's state are kept, so ``--resume`` continues."""
+
+
 def run_trial(spec: dict[str, Any]) -> None:
     """The Ray Tune trainable: one search run, resumed when its run directory holds one."""
     from ray import tune
@@ -117,6 +122,11 @@ def _ray_init(address: str | None, sweep: SweepConfig) -> None:
         # The local cluster's workers inherit this process's environment: set here, the
         # variables cost nothing a worker, where a runtime_env is set up for each one.
         os.environ.update(env)
+        # Ray's memory monitor kills a trial's worker when the machine nears full memory,
+        # whoever holds it, and Tune (2.5x) then stops the whole sweep ("Caught unexpected
+        # exception").  Off, the kernel's OOM killer picks the largest process; if that is a
+        # trial, Tune reports it failed and the sweep goes on (--resume retries it).
+        os.environ["RAY_memory_monitor_refresh_ms"] = "0"  # noqa: SIM112 (Ray spells it so)
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                  _node_ip_address="127.0.0.1", configure_logging=False, log_to_driver=False)
     else:
@@ -218,6 +228,8 @@ def run_sweep(sweep: SweepConfig, trials: list[Trial], out: Path, *, address: st
                                run_config=run_config)
         try:
             grid = tuner.fit()
+        except RuntimeError as error:  # Tune's controller itself failed, not a trial
+            raise SweepStopped(str(error).strip().splitlines()[0][:300]) from None
         finally:
             bar.close()
     finally:
