@@ -514,3 +514,54 @@ def test_reference_runs_each_layer_shape_once(tmp_path):
     assert [r.status for r in results] == ["ok", "ok", "not run", "ok"]
     assert results[0].scalesim_total_cycles == results[1].scalesim_total_cycles == 1234
     assert results[1].scalesim_stall_cycles == 34 and results[2].scalesim_total_cycles is None
+
+
+class _ReadBufferLike:
+    """SCALE-Sim's read_buffer, as far as its trace goes: the constructor's placeholder, the
+    first prefetch replacing it, each later prefetch concatenating its rows to it, and the
+    report's min and max of the cycle column."""
+
+    def __init__(self):
+        self.trace_matrix = np.ones((1, 1))
+
+    def prefetch_active_buffer(self, rows):
+        self.trace_matrix = np.column_stack((rows[:, :1], rows[:, 1:]))
+
+    def new_prefetch(self):  # SCALE-Sim's takes no argument: its rows come from the buffer
+        self.trace_matrix = np.concatenate((self.trace_matrix, self.next_rows), axis=0)
+
+    def get_external_access_start_stop_cycles(self):
+        return np.amin(self.trace_matrix[:, 0]), np.amax(self.trace_matrix[:, 0])
+
+
+def test_read_buffer_keeping_its_trace_extremes_reports_the_full_traces_cycles():
+    """``--read-buffer-trace extremes`` keeps two rows instead of the whole trace, and gives
+    the start and stop cycles the whole trace gives (what SCALE-Sim's reports read of it)."""
+    from hw_sim.scalesim_child import keep_read_buffer_trace_extremes
+
+    class Extremes(_ReadBufferLike):
+        pass
+
+    keep_read_buffer_trace_extremes(Extremes)
+    rng = np.random.default_rng(0)
+    shipped, extremes = _ReadBufferLike(), Extremes()
+    first = np.column_stack((rng.integers(-50, 50, 7).astype(float), rng.integers(0, 99, (7, 4))))
+    for buffer in (shipped, extremes):
+        buffer.prefetch_active_buffer(first)
+    for _ in range(40):
+        rows = np.column_stack((rng.integers(-900, 900, 5).astype(float),
+                                rng.integers(0, 99, (5, 4))))
+        for buffer in (shipped, extremes):
+            buffer.next_rows = rows
+            buffer.new_prefetch()
+            assert (buffer.get_external_access_start_stop_cycles()
+                    == shipped.get_external_access_start_stop_cycles())
+    assert shipped.trace_matrix.shape == (207, 5) and extremes.trace_matrix.shape == (2, 5)
+    assert extremes.trace_matrix.dtype == shipped.trace_matrix.dtype
+
+
+def test_scalesim_child_refuses_an_unknown_read_buffer_trace():
+    from hw_sim.scalesim_child import main
+
+    with pytest.raises(SystemExit, match="allowed: \\('full', 'extremes'\\)"):
+        main(["c.cfg", "t.csv", "l.csv", "out", "conv", "half"])
