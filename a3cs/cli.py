@@ -14,20 +14,13 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
+from a3cs_common.cli import OneLineParser
 from a3cs_common.errors import ConfigError
 
 # Subcommand modules, in the order `a3cs --help` lists them.
 COMMANDS = ("search", "sweep", "plot", "simulate", "estimate", "accel-search", "train", "evaluate",
             "calibrate-cpu")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (no usage dump) with exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

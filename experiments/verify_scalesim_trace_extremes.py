@@ -13,7 +13,6 @@ a total; ``--csv`` keeps the per-layer comparison.  Exit status 1 if any figure 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from a3cs_common.cli import OneLineParser
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text
 from hw_sim.scalesim_reference import (
@@ -49,7 +49,7 @@ def shipped_records(caches: list[Path], key: str) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--cache", type=Path, action="append",
                         help="caches of shipped runs (default: the committed one)")

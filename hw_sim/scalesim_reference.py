@@ -33,6 +33,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from a3cs_common.cli import OneLineParser
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import atomic_write_text
 from a3cs_common.schema import validate
@@ -508,7 +509,7 @@ def parse_array(text: str) -> tuple[int, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hw_sim.scalesim_reference",
+    parser = OneLineParser(prog="python -m hw_sim.scalesim_reference",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--topologies", nargs="+", default=["minatar_reference", "mlp_policy",
                                                             "gemm_folds", "resnet18"],

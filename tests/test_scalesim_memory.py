@@ -565,3 +565,14 @@ def test_scalesim_child_refuses_an_unknown_read_buffer_trace():
 
     with pytest.raises(SystemExit, match="allowed: \\('full', 'extremes'\\)"):
         main(["c.cfg", "t.csv", "l.csv", "out", "conv", "half"])
+
+
+@pytest.mark.parametrize("args", [["--read-buffer-trace", "half"], ["--arrays", "3"],
+                                  ["--bandwidths", "x"]])
+def test_reference_bad_arguments_are_one_line_errors(capsys, args):
+    from hw_sim.scalesim_reference import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1 and args[0] in err
