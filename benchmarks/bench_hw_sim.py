@@ -176,10 +176,9 @@ def run_scalesim_memory(args: argparse.Namespace, tmp: Path) -> int:
         DEFAULT_CACHE,
         SEED_CACHE,
         _cached,
-        _replaces,
-        _shape,
-        _share,
         cache_key,
+        layer_record,
+        records_by_shape,
     )
     from hw_sim.scalesim_reference import run_scalesim as run_scalesim_layer
 
@@ -196,12 +195,9 @@ def run_scalesim_memory(args: argparse.Namespace, tmp: Path) -> int:
     extremes = []
     records = [_cached(cache_key(versions, cfg.read_text(), f"{header}\n{row}\n"),
                        [DEFAULT_CACHE, SEED_CACHE], 0.0, "full") for row in rows]
-    by_shape: dict[str, dict] = {}
-    for row, record in zip(rows, records, strict=True):
-        _share(by_shape, row, record)
+    by_shape = records_by_shape(rows, records)  # a layer of the same shape ran
     for index, (row, record) in enumerate(zip(rows, records, strict=True)):
-        if record is None or _replaces(by_shape.get(_shape(row)), record):
-            record = by_shape.get(_shape(row))  # a layer of the same shape ran
+        record = layer_record(row, record, by_shape)
         if record is None:
             missing.append(index)
         elif record["status"] != "ok":

@@ -270,15 +270,11 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
         return []  # a case SCALE-Sim has never run and is not to be run now: not listed
     # SCALE-Sim's figures depend on a layer's shape, not its name: layers of the same shape
     # (ResNet-18's repeated blocks) share one run, which can take hours.
-    by_shape: dict[str, dict] = {}
-    for layer_input, record in zip(inputs, records, strict=True):
-        _share(by_shape, layer_input.row, record)
+    by_shape = records_by_shape([layer_input.row for layer_input in inputs], records)
     results = []
     for layer_input, record in zip(inputs, records, strict=True):
         row, single = layer_input.row, layer_input.path
-        shared = by_shape.get(_shape(row))
-        if record is None or _replaces(shared, record):
-            record = shared
+        record = layer_record(row, record, by_shape)
         if record is None and run and python is not None:
             print(f"SCALE-Sim {topology} layer {layer_input.index} on {case.name} ...",
                   file=sys.stderr, flush=True)
@@ -337,6 +333,20 @@ def _share(by_shape: dict[str, dict], row: str, record: dict | None) -> None:
     held = by_shape.get(_shape(row))
     if held is None or _replaces(record, held):
         by_shape[_shape(row)] = record
+
+
+def records_by_shape(rows: list[str], records: list[dict | None]) -> dict[str, dict]:
+    """The best record of each layer shape among ``rows``' own ``records``."""
+    by_shape: dict[str, dict] = {}
+    for row, record in zip(rows, records, strict=True):
+        _share(by_shape, row, record)
+    return by_shape
+
+
+def layer_record(row: str, record: dict | None, by_shape: dict[str, dict]) -> dict | None:
+    """``row``'s record: its own, or its shape's when it has none or the shape's is better."""
+    shared = by_shape.get(_shape(row))
+    return shared if record is None or _replaces(shared, record) else record
 
 
 def _replaces(record: dict, held: dict) -> bool:
