@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from hw_sim.scalesim_reference import (
     SEED_CACHE,
     TOPOLOGIES,
     Case,
+    cached_records,
     layer_inputs,
     parse_array,
     run_scalesim,
@@ -39,13 +39,8 @@ from hw_sim.scalesim_reference import (
 
 def shipped_records(caches: list[Path], key: str) -> dict | None:
     """The cached finished run of SCALE-Sim as shipped for ``key``, if any."""
-    for folder in caches:
-        path = folder / f"{key}.json"
-        if path.exists():
-            record = json.loads(path.read_text())
-            if record["status"] == "ok" and record.get("read_buffer_trace", "full") == "full":
-                return record
-    return None
+    return next((record for record in cached_records(key, caches) if record["status"] == "ok"
+                 and record.get("read_buffer_trace", "full") == "full"), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -214,15 +215,17 @@ def _cached(key: str, caches: list[Path], timeout_s: float,
     """A finished record, or a timeout at ``timeout_s`` or longer of the same kind of run (a
     shipped SCALE-Sim's timeout does not stand for a run that keeps only the trace's extremes).
     """
+    return next((record for record in cached_records(key, caches) if record["status"] == "ok"
+                 or (record.get("timeout_s", 0) >= timeout_s
+                     and record.get("read_buffer_trace", "full") == read_buffer_trace)), None)
+
+
+def cached_records(key: str, caches: list[Path]) -> Iterator[dict]:
+    """The records cached under ``key``, in the order of ``caches``."""
     for folder in caches:
         path = folder / f"{key}.json"
         if path.exists():
-            record = json.loads(path.read_text())
-            if record["status"] == "ok" or (
-                    record.get("timeout_s", 0) >= timeout_s
-                    and record.get("read_buffer_trace", "full") == read_buffer_trace):
-                return record
-    return None
+            yield json.loads(path.read_text())
 
 
 @dataclass(frozen=True)
