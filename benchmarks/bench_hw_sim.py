@@ -175,10 +175,11 @@ def run_scalesim_memory(args: argparse.Namespace, tmp: Path) -> int:
     from hw_sim.scalesim_reference import (
         DEFAULT_CACHE,
         SEED_CACHE,
-        _cached,
         cache_key,
         layer_record,
         records_by_shape,
+        trace_kind,
+        usable_record,
     )
     from hw_sim.scalesim_reference import run_scalesim as run_scalesim_layer
 
@@ -193,7 +194,7 @@ def run_scalesim_memory(args: argparse.Namespace, tmp: Path) -> int:
     # Layers only SCALE-Sim with its read buffers' trace extremes finished (SCALE-Sim as
     # shipped cannot): their cycles are checked, but they are not timed against.
     extremes = []
-    records = [_cached(cache_key(versions, cfg.read_text(), f"{header}\n{row}\n"),
+    records = [usable_record(cache_key(versions, cfg.read_text(), f"{header}\n{row}\n"),
                        [DEFAULT_CACHE, SEED_CACHE], 0.0, "full") for row in rows]
     by_shape = records_by_shape(rows, records)  # a layer of the same shape ran
     for index, (row, record) in enumerate(zip(rows, records, strict=True)):
@@ -202,7 +203,7 @@ def run_scalesim_memory(args: argparse.Namespace, tmp: Path) -> int:
             missing.append(index)
         elif record["status"] != "ok":
             limited.append((index, record))
-        elif record.get("read_buffer_trace", "full") == "extremes":
+        elif trace_kind(record) == "extremes":
             extremes.append((index, record))
         else:
             finished.append((index, record))

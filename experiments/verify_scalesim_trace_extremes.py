@@ -34,13 +34,14 @@ from hw_sim.scalesim_reference import (
     parse_array,
     run_scalesim,
     scalesim_versions,
+    trace_kind,
 )
 
 
 def shipped_records(caches: list[Path], key: str) -> dict | None:
     """The cached finished run of SCALE-Sim as shipped for ``key``, if any."""
     return next((record for record in cached_records(key, caches) if record["status"] == "ok"
-                 and record.get("read_buffer_trace", "full") == "full"), None)
+                 and trace_kind(record) == "full"), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -210,14 +210,19 @@ def run_scalesim(python: Path, cfg: Path, topology: Path, gemm: bool,
                 "layers": [{**c, **a} for c, a in zip(compute, access, strict=True)]}
 
 
-def _cached(key: str, caches: list[Path], timeout_s: float,
-            read_buffer_trace: str) -> dict | None:
+def usable_record(key: str, caches: list[Path], timeout_s: float, trace: str) -> dict | None:
     """A finished record, or a timeout at ``timeout_s`` or longer of the same kind of run (a
     shipped SCALE-Sim's timeout does not stand for a run that keeps only the trace's extremes).
     """
     return next((record for record in cached_records(key, caches) if record["status"] == "ok"
                  or (record.get("timeout_s", 0) >= timeout_s
-                     and record.get("read_buffer_trace", "full") == read_buffer_trace)), None)
+                     and trace_kind(record) == trace)), None)
+
+
+def trace_kind(record: dict) -> str:
+    """Which kind of SCALE-Sim run made a cache record (records from before the option were
+    all made by SCALE-Sim as shipped)."""
+    return record.get("read_buffer_trace", "full")
 
 
 def cached_records(key: str, caches: list[Path]) -> Iterator[dict]:
@@ -267,7 +272,7 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
     cfg, gemm, inputs = layer_inputs(topology, path, case, work, versions)
     loaded = load_scalesim_cfg(cfg, memory_model="scalesim")
     default_hw = validate(Hardware, {**loaded.model_dump(), "memory_model": "default"})
-    records = [_cached(layer.key, [cache, *seeds], timeout_s, read_buffer_trace)
+    records = [usable_record(layer.key, [cache, *seeds], timeout_s, read_buffer_trace)
                for layer in inputs]
     if not run and all(record is None for record in records):
         return []  # a case SCALE-Sim has never run and is not to be run now: not listed
@@ -301,8 +306,7 @@ def run_case(topology: str, path: Path, case: Case, *, python: Path | None,
             sram_kb=case.sram_kb, dataflow=case.dataflow, bandwidth=case.bandwidth,
             layer=layer.name, form="gemm" if gemm else "conv", topology_row=row,
             status=record["status"] if record else "not run",
-            scalesim_read_buffer_trace=(record.get("read_buffer_trace", "full") if record
-                                        else None),
+            scalesim_read_buffer_trace=trace_kind(record) if record else None,
             scalesim_wall_s=record["wall_s"] if record else None,
             scalesim_total_cycles=value("Total Cycles"),
             scalesim_stall_cycles=value("Stall Cycles"),
