@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +56,13 @@ from a3cs_common.io import atomic_write_text
 from distill.proxy import TeacherPlay, distill_proxy
 from distill.teacher import Teacher
 from nas.arch import Arch, reference_arch
+
+# nni 3.0 walks torch.nn on its first NAS import and warns "your PyTorch version might not be
+# supported" for each class newer than it (torch 2.13's Buffer, LinearCrossEntropyOptions); it
+# passes them through unwrapped, which is all the strategies here need, so a user's run does
+# not print the alarm.
+warnings.filterwarnings("ignore", message=r".* is found to be not a nn\.Module",
+                        category=RuntimeWarning, module=r"nni\.nas\.nn\.pytorch")
 
 
 @dataclass(frozen=True)
