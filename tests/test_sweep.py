@@ -32,6 +32,20 @@ def _sweep(tmp_path: Path, name: str = "sweep.yaml", **fields: object) -> str:
     return str(path)
 
 
+def _quick_smoke(tmp_path: Path) -> Path:
+    """The smoke sweep at the budget it had before it was sized for the overhead benchmark
+    (seconds per trial): for the tests of what a sweep does when it is interrupted, whose
+    trials only need to exist.  The smoke sweep itself is run by the kill-and-resume test."""
+    base = yaml.safe_load(TINY.read_text())
+    base["budget"] = {"warmup_steps": 512, "search_steps": 1024, "proxy_steps": 512,
+                      "retrain_steps": 2048, "eval_episodes": 2}
+    (tmp_path / "quick_search.yaml").write_text(yaml.safe_dump(base))
+    smoke = yaml.safe_load(SMOKE.read_text())
+    (tmp_path / "quick_smoke.yaml").write_text(yaml.safe_dump({**smoke,
+                                                             "base": "quick_search.yaml"}))
+    return tmp_path / "quick_smoke.yaml"
+
+
 def test_trials_are_every_grid_point_named_after_what_varies(tmp_path: Path) -> None:
     path = _sweep(tmp_path, grid={"env_id": ["MinAtar/Breakout-v1", "MinAtar/Asterix-v1"],
                                   "cost.lam": [0.1, 0.5], "seed": [3]},
@@ -49,7 +63,7 @@ def test_trials_are_every_grid_point_named_after_what_varies(tmp_path: Path) -> 
         "evolution", "distill", 2)
     assert evo.config.cost.lam == 0.5 and evo.config.env_id == "MinAtar/Asterix-v1"
     assert evo.config.label == "evo_distill_lam=0.5" and evo.config.torch_threads == 2
-    assert evo.config.budget.retrain_steps == 2048  # from the base config
+    assert evo.config.budget.retrain_steps == 32768  # from the base config
     plain = expand(*load_sweep(str(SMOKE)), str(SMOKE))
     assert [t.name for t in plain] == ["a3cs_s0", "a3cs_s1", "hand_designed_s0",
                                        "hand_designed_s1"]
@@ -195,8 +209,8 @@ def test_smoke_sweep_killed_and_resumed_equals_the_uninterrupted_one(tmp_path: P
 def test_interrupted_sweep_says_which_trials_are_unfinished(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT) stops a sweep gracefully: the trials it did not finish are reported
     unfinished, not done, the command exits 1, and --resume completes them."""
-    command = [sys.executable, "-m", "a3cs", "sweep", str(SMOKE), "--quiet", "--out",
-               str(tmp_path / "sweep")]
+    command = [sys.executable, "-m", "a3cs", "sweep", str(_quick_smoke(tmp_path)), "--quiet",
+               "--out", str(tmp_path / "sweep")]
     sessions: list[int] = []
     try:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -237,7 +251,8 @@ def test_a_trial_whose_worker_is_killed_fails_alone_and_resume_retries_it(
     it.  Ray's own memory monitor, which would kill a trial for memory another process holds
     and make Tune stop the whole sweep, is off in the sweep's local Ray."""
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "a3cs", "sweep", str(SMOKE), "--quiet", "--out", str(out)]
+    command = [sys.executable, "-m", "a3cs", "sweep", str(_quick_smoke(tmp_path)), "--quiet",
+               "--out", str(out)]
     sessions: list[int] = []
     try:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -271,7 +286,7 @@ def test_a_trial_whose_worker_is_killed_fails_alone_and_resume_retries_it(
 
 
 @pytest.mark.slow
-def test_smoke_sweep_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
+def test_a_sweep_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
     """``ray start --head`` on this machine's loopback (token authentication on, Ray's
     default), then ``a3cs sweep --address``: the sweep runs on that cluster and leaves it
     running; stopping the head leaves no process of it behind."""
@@ -300,7 +315,8 @@ def test_smoke_sweep_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> N
             time.sleep(0.5)
         assert _listening(_session(head.pid)) <= LOOPBACK
         out = tmp_path / "joined"
-        done = subprocess.run([sys.executable, "-m", "a3cs", "sweep", str(SMOKE), "--out",
+        done = subprocess.run([sys.executable, "-m", "a3cs", "sweep", str(_quick_smoke(tmp_path)),
+                               "--out",
                                str(out), "--address", f"127.0.0.1:{port}", "--quiet"],
                               # the command itself keeps a loopback address local
                               env={k: v for k, v in env.items()
