@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -387,3 +388,58 @@ def test_a_search_does_not_print_nnis_torch_version_alarm() -> None:
          "import a3cs.search.multitrial, nni.nas.evaluator, nni.nas.space, nni.nas.strategy"],
         capture_output=True, text=True, check=True)
     assert "might not be supported" not in done.stderr
+
+
+@pytest.mark.slow
+def test_finalists_are_ranked_by_a_short_training_on_validation_episodes(tmp_path, teacher,
+                                                                          capsys):
+    """budget.finalists: the proxy's best trained trials are each trained briefly (with the
+    teacher, as the retrain) and scored on validation episodes; the agent is the best of them,
+    with its own hardware; a killed round resumes without training a finished finalist again."""
+    proxy = {"kind": "distill", "distill_steps": 5, "distill_batch": 32, "train_states": 128,
+             "held_out_states": 64, "hardware": "searched"}
+    budget = {**TINY_BUDGET, "trials": 4, "finalists": 3, "finalist_steps": 512,
+              "finalist_episodes": 2}
+    config = _config(tmp_path, method="evolution", proxy=proxy, budget=budget,
+                     cost={"lam": 0.5, "target_speedup": 2.0, "penalty": "absolute"})
+    run_dir = tmp_path / "run"
+    assert main(["search", config, "--teacher", teacher, "--out", str(run_dir), "--quiet"]) == 0
+    trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    finalists = json.loads((run_dir / "search" / "finalists.json").read_text())
+    by_proxy = sorted((t for t in trials if t["agreement"] is not None),
+                      key=lambda t: -t["reward"])[:3]
+    assert [f["trial"] for f in finalists] == [t["trial"] for t in by_proxy]
+    assert all(f["episodes"] == 2 and f["env_steps"] >= 512 for f in finalists)
+    chosen = max(finalists, key=lambda f: f["validation_mean"])  # ties: the proxy's order
+    chosen_trial = next(t for t in trials if t["trial"] == chosen["trial"])
+    arch = yaml.safe_load((run_dir / "arch.yaml").read_text())
+    finalist_arch = yaml.safe_load(
+        (run_dir / "search" / f"finalist_{chosen['trial']:03d}" / "arch.yaml").read_text())
+    assert {k: v for k, v in arch.items() if k != "name"} == \
+        {k: v for k, v in finalist_arch.items() if k != "name"}
+    assert yaml.safe_load((run_dir / "hardware.yaml").read_text()) == \
+        chosen_trial["hardware"]["description"]
+    log = (run_dir / "log.txt").read_text()
+    assert f"finalists: trial {chosen['trial']} chosen" in log
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["search"]["env_steps"] >= 3 * 512  # the round's steps count as the search's
+    # resumed after the first finalist: the other two are trained, the first is not
+    first = run_dir / "search" / f"finalist_{finalists[0]['trial']:03d}" / "checkpoint.pt"
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run_dir, resumed)
+    (resumed / "search" / "finalists.json").write_text(json.dumps(finalists[:1]))
+    for stage in ("search", "hardware", "retrain", "evaluate", "measure", "results"):
+        state.pop(stage, None)
+    (resumed / "state.json").write_text(json.dumps(state))
+    for finalist in finalists[1:]:
+        shutil.rmtree(resumed / "search" / f"finalist_{finalist['trial']:03d}")
+    mtime = (resumed / first.relative_to(run_dir)).stat().st_mtime
+    assert main(["search", config, "--teacher", teacher, "--out", str(resumed), "--quiet",
+                 "--resume"]) == 0
+    assert (resumed / first.relative_to(run_dir)).stat().st_mtime == mtime
+    assert json.loads((resumed / "search" / "finalists.json").read_text()) == finalists
+    assert (resumed / "arch.yaml").read_text() == (run_dir / "arch.yaml").read_text()
+    # the supernet methods have no finalists
+    assert main(["search", config, "--out", str(tmp_path / "bad"), "--set",
+                 "method=a3cs"]) == 2
+    assert "budget.finalists: got 3; allowed: 1 for method a3cs" in capsys.readouterr().err

@@ -63,6 +63,15 @@ class Budget(FrozenModel):
                                         "a few in-band networks; set it to trials * "
                                         "samples_per_trial to let the sample limit alone end "
                                         "the search")
+    finalists: PositiveInt = Field(default=1, description="multi-trial methods: the proxy's "
+                                   "best trials that are trained for finalist_steps (as the "
+                                   "retrain trains: with distillation) and ranked by their "
+                                   "score over finalist_episodes validation episodes (seeds apart "
+                                   "from the test's); the best of them is the agent; 1: the "
+                                   "proxy's best is the agent")
+    finalist_steps: PositiveInt = Field(default=250_000, description="training of one finalist")
+    finalist_episodes: PositiveInt = Field(default=20, description="validation episodes of one "
+                                           "finalist")
     retrain_steps: PositiveInt = Field(default=1_000_000, description="the chosen agent, from "
                                        "scratch")
     eval_episodes: PositiveInt = Field(default=30, description="test episodes of the score")
@@ -290,6 +299,10 @@ class SearchConfig(FrozenModel):
         if self.cost.target_fps is not None and self.cost.target_speedup is not None:
             raise ConfigError("cost.target_speedup", self.cost.target_speedup,
                               "unset when cost.target_fps is set (one latency target)")
+        if self.budget.finalists > 1 and self.method not in ("random", "evolution"):
+            raise ConfigError("budget.finalists", self.budget.finalists, "1 for method "
+                              f"{self.method} (finalists are the multi-trial methods' best "
+                              "trials: random, evolution)")
         if self.supernet.tau_end > self.supernet.tau_start:
             raise ConfigError("supernet.tau_end", self.supernet.tau_end,
                               f"at most tau_start = {self.supernet.tau_start}")

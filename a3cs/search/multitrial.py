@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from a3cs.rl.checkpoint import load_agent
 from a3cs.rl.envs import make_env
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.networks import build_agent
@@ -53,6 +54,7 @@ from a3cs.search.prepare import Prepared, RunLog
 from a3cs.search.targets import HardwareChoice
 from a3cs.search.teacher_play import collect_teacher_play
 from a3cs_common.io import atomic_write_text
+from a3cs_common.torch_settings import deterministic_kernels
 from distill.proxy import TeacherPlay, distill_proxy
 from distill.teacher import Teacher
 from nas.arch import Arch, reference_arch
@@ -254,6 +256,10 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
 
         raise ConfigError("target", config.target, "hardware on which some sampled agent can "
                           f"run (none of {len(records)} trials could)")
+    finalist_steps = 0
+    if config.budget.finalists > 1:
+        best, finalist_steps = _finalist_round(prep, teacher, stage, records,
+                                               progress=progress, log=log)
     arch = prep.space.arch(best.sample["arch"], prep.obs_shape,
                            name=f"{config.method}_seed{config.seed}")
     hardware = (HardwareChoice(**best.hardware) if best.hardware is not None else
@@ -262,13 +268,66 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     quality = (f"agreement {best.agreement:.3f}" if best.agreement is not None else
                f"proxy return {best.proxy_return:.2f}" if best.proxy_return is not None else
                "not trained: no trial's latency was within proxy.latency_band of the target")
-    log(f"best of {len(records)} trials: reward {best.reward:.3f}, {quality}, latency "
+    log(f"{'chosen finalist' if finalist_steps else 'best'} of {len(records)} trials: "
+        f"reward {best.reward:.3f}, {quality}, latency "
         f"{best.latency_s * 1e6:.2f} us")
     play_steps = 0 if play is None else len(play[0]) + len(play[1])  # the teacher's
     return MultiTrialOutcome(arch=arch, hardware=hardware,
-                             env_steps=play_steps + sum(r.env_steps for r in records),
+                             env_steps=(play_steps + sum(r.env_steps for r in records)
+                                        + finalist_steps),
                              trials=len(records),
                              best_reward=best.reward)
+
+
+def _finalist_round(prep: Prepared, teacher: Teacher | None, stage: Path,
+                    records: list[TrialRecord], *, progress: bool,
+                    log: RunLog) -> tuple[TrialRecord, int]:
+    """The proxy's ``budget.finalists`` best trained trials, each trained for
+    ``budget.finalist_steps`` as the retrain trains an agent (with distillation when there is a
+    teacher) and scored over ``budget.finalist_episodes`` validation episodes, whose seeds are
+    apart from the test's: the proxy ranks many networks cheaply, a short real training ranks
+    its few best.  Returns the finalist with the best validation score (ties: the proxy's
+    order) and the environment steps the round took.  Each finalist's result is kept in
+    ``finalists.json``, so a resumed search trains only those not finished."""
+    config = prep.config
+    ranked = sorted((r for r in records if _trained(r) and math.isfinite(r.reward)),
+                    key=lambda r: -r.reward)[:config.budget.finalists]
+    if not ranked:
+        return max(records, key=lambda r: r.reward), 0
+    path = stage / "finalists.json"
+    results: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+    done = {result["trial"] for result in results}
+    for place, record in enumerate(ranked, 1):
+        if record.trial in done:
+            continue
+        arch = prep.space.arch(record.sample["arch"], prep.obs_shape,
+                               name=f"finalist{record.trial:03d}")
+        run_dir = stage / f"finalist_{record.trial:03d}"
+        finalist_cfg = prep.rl.model_copy(update={
+            "total_steps": config.budget.finalist_steps, "arch": arch,
+            "teacher": teacher.source if teacher is not None else None,
+            "distill": config.distill})
+        trained = train(finalist_cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(),
+                        progress=progress)
+        agent = load_agent(trained.checkpoint, field="finalist checkpoint", device=prep.device)
+        with deterministic_kernels(prep.device):
+            score = evaluate_policy(model_policy(agent.model, seed=config.seed), config.env_id,
+                                    config.budget.finalist_episodes, seed=30_000 + config.seed)
+        results.append({"trial": record.trial, "reward": record.reward,
+                        "validation_mean": score.mean_return,
+                        "validation_std": score.std_return, "episodes": score.episodes,
+                        "env_steps": trained.global_step})
+        atomic_write_text(path, json.dumps(results, indent=1) + "\n")
+        log(f"finalist {place} of {len(ranked)}: trial {record.trial} (proxy reward "
+            f"{record.reward:.3f}) scores {score.mean_return:.2f} +- {score.std_return:.2f} "
+            f"over {score.episodes} validation episodes after {trained.global_step:,} steps")
+    by_trial = {result["trial"]: result for result in results}
+    chosen = max(ranked, key=lambda r: (by_trial[r.trial]["validation_mean"],
+                                        -ranked.index(r)))
+    log(f"finalists: trial {chosen.trial} chosen (validation "
+        f"{by_trial[chosen.trial]['validation_mean']:.2f}; the proxy's best, trial "
+        f"{ranked[0].trial}, {by_trial[ranked[0].trial]['validation_mean']:.2f})")
+    return chosen, sum(int(by_trial[r.trial]["env_steps"]) for r in ranked)
 
 
 def _strategy(config: SearchConfig, start: dict[str, Any] | None, n_trials: int) -> Any:
