@@ -10,6 +10,7 @@ with Kendall tau 0.72, where the weight-sharing supernet's estimate reached -0.3
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -64,7 +65,8 @@ class ProxyScore:
 
 def distill_proxy(model: nn.Module, train: TeacherPlay, held_out: TeacherPlay, *,
                   kind: PolicyKind, steps: int, batch_size: int, lr: float, actor_coef: float,
-                  critic_coef: float, seed: int) -> ProxyScore:
+                  critic_coef: float, seed: int,
+                  before_step: Callable[[float], None] | None = None) -> ProxyScore:
     """Train ``model`` (in place) for ``steps`` Adam steps of ``batch_size`` states drawn from
     ``train`` (seeded), then score it on ``held_out``.
 
@@ -74,11 +76,15 @@ def distill_proxy(model: nn.Module, train: TeacherPlay, held_out: TeacherPlay, *
         steps, batch_size, lr: the supervised training.
         actor_coef, critic_coef: A2D's weights (as in the search's distillation).
         seed: the minibatch order.
+        before_step: called before each step with the training's progress in [0, 1)
+            (e.g. pruning a sparse model to its schedule, as its real training would).
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(steps):
+    for step in range(steps):
+        if before_step is not None:
+            before_step(step / steps)
         index = torch.randint(len(train), (batch_size,), generator=generator)
         loss = distill_loss(model, train.obs[index], train.teacher_dist[index],
                             train.teacher_value[index], kind=kind, actor_coef=actor_coef,

@@ -37,9 +37,9 @@ def _student(seed: int = 0) -> torch.nn.Module:
 
 
 def _score(model: torch.nn.Module, play: tuple[TeacherPlay, TeacherPlay], steps: int,
-           seed: int = 0):
+           seed: int = 0, before_step=None):
     return distill_proxy(model, *play, kind="categorical", steps=steps, batch_size=64, lr=1e-3,
-                         actor_coef=1.0, critic_coef=0.5, seed=seed)
+                         actor_coef=1.0, critic_coef=0.5, seed=seed, before_step=before_step)
 
 
 def test_teacher_play_is_seeded_and_holds_the_teachers_outputs(play) -> None:
@@ -75,3 +75,43 @@ def test_training_on_the_play_raises_agreement_and_is_deterministic(play) -> Non
     assert trained.distill_loss < untrained.distill_loss
     assert trained.agreement > untrained.agreement
     assert _score(_student(), play, steps=150) == trained
+
+
+def test_before_step_sees_the_progress_of_every_step(play) -> None:
+    seen: list[float] = []
+    _score(_student(), play, steps=4, before_step=seen.append)
+    assert seen == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_a_sparse_candidate_is_scored_at_its_sparsity(play) -> None:
+    """The search's distill proxy prunes a candidate's 1xN layers on its retraining's schedule
+    (a3cs.search.multitrial.proxy_pruning): the scored network is the sparse one, with every
+    block row keeping its share (row-balanced, as the retraining prunes)."""
+    from a3cs.rl.config import make_config
+    from a3cs.search.multitrial import proxy_pruning
+    from nas.arch import Arch
+    from nas.layers import prunable_layers
+
+    envs = make_env(ENV, 1, 0)
+    try:
+        arch = Arch.model_validate({"name": "sparse", "layers": [
+            {"op": "conv3x3", "width": 16,
+             "weight_format": {"type": "one_by_n", "n": 4, "density": 0.25}}],
+            "head": {"width": 128, "weight_format": {"type": "one_by_n", "n": 8,
+                                                      "density": 0.5}}})
+        model = build_agent(arch, envs.single_observation_space, envs.single_action_space,
+                            seed=0)
+        dense = build_agent(reference_arch(envs.single_observation_space.shape),
+                            envs.single_observation_space, envs.single_action_space, seed=0)
+    finally:
+        envs.close()
+    rl = make_config({"env_id": ENV, "block_pruning": "row_balanced"})
+    assert proxy_pruning(dense, rl) is None
+    layers = list(prunable_layers(model))
+    assert len(layers) == 2 and all(layer.sparsity == 0.0 for layer in layers)
+    _score(model, play, steps=20, before_step=proxy_pruning(model, rl))
+    assert [layer.target_sparsity for layer in layers] == [0.75, 0.5]
+    for layer in layers:  # reached by the end of the schedule (sparsity_end 0.6 of the steps)
+        assert layer.sparsity == pytest.approx(layer.target_sparsity)
+        kept_per_row = layer.mask.sum(dim=1)
+        assert bool((kept_per_row == kept_per_row[0]).all())

@@ -44,7 +44,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from a3cs.rl.checkpoint import load_agent
+from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import make_env
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.networks import build_agent
@@ -58,6 +61,7 @@ from a3cs_common.torch_settings import deterministic_kernels
 from distill.proxy import TeacherPlay, distill_proxy
 from distill.teacher import Teacher
 from nas.arch import Arch, reference_arch
+from nas.layers import cubic_sparsity_schedule, prunable_layers, prune_to_schedule
 
 # nni 3.0 walks torch.nn on its first NAS import and warns "your PyTorch version might not be
 # supported" for each class newer than it (torch 2.13's Buffer, LinearCrossEntropyOptions); it
@@ -537,5 +541,23 @@ def _distill_trial(prep: Prepared, arch: Arch, play: tuple[TeacherPlay, TeacherP
     score = distill_proxy(model, train_play, held_out, kind=model.kind,
                           steps=config.proxy.distill_steps, batch_size=config.proxy.distill_batch,
                           lr=config.proxy.distill_lr, actor_coef=config.distill.actor_coef,
-                          critic_coef=config.distill.critic_coef, seed=config.seed)
+                          critic_coef=config.distill.critic_coef, seed=config.seed,
+                          before_step=proxy_pruning(model, prep.rl))
     return score.agreement
+
+
+def proxy_pruning(model: nn.Module, rl: TrainConfig) -> Callable[[float], None] | None:
+    """What the distill proxy calls before each step (with its progress in [0, 1)) so that a
+    sparse candidate (1xN, N:M layers) is scored at the sparsity its retraining gives it,
+    reached on the retraining's schedule (``rl``'s sparsity_start/end, block_pruning,
+    pruned_gradient); None for a model with no prunable layer.  Trained dense, a layer at 25 %
+    density would score as a dense one while being priced as a sparse one."""
+    if not any(True for _ in prunable_layers(model)):
+        return None
+    sparsity = cubic_sparsity_schedule(rl.sparsity_start, rl.sparsity_end)
+
+    def prune(progress: float) -> None:
+        prune_to_schedule(model, progress, sparsity, keep_pruned=rl.pruned_gradient == "refined",
+                          balanced=rl.block_pruning == "row_balanced")
+
+    return prune
