@@ -214,21 +214,28 @@ def estimates_stage(config_path: Path, out: Path, variant: str, archs: list[Path
 PROXY_TRAIN, PROXY_HELD_OUT, PROXY_STEPS, PROXY_BATCH = 16_384, 4_096, 2_000, 256
 
 
-def proxy_stage(config_path: Path, out: Path, archs: list[Path], steps: int) -> Path:
+def proxy_stage(config_path: Path, out: Path, archs: list[Path], steps: int, *,
+                pruning: str = "dense") -> Path:
     """Each architecture alone, trained by A2D's loss on the teacher's play (``steps`` Adam
     steps of ``PROXY_BATCH`` states, seeded), scored on held-out states of the teacher
     (:func:`distill.proxy.distill_proxy`): ``score`` is the share of states where its greedy
-    action is the teacher's (%), ``distill_loss`` the held-out A2D loss.  Written to
-    ``distill_proxy/`` (``distill_proxy_<steps>/`` for other than ``PROXY_STEPS`` steps)."""
+    action is the teacher's (%), ``distill_loss`` the held-out A2D loss.  With ``pruned``, the
+    1xN and N:M layers are pruned on the retraining's schedule during those steps, as the
+    search's proxy does (:func:`a3cs.search.multitrial.proxy_pruning`); without, they train
+    dense (the proxy before it).  Written to ``distill_proxy[_pruned]/``
+    (``distill_proxy[_pruned]_<steps>/`` for other than ``PROXY_STEPS`` steps)."""
     from a3cs.rl.envs import make_env
     from a3cs.rl.networks import build_agent
     from a3cs.search.config import load_search_config
+    from a3cs.search.multitrial import proxy_pruning
     from a3cs.search.prepare import prepare
     from a3cs_common.io import atomic_write_text
     from distill.proxy import TeacherPlay, distill_proxy
     from nas.arch import load_arch
 
-    variant = "distill_proxy" if steps == PROXY_STEPS else f"distill_proxy_{steps}"
+    variant = {"dense": "distill_proxy", "schedule": "distill_proxy_pruned",
+               "start": "distill_proxy_sparse_start"}[pruning]
+    variant += "" if steps == PROXY_STEPS else f"_{steps}"
     path = out / variant / "estimates.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
     todo = [a for a in archs if a.stem not in done]
@@ -248,7 +255,9 @@ def proxy_stage(config_path: Path, out: Path, archs: list[Path], steps: int) -> 
         started = time.perf_counter()
         score = distill_proxy(model, train, held_out, kind=model.kind, steps=steps,
                               batch_size=PROXY_BATCH, lr=1e-3, actor_coef=coefs.actor_coef,
-                              critic_coef=coefs.critic_coef, seed=0)
+                              critic_coef=coefs.critic_coef, seed=0,
+                              before_step=None if pruning == "dense" else proxy_pruning(
+                                  model, prep.rl, start=pruning == "start"))
         done[arch_path.stem] = {"score": 100 * score.agreement,
                                 "distill_loss": score.distill_loss, "actor_kl": score.actor_kl,
                                 "seconds": round(time.perf_counter() - started, 1)}
@@ -397,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
                         "(estimator distill_proxy: no supernet, no environment steps)")
     parser.add_argument("--proxy-steps", type=int, default=PROXY_STEPS,
                         help="Adam steps of each architecture's distillation proxy")
+    parser.add_argument("--proxy-pruning", choices=("dense", "schedule", "start"),
+                        default="dense", help="sparse layers in the proxy: trained dense "
+                        "(distill_proxy), pruned on the retraining's schedule over the proxy's "
+                        "steps (distill_proxy_pruned) or pruned to their sparsity before the "
+                        "first step (distill_proxy_sparse_start)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("supernet", "standalone"),
                         help="stages not to run now (e.g. to give the stand-alone runs the "
                         "cores first)")
@@ -422,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             supernet_stage(args.config, args.out, args.variant, not args.no_progress)
             estimates_stage(args.config, args.out, args.variant, archs)
         if args.proxy:
-            proxy_stage(args.config, args.out, archs, args.proxy_steps)
+            proxy_stage(args.config, args.out, archs, args.proxy_steps,
+                        pruning=args.proxy_pruning)
         for future in futures:
             print(future.result(), flush=True)
     report(args.out)

@@ -546,7 +546,8 @@ def _distill_trial(prep: Prepared, arch: Arch, play: tuple[TeacherPlay, TeacherP
     return score.agreement
 
 
-def proxy_pruning(model: nn.Module, rl: TrainConfig) -> Callable[[float], None] | None:
+def proxy_pruning(model: nn.Module, rl: TrainConfig, *,
+                  start: bool = False) -> Callable[[float], None] | None:
     """What the distill proxy calls before each step (with its progress in [0, 1)) so that a
     sparse candidate (1xN, N:M layers) is scored at the sparsity its retraining gives it,
     reached on the retraining's schedule (``rl``'s sparsity_start/end, block_pruning,
@@ -557,7 +558,8 @@ def proxy_pruning(model: nn.Module, rl: TrainConfig) -> Callable[[float], None] 
     sparsity = cubic_sparsity_schedule(rl.sparsity_start, rl.sparsity_end)
 
     def prune(progress: float) -> None:
-        prune_to_schedule(model, progress, sparsity, keep_pruned=rl.pruned_gradient == "refined",
+        prune_to_schedule(model, 1.0 if start else progress, sparsity,
+                          keep_pruned=rl.pruned_gradient == "refined",
                           balanced=rl.block_pruning == "row_balanced")
 
     return prune
