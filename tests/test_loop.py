@@ -112,6 +112,32 @@ def test_the_search_distills_the_teacher_of_its_game_by_default(tmp_path: Path) 
         assert prepare(_search_config(tmp_path, env_id=env_id)).teacher_path is None
 
 
+def test_agents_the_search_trains_record_the_shipped_teacher_portably(tmp_path: Path) -> None:
+    """A proxy trial's, a finalist's and the retraining's config.yaml name the shipped teacher
+    by its path in the package's data folder, never by this machine's folders, so a
+    committed run re-trains on another clone."""
+    from a3cs.rl.checkpoint import load_teacher
+    from a3cs.rl.train import train
+    from nas.arch import reference_arch
+
+    prep = prepare(_search_config(tmp_path))
+    assert prep.teacher_path is not None and Path(prep.teacher_path).is_absolute()
+    teacher = load_teacher(prep.teacher_path, field="teacher")
+    config = prep.agent_training(reference_arch(prep.obs_shape), 64, teacher)
+    assert config.teacher == "teachers/minatar_breakout.pt"
+    assert config.distill == prep.config.distill and config.total_steps == 64
+    assert prep.agent_training(None, 64, None).teacher is None
+    # a run that recorded the teacher absolutely resumes and is rewritten portably
+    run = tmp_path / "run"
+    small = {"num_envs": 2, "n_steps": 16, "batch_size": 32, "n_epochs": 1}
+    train(config.model_copy(update={"teacher": prep.teacher_path, "total_steps": 32,
+                                    **small}), run, progress=False)
+    assert prep.teacher_path in (run / "config.yaml").read_text()
+    train(config.model_copy(update={**small}), run, resume=True, progress=False)
+    text = (run / "config.yaml").read_text()
+    assert "teacher: teachers/minatar_breakout.pt" in text and str(tmp_path) not in text
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("argv", [
     ["train", "--env", "CartPole-v1", "--steps", "64", "--device", "cuda", "--out", "{out}"],

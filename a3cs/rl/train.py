@@ -67,14 +67,16 @@ def _check_resume(config: TrainConfig, saved: TrainConfig) -> TrainConfig:
                           "checkpoint is of another architecture")
     given = config.model_dump(exclude={"arch"})
     stored = saved.model_dump(exclude={"arch"})
+    changes = set(RESUMABLE_CHANGES)
     for key, value in given.items():
         if key == "teacher" and value is not None and stored[key] is not None and \
                 resolve_path(value, None) == resolve_path(stored[key], None):
-            continue  # one file, recorded absolutely by an older run or portably (a3cs.paths)
+            changes.add(key)  # one file, recorded absolutely by an older run: keep the new way
+            continue
         if key not in RESUMABLE_CHANGES and value != stored[key]:
             raise ConfigError(key, value, f"{stored[key]!r}, the value of the run being "
                               f"resumed (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
-    return saved.model_copy(update={k: given[k] for k in RESUMABLE_CHANGES})
+    return saved.model_copy(update={k: given[k] for k in changes})
 
 
 class _TrainHooks(LoopHooks):

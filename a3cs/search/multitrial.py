@@ -307,10 +307,7 @@ def _finalist_round(prep: Prepared, teacher: Teacher | None, stage: Path,
         arch = prep.space.arch(record.sample["arch"], prep.obs_shape,
                                name=f"finalist{record.trial:03d}")
         run_dir = stage / f"finalist_{record.trial:03d}"
-        finalist_cfg = prep.rl.model_copy(update={
-            "total_steps": config.budget.finalist_steps, "arch": arch,
-            "teacher": teacher.source if teacher is not None else None,
-            "distill": config.distill})
+        finalist_cfg = prep.agent_training(arch, config.budget.finalist_steps, teacher)
         trained = train(finalist_cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(),
                         progress=progress)
         agent = load_agent(trained.checkpoint, field="finalist checkpoint", device=prep.device)
@@ -516,9 +513,7 @@ def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dic
         return TrialRecord(index, sample, agreement - penalty, None, latency,
                            reference_latency, 0, agreement, pricing.hardware)
     run_dir = stage / f"trial_{index:03d}"
-    trial_cfg = prep.rl.model_copy(update={
-        "total_steps": config.budget.proxy_steps, "arch": arch,
-        "teacher": teacher.source if teacher is not None else None, "distill": config.distill})
+    trial_cfg = prep.agent_training(arch, config.budget.proxy_steps, teacher)
     result = train(trial_cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(),
                    progress=False)
     proxy = result.recent_return_mean if math.isfinite(result.recent_return_mean) else 0.0

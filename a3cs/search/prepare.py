@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from a3cs.paths import portable_path
 from a3cs.rl.checkpoint import load_teacher
 from a3cs.rl.config import TrainConfig, make_config, resolve_family_defaults
 from a3cs.rl.defaults import DefaultsEntry, with_env_defaults
@@ -21,6 +22,8 @@ from a3cs.rl.teachers import shipped_teacher
 from a3cs.search.config import TRAIN_TEACHER, SearchConfig
 from a3cs.search.target_factory import make_target
 from a3cs.search.targets import Target
+from distill.teacher import Teacher
+from nas.arch import Arch
 from nas.space import SearchSpace, default_space, load_space
 
 
@@ -52,6 +55,17 @@ class Prepared:
     device: torch.device
     defaults: DefaultsEntry
     teacher_path: str | None  # None: train one in the teacher stage
+
+    def agent_training(self, arch: Arch | None, total_steps: int,
+                       teacher: Teacher | None) -> TrainConfig:
+        """How the search trains an agent of ``arch`` (a proxy trial, a finalist, the
+        retraining): the run's PPO settings for ``total_steps`` environment steps, distilling
+        ``teacher`` (recorded by its portable path, so a committed run names no machine's
+        folders) with the run's distillation settings."""
+        return self.rl.model_copy(update={
+            "total_steps": total_steps, "arch": arch,
+            "teacher": portable_path(teacher.source) if teacher is not None else None,
+            "distill": self.config.distill})
 
 
 def prepare(config: SearchConfig) -> Prepared:

@@ -163,10 +163,7 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
 
     # retrain ----------------------------------------------------------------------------
     if "retrain" not in state:
-        retrain_cfg = prep.rl.model_copy(update={
-            "total_steps": config.budget.retrain_steps, "arch": arch,
-            "teacher": portable_path(teacher_path) if teacher is not None else None,
-            "distill": config.distill})
+        retrain_cfg = prep.agent_training(arch, config.budget.retrain_steps, teacher)
         log(f"retraining {arch.name} for {config.budget.retrain_steps:,} steps"
             f"{' with distillation' if teacher is not None else ''}")
         with clock.timing("retrain"):
@@ -352,7 +349,8 @@ def _search_stage(prep: Prepared, teacher: Teacher | None, out: Path, *, resume:
         log(f"{'co-search' if co else 'hardware-agnostic NAS'}: "
             f"{config.budget.warmup_steps:,} warm-up + {config.budget.search_steps:,} search "
             f"steps, lambda {lam:g}{', distillation' if teacher is not None else ''}")
-        rl = prep.rl.model_copy(update={"teacher": teacher.source if teacher else None})
+        rl = prep.rl.model_copy(update={
+            "teacher": portable_path(teacher.source) if teacher else None})
         outcome = run_supernet_search(config, rl, prep.space, prep.target, stage,
                                       lam=lam, search_hardware=co, resume=resume,
                                       progress=progress)
