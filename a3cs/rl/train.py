@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from a3cs.paths import resolve_path
 from a3cs.rl.checkpoint import (
     AGENT_KEYS,
@@ -58,6 +60,18 @@ class TrainResult:
     device: str
 
 
+def prune_as_configured(model: nn.Module, config: TrainConfig, progress: float) -> None:
+    """Prune ``model``'s 1xN and N:M layers to where ``config``'s schedule stands at
+    ``progress`` (in [0, 1] of the run): the cubic ramp between sparsity_start and
+    sparsity_end, block rows balanced or not (block_pruning), pruned weights kept for refined
+    gradients or not (pruned_gradient).  What the training loop does before each rollout, and
+    the distill proxy before each of its steps."""
+    prune_to_schedule(model, progress,
+                      cubic_sparsity_schedule(config.sparsity_start, config.sparsity_end),
+                      keep_pruned=config.pruned_gradient == "refined",
+                      balanced=config.block_pruning == "row_balanced")
+
+
 def _check_resume(config: TrainConfig, saved: TrainConfig) -> TrainConfig:
     """The saved config with the allowed changes from ``config``; ConfigError otherwise."""
     if config.arch is not None and config.arch != saved.arch:
@@ -86,7 +100,6 @@ class _TrainHooks(LoopHooks):
 
     def __init__(self, config: TrainConfig, model: ActorCritic) -> None:
         self.config = config
-        self.sparsity = cubic_sparsity_schedule(config.sparsity_start, config.sparsity_end)
         self.prunes = any(True for _ in prunable_layers(model))
         # reward-aware (GST): the schedule's progress actually applied, and the best return
         self.applied_progress = 0.0
@@ -97,9 +110,7 @@ class _TrainHooks(LoopHooks):
             return
         if self.config.sparsity_schedule == "reward_aware":
             progress = self._reward_aware_progress(state, progress)
-        prune_to_schedule(state.model, progress, self.sparsity,
-                          keep_pruned=self.config.pruned_gradient == "refined",
-                          balanced=self.config.block_pruning == "row_balanced")
+        prune_as_configured(state.model, self.config, progress)
 
     def _reward_aware_progress(self, state: LoopState, progress: float) -> float:
         """The schedule advances only while the return holds up; in the last stretch of

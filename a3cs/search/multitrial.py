@@ -51,7 +51,7 @@ from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import make_env
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.networks import build_agent
-from a3cs.rl.train import train
+from a3cs.rl.train import prune_as_configured, train
 from a3cs.search.config import SearchConfig
 from a3cs.search.prepare import Prepared, RunLog
 from a3cs.search.targets import HardwareChoice
@@ -61,7 +61,7 @@ from a3cs_common.torch_settings import deterministic_kernels
 from distill.proxy import TeacherPlay, distill_proxy
 from distill.teacher import Teacher
 from nas.arch import Arch, reference_arch
-from nas.layers import cubic_sparsity_schedule, prunable_layers, prune_to_schedule
+from nas.layers import prunable_layers
 
 # nni 3.0 walks torch.nn on its first NAS import and warns "your PyTorch version might not be
 # supported" for each class newer than it (torch 2.13's Buffer, LinearCrossEntropyOptions); it
@@ -547,14 +547,12 @@ def proxy_pruning(model: nn.Module, rl: TrainConfig, *,
     sparse candidate (1xN, N:M layers) is scored at the sparsity its retraining gives it,
     reached on the retraining's schedule (``rl``'s sparsity_start/end, block_pruning,
     pruned_gradient); None for a model with no prunable layer.  Trained dense, a layer at 25 %
-    density would score as a dense one while being priced as a sparse one."""
+    density would score as a dense one while being priced as a sparse one.  ``start``: at the
+    target sparsity from the first step instead (the ranking study's comparison)."""
     if not any(True for _ in prunable_layers(model)):
         return None
-    sparsity = cubic_sparsity_schedule(rl.sparsity_start, rl.sparsity_end)
 
     def prune(progress: float) -> None:
-        prune_to_schedule(model, 1.0 if start else progress, sparsity,
-                          keep_pruned=rl.pruned_gradient == "refined",
-                          balanced=rl.block_pruning == "row_balanced")
+        prune_as_configured(model, rl, 1.0 if start else progress)
 
     return prune
