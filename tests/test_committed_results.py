@@ -50,14 +50,14 @@ def test_committed_runs_record_no_absolute_paths() -> None:
     assert not offenders, offenders[:10]
 
 
-def test_the_documented_recipe_is_the_fifth_rounds_search() -> None:
+def test_the_documented_recipe_is_the_seventh_rounds_search() -> None:
     """experiments/configs/cosearch_minatar_evolution.yaml (one run of the recipe, README)
     has every setting of the sweep behind the three-game table but the game and seed."""
     from a3cs.search.config import load_search_config
     from a3cs.sweep.config import expand, load_sweep
 
     recipe = load_search_config(str(REPO / "experiments/configs/cosearch_minatar_evolution.yaml"))
-    sweep_path = str(REPO / "experiments/sweeps/cosearch_minatar_v7.yaml")
+    sweep_path = str(REPO / "experiments/sweeps/cosearch_minatar_v19.yaml")
     trial = expand(*load_sweep(sweep_path), sweep_path)[0].config
     ignored = {"label", "env_id", "seed"}
     assert recipe.model_dump(exclude=ignored) == trial.model_dump(exclude=ignored)
