@@ -16,23 +16,43 @@ from a3cs.results import read_results
 
 REPO = Path(__file__).resolve().parents[1]
 EVIDENCE = REPO / "experiments" / "results"
-# the fifth round's shortest-episode run (Breakout, seed 2): seconds to re-evaluate
-RUN = EVIDENCE / "cosearch_minatar_v7" / "breakout_evolution_start_s2"
+# the README table's rounds: each game's run with the shortest test episodes (seconds to
+# re-evaluate), and the fifth round's
+V19 = EVIDENCE / "cosearch_minatar_v19"
+RUNS = [V19 / "breakout_evolution_finalists_s0", V19 / "spaceinvaders_evolution_finalists_s3",
+        V19 / "asterix_evolution_finalists_s4",
+        EVIDENCE / "cosearch_minatar_v7" / "breakout_evolution_start_s2"]
 
 
 @pytest.mark.slow
-def test_a_committed_run_re_measures_to_its_results(capsys: pytest.CaptureFixture[str]) -> None:
-    recorded = json.loads((RUN / "eval.json").read_text())
-    (row,) = read_results(RUN)
-    assert main(["evaluate", str(RUN / "retrain" / "checkpoint.pt"), "--episodes",
+@pytest.mark.parametrize("run", RUNS, ids=lambda run: f"{run.parent.name}/{run.name}")
+def test_a_committed_run_re_measures_to_its_results(run: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    recorded = json.loads((run / "eval.json").read_text())
+    (row,) = read_results(run)
+    assert main(["evaluate", str(run / "retrain" / "checkpoint.pt"), "--episodes",
                  str(recorded["episodes"]), "--seed", str(10_000 + row.seed), "--policy-seed",
                  str(row.seed), "--format", "json", "--device", "cpu"]) == 0
     measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert measured["mean_return"] == recorded["mean_return"] == row.score_mean
-    assert main(["simulate", "--hw", str(RUN / "hardware.yaml"), "--workload",
-                 str(RUN / "retrain" / "checkpoint.pt"), "--format", "json"]) == 0
+    assert main(["simulate", "--hw", str(run / "hardware.yaml"), "--workload",
+                 str(run / "retrain" / "checkpoint.pt"), "--format", "json"]) == 0
     simulated = json.loads(capsys.readouterr().out)["summary"]
     assert simulated["fps"] == pytest.approx(row.fps, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_a_committed_ablation_agent_re_measures_to_its_eval(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's "without distillation" column: the same agent retrained without the
+    teacher (experiments/retrain_variants.py), re-evaluated with its run's seeds."""
+    run = V19 / "breakout_evolution_finalists_s0"
+    recorded = json.loads((run / "retrain_no_distill" / "eval.json").read_text())
+    assert main(["evaluate", str(run / "retrain_no_distill" / "checkpoint.pt"), "--episodes",
+                 str(recorded["episodes"]), "--seed", "10000", "--policy-seed", "0",
+                 "--format", "json", "--device", "cpu"]) == 0
+    measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert measured["mean_return"] == recorded["mean_return"]
 
 
 def test_committed_runs_record_no_absolute_paths() -> None:
