@@ -219,11 +219,12 @@ def proxy_stage(config_path: Path, out: Path, archs: list[Path], steps: int, *,
     """Each architecture alone, trained by A2D's loss on the teacher's play (``steps`` Adam
     steps of ``PROXY_BATCH`` states, seeded), scored on held-out states of the teacher
     (:func:`distill.proxy.distill_proxy`): ``score`` is the share of states where its greedy
-    action is the teacher's (%), ``distill_loss`` the held-out A2D loss.  With ``pruned``, the
-    1xN and N:M layers are pruned on the retraining's schedule during those steps, as the
-    search's proxy does (:func:`a3cs.search.multitrial.proxy_pruning`); without, they train
-    dense (the proxy before it).  Written to ``distill_proxy[_pruned]/``
-    (``distill_proxy[_pruned]_<steps>/`` for other than ``PROXY_STEPS`` steps)."""
+    action is the teacher's (%), ``distill_loss`` the held-out A2D loss.  ``pruning``: with
+    ``schedule`` the 1xN and N:M layers are pruned on the retraining's ramp during those steps,
+    as the search's proxy does (:func:`a3cs.search.multitrial.proxy_pruning`); with ``start``
+    they are at their sparsity from the first step; with ``dense`` they train dense (the proxy
+    before it).  Written to ``distill_proxy/``, ``distill_proxy_pruned/`` or
+    ``distill_proxy_sparse_start/`` (``..._<steps>/`` for other than ``PROXY_STEPS`` steps)."""
     from a3cs.rl.envs import make_env
     from a3cs.rl.networks import build_agent
     from a3cs.search.config import load_search_config
@@ -421,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --{name.replace('_', '-')}: got {getattr(args, name)}; allowed: an "
                   "integer >= 1", file=sys.stderr)
             return 2
+    if not args.proxy and (args.proxy_pruning != "dense" or args.proxy_steps != PROXY_STEPS):
+        option = "--proxy-pruning" if args.proxy_pruning != "dense" else "--proxy-steps"
+        print(f"error: {option}: given without --proxy; allowed: with --proxy (the proxy "
+              "stage it sets up)", file=sys.stderr)
+        return 2
     if args.action == "report":
         report(args.out)
         return 0

@@ -587,6 +587,11 @@ def prunable_layers(module: nn.Module) -> Iterator[OneByNMixin | NMMixin]:
             yield sub
 
 
+def has_prunable_layers(module: nn.Module) -> bool:
+    """Whether ``module`` holds a layer that a sparsity schedule prunes."""
+    return next(prunable_layers(module), None) is not None
+
+
 def prune_to_schedule(module: nn.Module, progress: float, schedule: Schedule, *,
                       keep_pruned: bool = False, balanced: bool = False) -> None:
     """Prune every 1xN and N:M layer of ``module`` to ``schedule(progress) * its target

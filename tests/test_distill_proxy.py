@@ -115,3 +115,33 @@ def test_a_sparse_candidate_is_scored_at_its_sparsity(play) -> None:
         assert layer.sparsity == pytest.approx(layer.target_sparsity)
         kept_per_row = layer.mask.sum(dim=1)
         assert bool((kept_per_row == kept_per_row[0]).all())
+
+
+def test_the_search_scores_a_sparse_candidate_pruned(play, monkeypatch) -> None:
+    """The search's trial (a3cs.search.multitrial._distill_trial) hands the proxy the pruning
+    of its candidate: the network it scores ends at its target sparsity; a dense one gets
+    no pruning."""
+    from a3cs.search import multitrial
+    from a3cs.search.config import load_search_config
+    from a3cs.search.prepare import prepare
+    from nas.arch import Arch
+    from nas.layers import prunable_layers
+
+    prep = prepare(load_search_config(None, {"proxy": {"distill_steps": 8}}))
+    scored: list[tuple[torch.nn.Module, object]] = []
+    real = multitrial.distill_proxy
+
+    def spy(model, *args, before_step=None, **kwargs):
+        scored.append((model, before_step))
+        return real(model, *args, before_step=before_step, **kwargs)
+
+    monkeypatch.setattr(multitrial, "distill_proxy", spy)
+    sparse = Arch.model_validate({"name": "sparse", "layers": [
+        {"op": "conv3x3", "width": 16}],
+        "head": {"width": 128, "weight_format": {"type": "one_by_n", "n": 8, "density": 0.25}}})
+    multitrial._distill_trial(prep, sparse, play)
+    multitrial._distill_trial(prep, reference_arch(prep.obs_shape), play)
+    (model, before_step), (_, dense_before_step) = scored
+    (layer,) = prunable_layers(model)
+    assert before_step is not None and dense_before_step is None
+    assert layer.sparsity == pytest.approx(layer.target_sparsity) == 0.75

@@ -135,7 +135,12 @@ def test_agents_the_search_trains_record_the_shipped_teacher_portably(tmp_path: 
     assert prep.teacher_path in (run / "config.yaml").read_text()
     train(config.model_copy(update={**small}), run, resume=True, progress=False)
     text = (run / "config.yaml").read_text()
-    assert "teacher: teachers/minatar_breakout.pt" in text and str(tmp_path) not in text
+    assert "teacher: teachers/minatar_breakout.pt" in text and prep.teacher_path not in text
+    # and one recorded portably stays so when resumed with the absolute name
+    train(config.model_copy(update={"teacher": prep.teacher_path, "total_steps": 96, **small}),
+          run, resume=True, progress=False)
+    text = (run / "config.yaml").read_text()
+    assert "teacher: teachers/minatar_breakout.pt" in text and prep.teacher_path not in text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from a3cs.paths import resolve_path
+from a3cs.paths import portable_path, resolve_path
 from a3cs.rl.checkpoint import (
     AGENT_KEYS,
     CHECKPOINT_NAME,
@@ -39,7 +39,7 @@ from a3cs_common.io import atomic_write_text, dump_yaml
 from a3cs_common.schema import validate
 from a3cs_common.torch_settings import torch_threads
 from nas.arch import reference_arch
-from nas.layers import cubic_sparsity_schedule, prunable_layers, prune_to_schedule
+from nas.layers import cubic_sparsity_schedule, has_prunable_layers, prune_to_schedule
 
 # Fields that may change when a run is resumed (how long it runs, how it is observed).
 RESUMABLE_CHANGES = frozenset({"total_steps", "checkpoint_every", "device", "torch_threads"})
@@ -81,16 +81,17 @@ def _check_resume(config: TrainConfig, saved: TrainConfig) -> TrainConfig:
                           "checkpoint is of another architecture")
     given = config.model_dump(exclude={"arch"})
     stored = saved.model_dump(exclude={"arch"})
-    changes = set(RESUMABLE_CHANGES)
+    update = {key: given[key] for key in RESUMABLE_CHANGES}
     for key, value in given.items():
         if key == "teacher" and value is not None and stored[key] is not None and \
                 resolve_path(value, None) == resolve_path(stored[key], None):
-            changes.add(key)  # one file, recorded absolutely by an older run: keep the new way
+            # one file named two ways (an older run recorded it absolutely): record it portably
+            update[key] = portable_path(value)
             continue
         if key not in RESUMABLE_CHANGES and value != stored[key]:
             raise ConfigError(key, value, f"{stored[key]!r}, the value of the run being "
                               f"resumed (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
-    return saved.model_copy(update={k: given[k] for k in changes})
+    return saved.model_copy(update=update)
 
 
 class _TrainHooks(LoopHooks):
@@ -100,7 +101,7 @@ class _TrainHooks(LoopHooks):
 
     def __init__(self, config: TrainConfig, model: ActorCritic) -> None:
         self.config = config
-        self.prunes = any(True for _ in prunable_layers(model))
+        self.prunes = has_prunable_layers(model)
         # reward-aware (GST): the schedule's progress actually applied, and the best return
         self.applied_progress = 0.0
         self.best_return = -math.inf

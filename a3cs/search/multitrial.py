@@ -8,9 +8,15 @@ Each trial's agent is scored by a proxy (``proxy.kind``) and the hardware term::
 * ``rl``: the agent trains for ``budget.proxy_steps`` environment steps (with distillation
   when there is a teacher); ``quality = return / |teacher score|``.
 * ``distill``: the agent trains by A2D's loss alone on states of the teacher's play, collected
-  once per run (:mod:`distill.proxy`); ``quality`` is the share of held-out states where it
+  once per run (:mod:`distill.proxy`), its 1xN and N:M layers pruned on the retraining's ramp
+  as it trains (:func:`proxy_pruning`); ``quality`` is the share of held-out states where it
   takes the teacher's action.  No environment steps; ranks architectures the way stand-alone
   training does far better than a short RL run or the supernet (the ranking study).
+
+With ``budget.finalists`` k > 1, the proxy's k best trained trials are then each trained for
+``budget.finalist_steps`` as the retraining trains an agent and ranked over
+``budget.finalist_episodes`` validation episodes (:func:`_finalist_round`, kept in
+``finalists.json``); the best of them is the search's pick.
 
 With ``proxy.hardware: sampled`` the hardware is part of the joint sample: ``latency`` is the
 analytical model's latency of the trial's agent on the sampled hardware and ``latency_ref``
@@ -46,22 +52,20 @@ from typing import Any
 
 from torch import nn
 
-from a3cs.rl.checkpoint import load_agent
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import make_env
 from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.networks import build_agent
-from a3cs.rl.train import prune_as_configured, train
+from a3cs.rl.train import prune_as_configured
 from a3cs.search.config import SearchConfig
 from a3cs.search.prepare import Prepared, RunLog
 from a3cs.search.targets import HardwareChoice
 from a3cs.search.teacher_play import collect_teacher_play
 from a3cs_common.io import atomic_write_text
-from a3cs_common.torch_settings import deterministic_kernels
 from distill.proxy import TeacherPlay, distill_proxy
 from distill.teacher import Teacher
 from nas.arch import Arch, reference_arch
-from nas.layers import prunable_layers
+from nas.layers import has_prunable_layers
 
 # nni 3.0 walks torch.nn on its first NAS import and warns "your PyTorch version might not be
 # supported" for each class newer than it (torch 2.13's Buffer, LinearCrossEntropyOptions); it
@@ -92,7 +96,6 @@ class MultiTrialOutcome:
     hardware: HardwareChoice
     env_steps: int
     trials: int
-    best_reward: float
 
 
 class _Candidate:
@@ -140,7 +143,8 @@ def _joint_space(parts: dict[str, Any],
 
 def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, progress: bool,
                    log: RunLog) -> MultiTrialOutcome:
-    """Run the method's nni strategy; return the best trial's architecture and hardware."""
+    """Run the method's nni strategy; return the chosen trial's architecture and hardware:
+    the proxy's best, or with ``budget.finalists`` > 1 the best of the finalist round."""
     import nni
     from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.space import RawFormatModelSpace
@@ -262,7 +266,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                           f"run (none of {len(records)} trials could)")
     finalist_steps = 0
     if config.budget.finalists > 1:
-        best, finalist_steps = _finalist_round(prep, teacher, stage, records,
+        best, finalist_steps = _finalist_round(prep, teacher, stage, records, best,
                                                progress=progress, log=log)
     arch = prep.space.arch(best.sample["arch"], prep.obs_shape,
                            name=f"{config.method}_seed{config.seed}")
@@ -279,25 +283,26 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     return MultiTrialOutcome(arch=arch, hardware=hardware,
                              env_steps=(play_steps + sum(r.env_steps for r in records)
                                         + finalist_steps),
-                             trials=len(records),
-                             best_reward=best.reward)
+                             trials=len(records))
 
 
 def _finalist_round(prep: Prepared, teacher: Teacher | None, stage: Path,
-                    records: list[TrialRecord], *, progress: bool,
+                    records: list[TrialRecord], best: TrialRecord, *, progress: bool,
                     log: RunLog) -> tuple[TrialRecord, int]:
     """The proxy's ``budget.finalists`` best trained trials, each trained for
     ``budget.finalist_steps`` as the retrain trains an agent (with distillation when there is a
     teacher) and scored over ``budget.finalist_episodes`` validation episodes, whose seeds are
     apart from the test's: the proxy ranks many networks cheaply, a short real training ranks
     its few best.  Returns the finalist with the best validation score (ties: the proxy's
-    order) and the environment steps the round took.  Each finalist's result is kept in
-    ``finalists.json``, so a resumed search trains only those not finished."""
+    order; ``best``, the proxy's pick, when no trial was trained) and the environment steps
+    the finalists trained for (the validation episodes' steps are not counted, as the test
+    episodes' are not).  Each finalist's result is kept in ``finalists.json``, so a resumed
+    search trains only those not finished."""
     config = prep.config
     ranked = sorted((r for r in records if _trained(r) and math.isfinite(r.reward)),
                     key=lambda r: -r.reward)[:config.budget.finalists]
     if not ranked:
-        return max(records, key=lambda r: r.reward), 0
+        return best, 0
     path = stage / "finalists.json"
     results: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
     done = {result["trial"] for result in results}
@@ -306,14 +311,10 @@ def _finalist_round(prep: Prepared, teacher: Teacher | None, stage: Path,
             continue
         arch = prep.space.arch(record.sample["arch"], prep.obs_shape,
                                name=f"finalist{record.trial:03d}")
-        run_dir = stage / f"finalist_{record.trial:03d}"
-        finalist_cfg = prep.agent_training(arch, config.budget.finalist_steps, teacher)
-        trained = train(finalist_cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(),
-                        progress=progress)
-        agent = load_agent(trained.checkpoint, field="finalist checkpoint", device=prep.device)
-        with deterministic_kernels(prep.device):
-            score = evaluate_policy(model_policy(agent.model, seed=config.seed), config.env_id,
-                                    config.budget.finalist_episodes, seed=30_000 + config.seed)
+        trained = prep.train_agent(arch, config.budget.finalist_steps, teacher,
+                                   stage / f"finalist_{record.trial:03d}", progress=progress)
+        score = prep.score_agent(trained.checkpoint, config.budget.finalist_episodes,
+                                 episode_seed=30_000 + config.seed, field="finalist checkpoint")
         results.append({"trial": record.trial, "reward": record.reward,
                         "validation_mean": score.mean_return,
                         "validation_std": score.std_return, "episodes": score.episodes,
@@ -512,10 +513,8 @@ def _run_trial(prep: Prepared, teacher: Teacher | None, stage: Path, sample: dic
         agreement = _distill_trial(prep, arch, play)
         return TrialRecord(index, sample, agreement - penalty, None, latency,
                            reference_latency, 0, agreement, pricing.hardware)
-    run_dir = stage / f"trial_{index:03d}"
-    trial_cfg = prep.agent_training(arch, config.budget.proxy_steps, teacher)
-    result = train(trial_cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(),
-                   progress=False)
+    result = prep.train_agent(arch, config.budget.proxy_steps, teacher,
+                              stage / f"trial_{index:03d}", progress=False)
     proxy = result.recent_return_mean if math.isfinite(result.recent_return_mean) else 0.0
     return TrialRecord(index, sample, proxy / scale - penalty, proxy, latency,
                        reference_latency, result.global_step, None, pricing.hardware)
@@ -545,11 +544,12 @@ def proxy_pruning(model: nn.Module, rl: TrainConfig, *,
                   start: bool = False) -> Callable[[float], None] | None:
     """What the distill proxy calls before each step (with its progress in [0, 1)) so that a
     sparse candidate (1xN, N:M layers) is scored at the sparsity its retraining gives it,
-    reached on the retraining's schedule (``rl``'s sparsity_start/end, block_pruning,
-    pruned_gradient); None for a model with no prunable layer.  Trained dense, a layer at 25 %
+    reached on the cubic ramp of ``rl``'s sparsity_start/end (with its block_pruning and
+    pruned_gradient; a ``reward_aware`` schedule, which follows a return the proxy does not
+    have, is ramped the same way); None for a model with no prunable layer.  Trained dense, a layer at 25 %
     density would score as a dense one while being priced as a sparse one.  ``start``: at the
     target sparsity from the first step instead (the ranking study's comparison)."""
-    if not any(True for _ in prunable_layers(model)):
+    if not has_prunable_layers(model):
         return None
 
     def prune(progress: float) -> None:

@@ -12,16 +12,19 @@ from pathlib import Path
 import torch
 
 from a3cs.paths import portable_path
-from a3cs.rl.checkpoint import load_teacher
+from a3cs.rl.checkpoint import load_agent, load_teacher
 from a3cs.rl.config import TrainConfig, make_config, resolve_family_defaults
 from a3cs.rl.defaults import DefaultsEntry, with_env_defaults
 from a3cs.rl.envs import env_family, make_env
+from a3cs.rl.evaluate import EvalResult, evaluate_policy, model_policy
 from a3cs.rl.loop import pick_device
 from a3cs.rl.networks import action_dim, describe_action_space
 from a3cs.rl.teachers import shipped_teacher
+from a3cs.rl.train import TrainResult, train
 from a3cs.search.config import TRAIN_TEACHER, SearchConfig
 from a3cs.search.target_factory import make_target
 from a3cs.search.targets import Target
+from a3cs_common.torch_settings import deterministic_kernels
 from distill.teacher import Teacher
 from nas.arch import Arch
 from nas.space import SearchSpace, default_space, load_space
@@ -66,6 +69,24 @@ class Prepared:
             "total_steps": total_steps, "arch": arch,
             "teacher": portable_path(teacher.source) if teacher is not None else None,
             "distill": self.config.distill})
+
+    def train_agent(self, arch: Arch | None, total_steps: int, teacher: Teacher | None,
+                    run_dir: Path, *, progress: bool) -> TrainResult:
+        """Train an agent of ``arch`` as :meth:`agent_training` says, in ``run_dir``; a run
+        directory that holds a checkpoint (a stopped search) is resumed from it."""
+        return train(self.agent_training(arch, total_steps, teacher), run_dir,
+                     resume=(run_dir / "checkpoint.pt").is_file(), progress=progress)
+
+    def score_agent(self, checkpoint: Path, episodes: int, *, episode_seed: int,
+                    field: str) -> EvalResult:
+        """The trained agent at ``checkpoint`` over ``episodes`` episodes seeded from
+        ``episode_seed``, acting with the run's seed on the run's device, with deterministic
+        kernels (how the search scores finalists on validation episodes and its agent on test
+        episodes).  ``field`` names the checkpoint in a load error."""
+        agent = load_agent(checkpoint, field=field, device=self.device)
+        with deterministic_kernels(self.device):
+            return evaluate_policy(model_policy(agent.model, seed=self.config.seed),
+                                   self.config.env_id, episodes, seed=episode_seed)
 
 
 def prepare(config: SearchConfig) -> Prepared:

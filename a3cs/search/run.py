@@ -48,7 +48,7 @@ from a3cs_common.io import (
     remove_stale_temporaries,
 )
 from a3cs_common.schema import validate
-from a3cs_common.torch_settings import deterministic_kernels, torch_threads
+from a3cs_common.torch_settings import torch_threads
 from distill.teacher import Teacher
 from hw_sim.workload import Workload
 from nas.arch import Arch, load_arch, reference_arch
@@ -163,13 +163,11 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
 
     # retrain ----------------------------------------------------------------------------
     if "retrain" not in state:
-        retrain_cfg = prep.agent_training(arch, config.budget.retrain_steps, teacher)
         log(f"retraining {arch.name} for {config.budget.retrain_steps:,} steps"
             f"{' with distillation' if teacher is not None else ''}")
         with clock.timing("retrain"):
-            result = train(retrain_cfg, out / "retrain",
-                           resume=(out / "retrain" / "checkpoint.pt").is_file(),
-                           progress=progress)
+            result = prep.train_agent(arch, config.budget.retrain_steps, teacher,
+                                      out / "retrain", progress=progress)
         finish("retrain", checkpoint=str(result.checkpoint.relative_to(out)),
                env_steps=result.global_step)
     # on the CPU: the workload export and the hardware models
@@ -177,12 +175,11 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
 
     # evaluate ---------------------------------------------------------------------------
     if "evaluate" not in state:
-        acting = load_agent(out / state["retrain"]["checkpoint"], field="retrain checkpoint",
-                            device=prep.device)
-        with clock.timing("evaluate"), deterministic_kernels(prep.device):
-            score = evaluate_policy(model_policy(acting.model, seed=config.seed),
-                                    config.env_id, config.budget.eval_episodes,
-                                    seed=10_000 + config.seed)
+        with clock.timing("evaluate"):
+            score = prep.score_agent(out / state["retrain"]["checkpoint"],
+                                     config.budget.eval_episodes,
+                                     episode_seed=10_000 + config.seed,
+                                     field="retrain checkpoint")
         atomic_write_text(out / "eval.json", json.dumps(score.to_dict(), indent=2) + "\n")
         log(f"test score {score.mean_return:.2f} +- {score.std_return:.2f} over "
             f"{score.episodes} episodes")
