@@ -54,7 +54,6 @@ from torch import nn
 
 from a3cs.rl.config import TrainConfig
 from a3cs.rl.envs import make_env
-from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.networks import build_agent
 from a3cs.rl.train import prune_as_configured
 from a3cs.search.config import SearchConfig
@@ -175,8 +174,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
         log(f"distill proxy: {len(play[0])} states of the teacher's play to train on, "
             f"{len(play[1])} held out")
     elif teacher is not None:
-        score = evaluate_policy(model_policy(teacher.model, seed=config.seed), config.env_id,
-                                10, seed=20_000 + config.seed)
+        score = prep.score_policy(teacher.model, 10, episode_seed=20_000 + config.seed)
         scale = max(abs(score.mean_return), 1e-6)
         log(f"teacher score {score.mean_return:.2f} normalises the proxy returns")
 

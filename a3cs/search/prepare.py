@@ -77,16 +77,21 @@ class Prepared:
         return train(self.agent_training(arch, total_steps, teacher), run_dir,
                      resume=(run_dir / "checkpoint.pt").is_file(), progress=progress)
 
+    def score_policy(self, model: torch.nn.Module, episodes: int, *,
+                     episode_seed: int) -> EvalResult:
+        """``model`` over ``episodes`` episodes of the run's game seeded from ``episode_seed``,
+        acting with the run's seed, with deterministic kernels on the run's device (how the
+        search scores the teacher, its finalists and its agent)."""
+        with deterministic_kernels(self.device):
+            return evaluate_policy(model_policy(model, seed=self.config.seed),
+                                   self.config.env_id, episodes, seed=episode_seed)
+
     def score_agent(self, checkpoint: Path, episodes: int, *, episode_seed: int,
                     field: str) -> EvalResult:
-        """The trained agent at ``checkpoint`` over ``episodes`` episodes seeded from
-        ``episode_seed``, acting with the run's seed on the run's device, with deterministic
-        kernels (how the search scores finalists on validation episodes and its agent on test
-        episodes).  ``field`` names the checkpoint in a load error."""
+        """:meth:`score_policy` of the trained agent at ``checkpoint``, loaded on the run's
+        device; ``field`` names the checkpoint in a load error."""
         agent = load_agent(checkpoint, field=field, device=self.device)
-        with deterministic_kernels(self.device):
-            return evaluate_policy(model_policy(agent.model, seed=self.config.seed),
-                                   self.config.env_id, episodes, seed=episode_seed)
+        return self.score_policy(agent.model, episodes, episode_seed=episode_seed)
 
 
 def prepare(config: SearchConfig) -> Prepared:

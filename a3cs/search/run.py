@@ -32,7 +32,6 @@ import torch
 from a3cs.paths import portable_path, resolve_path
 from a3cs.results import RunResult, write_results
 from a3cs.rl.checkpoint import load_agent, load_teacher
-from a3cs.rl.evaluate import evaluate_policy, model_policy
 from a3cs.rl.train import train
 from a3cs.search.config import SearchConfig, portable_paths, resolve_paths
 from a3cs.search.prepare import Prepared, RunLog, prepare
@@ -291,9 +290,8 @@ def _hand_designed(prep: Prepared, choice: HardwareChoice,
     own_fps = prep.target.measure(workload, prep.target.choose(workload, config.seed)).fps
     score = None
     if teacher is not None and getattr(teacher.model, "arch", None) == reference:
-        score = evaluate_policy(model_policy(teacher.model, seed=config.seed), config.env_id,
-                                config.budget.eval_episodes, seed=10_000 + config.seed
-                                ).mean_return
+        score = prep.score_policy(teacher.model, config.budget.eval_episodes,
+                                  episode_seed=10_000 + config.seed).mean_return
     return {"fps": fps, "fps_own_hardware": own_fps, "score_mean": score}
 
 
