@@ -73,6 +73,18 @@ def _check_arch_format(fmt: WeightFormat) -> WeightFormat:
     if isinstance(fmt, OneByN) and fmt.mask is not None:
         raise ConfigError("weight_format.mask", "a mask", "none in an architecture: give the "
                           "target density; the trained mask is the layer's state")
+    if isinstance(fmt, OneByN) and fmt.balanced:
+        raise ConfigError("weight_format.balanced", True, "false in an architecture (the "
+                          "training's block_pruning decides whether its block rows are "
+                          "balanced)")
+    return fmt
+
+
+def priced_format(fmt: WeightFormat, balanced_masks: bool) -> WeightFormat:
+    """The format a layer of an untrained architecture is priced with: a 1xN layer's random
+    mask drawn row-balanced when ``balanced_masks`` (its training prunes row_balanced)."""
+    if balanced_masks and isinstance(fmt, OneByN) and fmt.density is not None:
+        return fmt.model_copy(update={"balanced": True})
     return fmt
 
 
@@ -194,7 +206,7 @@ class Arch(FrozenModel):
         return planned
 
     def workload(self, obs_shape: tuple[int, ...], action_dim: int, *, batch: int = 1,
-                 name: str | None = None) -> Workload:
+                 name: str | None = None, balanced_masks: bool = False) -> Workload:
         """The hw_sim workload of this architecture, without building a network.
 
         1xN layers get a random block mask at their density (seed 0); a trained
@@ -205,11 +217,16 @@ class Arch(FrozenModel):
             action_dim: policy outputs (actions, or the action vector's length).
             batch: inferences per run (1: one environment step).
             name: workload name (default: the architecture's name).
+            balanced_masks: draw the 1xN masks with the same number of blocks in every block
+                row, as a training with ``block_pruning: row_balanced`` prunes them (the
+                trained agent then runs at exactly the priced latency); otherwise across the
+                whole layer.
 
         Raises:
             ConfigError: as in :meth:`plan`.
         """
-        layers: list[Conv2d | Linear] = [p.hw_layer(batch) for p in self.plan(obs_shape)]
+        layers: list[Conv2d | Linear] = [p.hw_layer(batch, balanced_masks=balanced_masks)
+                                         for p in self.plan(obs_shape)]
         layers.append(Linear(name="policy", in_features=self.head.width,
                              out_features=action_dim, batch=batch))
         layers.append(Linear(name="value", in_features=self.head.width, out_features=1,
@@ -256,9 +273,10 @@ class PlannedLayer(GemmGeometry):
     def gemm_m(self) -> int:
         return math.prod(self.out_shape[1:])
 
-    def hw_layer(self, batch: int = 1) -> Conv2d | Linear:
-        """The hw_sim layer (1xN: random mask at the target density, seed 0)."""
-        fmt = self.weight_format
+    def hw_layer(self, batch: int = 1, *, balanced_masks: bool = False) -> Conv2d | Linear:
+        """The hw_sim layer (1xN: random mask at the target density, seed 0, row-balanced
+        when ``balanced_masks``; see :func:`priced_format`)."""
+        fmt = priced_format(self.weight_format, balanced_masks)
         if self.kind == "linear":
             return Linear(name=self.name, in_features=self.in_shape[0],
                           out_features=self.out_shape[0], batch=batch, weight_format=fmt)

@@ -52,10 +52,12 @@ class CandidateTable:
         obs_shape: observation shape.
         action_dim: policy outputs.
         batch: inferences per run (1: one environment step).
+        balanced_masks: 1xN layers priced with row-balanced random masks (as
+            :meth:`nas.arch.Arch.workload` says; the training prunes row_balanced).
     """
 
     def __init__(self, space: SearchSpace, obs_shape: tuple[int, ...], action_dim: int,
-                 batch: int = 1):
+                 batch: int = 1, *, balanced_masks: bool = False):
         space.check_fits(obs_shape)
         self.space = space
         self.obs_shape = tuple(obs_shape)
@@ -85,7 +87,8 @@ class CandidateTable:
                             spec = LayerSpec(op=op, width=width, weight_format=fmt,
                                              padding=space.layer_padding(i)
                                              if space.observation == "pixels" else "valid")
-                            for slot, layer in enumerate(_hw_layers(spec, state, batch)):
+                            for slot, layer in enumerate(_hw_layers(spec, state, batch,
+                                                                       balanced_masks)):
                                 cost_index[s, o, w, f, slot] = self._add(layer)
             self.positions.append(_Position(tuple(states), cost_index, next_index))
             states = next_states
@@ -100,7 +103,7 @@ class CandidateTable:
             for w, width in enumerate(head_widths):
                 for f, fmt in enumerate(head_fmts):
                     self.head_index[s, w, f] = self._add(_linear("head", features, width, fmt,
-                                                                 batch))
+                                                                 batch, balanced_masks))
         self.output_index = torch.tensor([
             [self._add(Linear(name="policy", in_features=width, out_features=action_dim,
                               batch=batch)),
@@ -164,14 +167,15 @@ class CandidateTable:
 
 
 def _linear(name: str, features: int, width: int, fmt: ArchWeightFormat,
-            batch: int) -> Linear:
+            batch: int, balanced_masks: bool) -> Linear:
     layer = PlannedLayer(name=name, kind="linear", in_shape=(features,), out_shape=(width,),
                          kernel=1, stride=1, padding=0, groups=1, weight_format=fmt)
-    return layer.hw_layer(batch)  # type: ignore[return-value]
+    return layer.hw_layer(batch, balanced_masks=balanced_masks)  # type: ignore[return-value]
 
 
-def _hw_layers(spec: LayerSpec, state: State, batch: int) -> list[Conv2d | Linear]:
+def _hw_layers(spec: LayerSpec, state: State, batch: int,
+               balanced_masks: bool) -> list[Conv2d | Linear]:
     """The hardware layers of one trunk layer on an input of shape ``state`` (1xN layers
     priced at their target density, as :meth:`nas.arch.Arch.workload` does)."""
     planned = Arch(layers=(spec,), head=HeadSpec(width=8)).plan(state)[:-1]  # drop the head
-    return [p.hw_layer(batch) for p in planned]
+    return [p.hw_layer(batch, balanced_masks=balanced_masks) for p in planned]

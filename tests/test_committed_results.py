@@ -81,3 +81,34 @@ def test_the_documented_recipe_is_the_seventh_rounds_search() -> None:
     trial = expand(*load_sweep(sweep_path), sweep_path)[0].config
     ignored = {"label", "env_id", "seed"}
     assert recipe.model_dump(exclude=ignored) == trial.model_dump(exclude=ignored)
+
+
+@pytest.mark.parametrize("name", ["breakout_evolution_finalists_s1",
+                                  "asterix_evolution_finalists_s0"])
+def test_the_search_prices_an_architecture_as_its_training_prunes_it(name: str) -> None:
+    """A committed agent was trained with row-balanced 1xN pruning: the search's pricing of its
+    architecture (a row-balanced random mask) gives exactly the trained agent's latency on its
+    accelerator, where a plain random mask (how the rounds up to v20 priced it) is slower,
+    since the 1xN engine runs a row group at its fullest row's pace.  An agent without 1xN
+    layers is priced the same either way."""
+    from a3cs.rl.checkpoint import load_agent
+    from a3cs.search.accelerator_target import HardwareChoice
+    from a3cs.search.config import load_search_config
+    from a3cs.search.prepare import prepare
+    from nas.arch import load_arch
+
+    run = V19 / name
+    prep = prepare(load_search_config(str(run / "config.yaml")))
+    assert prep.rl.balanced_masks
+    choice = HardwareChoice(**json.loads((run / "state.json").read_text())["hardware"]["choice"])
+    arch = load_arch(str(run / "arch.yaml"))
+    trained = load_agent(run / "retrain" / "checkpoint.pt", field="checkpoint").model
+
+    def latency(workload) -> float:  # noqa: ANN001 - hw_sim Workload
+        return prep.target.measure(workload, choice).latency_s
+
+    priced = latency(prep.workload(arch))
+    assert priced == pytest.approx(latency(trained.workload(batch=1)), rel=1e-12)
+    plain = latency(arch.workload(prep.obs_shape, prep.action_dim))
+    has_one_by_n = "one_by_n" in (run / "arch.yaml").read_text()
+    assert (plain > priced) if has_one_by_n else (plain == priced)

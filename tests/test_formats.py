@@ -188,3 +188,26 @@ def test_bad_n_m_in_a_workload_is_one_line_exit_2(tmp_path, capsys, fmt, message
     assert main(["simulate", "--hw", str(hw), "--workload", str(workload)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_balanced_random_mask_keeps_the_trained_count_in_every_block_row() -> None:
+    """Row-balanced pruning (block_l1_mask with balanced=True) keeps ``in - round(sparsity *
+    in)`` blocks in every block row; the balanced random mask the search prices keeps the
+    same, while the plain one leaves rows uneven."""
+    from nas.layers import block_l1_mask
+
+    layer = Linear(name="fc", in_features=100, out_features=64)
+    trained = block_l1_mask(torch.randn(64, 100), 8, 0.75, balanced=True).numpy()
+    balanced = OneByN(n=8, density=0.25, balanced=True).block_mask(layer)
+    plain = OneByN(n=8, density=0.25).block_mask(layer)
+    assert balanced.shape == plain.shape == trained.shape == (8, 100)
+    assert list(balanced.sum(axis=1)) == list(trained.sum(axis=1)) == [25] * 8
+    assert plain.sum() == 200 and len(set(plain.sum(axis=1))) > 1
+    assert OneByN(n=8, density=0.25).dump() == {"type": "one_by_n", "n": 8, "density": 0.25,
+                                                "seed": 0}  # files written before stay equal
+    with pytest.raises(ConfigError, match=r"balanced: got True; allowed: false with an explicit"):
+        validate(OneByN, {"n": 4, "mask": ["11"], "balanced": True})
+    with pytest.raises(ConfigError, match=r"head\.weight_format\.balanced: got True; allowed: "
+                                          r"false in an architecture"):
+        validate(Arch, {"head": {"width": 8, "weight_format": {
+            "type": "one_by_n", "n": 4, "density": 0.5, "balanced": True}}})

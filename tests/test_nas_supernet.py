@@ -189,6 +189,11 @@ def test_expected_cost_is_exact():
     assert float(expected.detach()) == pytest.approx(brute, rel=1e-5)
     expected.backward()
     assert all(v.grad.abs().sum() > 0 for v in logits.values() if len(v) > 1)
+    # priced as a row_balanced training prunes: every 1xN candidate's mask drawn balanced
+    balanced = CandidateTable(small, OBS, action_dim=3, balanced_masks=True)
+    one_by_n = [(a.weight_format, b.weight_format) for a, b in zip(
+        table.layers, balanced.layers, strict=True) if isinstance(a.weight_format, OneByN)]
+    assert one_by_n and all(b.balanced and not a.balanced for a, b in one_by_n)
 
 
 def test_fair_paths_use_every_option_equally_often():

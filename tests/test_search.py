@@ -341,6 +341,13 @@ def test_samples_that_build_the_same_network_are_one_trial():
               "head.width": 128, "head.format": "bc16"}
     skipped_differently = {**sample, "layers.2.width": 32, "layers.2.format": "dense"}
     assert _trial_key(prep, {"arch": sample}) == _trial_key(prep, {"arch": skipped_differently})
+    # the identity at another position of the trunk builds the same network
+    skip_moved = {**sample, "layers.1.op": "skip", "layers.2.op": "conv3x3",
+                  "layers.2.width": 32, "layers.2.format": "bc8"}
+    assert _trial_key(prep, {"arch": sample}) == _trial_key(prep, {"arch": skip_moved})
+    # ... and the same layers in another order do not
+    swapped = {**sample, "layers.0.width": 32, "layers.1.width": 16}
+    assert _trial_key(prep, {"arch": sample}) != _trial_key(prep, {"arch": swapped})
     assert _trial_key(prep, {"arch": sample}) != _trial_key(
         prep, {"arch": {**sample, "head.format": "dense"}})
     budget = _TrialBudget(trials=2, max_samples=5)

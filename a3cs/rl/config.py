@@ -143,6 +143,13 @@ class TrainConfig(FrozenModel):
         """Rollouts (and updates) in the run: ``ceil(total_steps / rollout_steps)``."""
         return -(-self.total_steps // self.rollout_steps)
 
+    @property
+    def balanced_masks(self) -> bool:
+        """Whether this training leaves every block row of a 1xN layer with the same number
+        of blocks (``block_pruning: row_balanced``), so an untrained architecture is priced
+        with row-balanced random masks (:meth:`nas.arch.Arch.workload`)."""
+        return self.block_pruning == "row_balanced"
+
 
 def resolve_family_defaults(config: TrainConfig, family: str) -> TrainConfig:
     """Fill ``clip_reward`` and ``normalize_obs`` from the environment family."""

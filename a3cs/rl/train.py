@@ -69,7 +69,7 @@ def prune_as_configured(model: nn.Module, config: TrainConfig, progress: float) 
     prune_to_schedule(model, progress,
                       cubic_sparsity_schedule(config.sparsity_start, config.sparsity_end),
                       keep_pruned=config.pruned_gradient == "refined",
-                      balanced=config.block_pruning == "row_balanced")
+                      balanced=config.balanced_masks)
 
 
 def _check_resume(config: TrainConfig, saved: TrainConfig) -> TrainConfig:

@@ -144,8 +144,8 @@ class SearchHooks(LoopHooks):
         self.accel_opt = (torch.optim.Adam(accel_params, lr=config.supernet.accel_lr)
                           if accel_params else None)
         obs_shape = supernet.obs_shape
-        self.reference_workload = reference_arch(obs_shape).workload(obs_shape,
-                                                                     supernet.action_dim)
+        self.reference_workload = reference_arch(obs_shape).workload(
+            obs_shape, supernet.action_dim, balanced_masks=rl.balanced_masks)
         self.tau = config.supernet.tau_start
         self.target_scale = 1.0  # cost.tolerance_control: setpoint's correction of the target
         self._own_reference = (target.searched_latency(self.reference_workload, config.seed)
@@ -292,7 +292,8 @@ class SearchHooks(LoopHooks):
     def _derived_workload(self) -> Workload:
         """The workload of the network the logits derive now."""
         supernet = self.supernet
-        return supernet.derive(name="current").workload(supernet.obs_shape, supernet.action_dim)
+        return supernet.derive(name="current").workload(
+            supernet.obs_shape, supernet.action_dim, balanced_masks=self.rl.balanced_masks)
 
     def _research_accelerator(self, accel_opt: torch.optim.Optimizer) -> None:
         """Auto-NBA: the accelerator searched for the network the logits derive now."""
@@ -354,7 +355,8 @@ def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpac
                             obs_transform=RunningNorm(obs_shape) if rl.normalize_obs else None,
                             generator=torch.Generator().manual_seed(config.seed),
                             weight_sharing=config.supernet.weight_sharing)
-        tables["candidates"] = CandidateTable(space, obs_shape, action_dim(action_space))
+        tables["candidates"] = CandidateTable(space, obs_shape, action_dim(action_space),
+                                              balanced_masks=rl.balanced_masks)
         return supernet
 
     state = build_state(rl, make_supernet, parameters=lambda net: net.weight_parameters())

@@ -158,7 +158,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     searched = config.proxy.hardware == "searched"
     if hardware_space is not None and not searched:
         parts["hw"] = hardware_space
-    reference: Any = reference_arch(prep.obs_shape).workload(prep.obs_shape, prep.action_dim)
+    reference: Any = prep.workload(reference_arch(prep.obs_shape))
     if searched:  # the hand-designed network on its own searched hardware, measured once
         choice = prep.target.choose(reference, config.seed)
         reference = prep.target.measure(reference, choice).latency_s
@@ -269,8 +269,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
     arch = prep.space.arch(best.sample["arch"], prep.obs_shape,
                            name=f"{config.method}_seed{config.seed}")
     hardware = (HardwareChoice(**best.hardware) if best.hardware is not None else
-                prep.target.choice_for_sample(best.sample.get("hw"), arch.workload(
-                    prep.obs_shape, prep.action_dim)))
+                prep.target.choice_for_sample(best.sample.get("hw"), prep.workload(arch)))
     quality = (f"agreement {best.agreement:.3f}" if best.agreement is not None else
                f"proxy return {best.proxy_return:.2f}" if best.proxy_return is not None else
                "not trained: no trial's latency was within proxy.latency_band of the target")
@@ -437,10 +436,12 @@ class _TrialBudget:
 
 def _trial_key(prep: Prepared, sample: dict[str, Any]) -> str:
     """What a trial's result depends on: the network the sample builds (not the choices it
-    ignores) and the sampled hardware, if any."""
+    ignores, nor where its skip layers sit: the identity anywhere in the trunk builds the
+    same network) and the sampled hardware, if any."""
     arch = prep.space.arch(sample["arch"], prep.obs_shape, name="trial")
-    return json.dumps({"arch": arch.model_dump(mode="json"), "hw": sample.get("hw")},
-                      sort_keys=True)
+    layers = [layer.model_dump(mode="json") for layer in arch.layers if layer.op != "skip"]
+    return json.dumps({"arch": {**arch.model_dump(mode="json"), "layers": layers},
+                       "hw": sample.get("hw")}, sort_keys=True)
 
 
 def _teacher_play(prep: Prepared, teacher: Teacher) -> tuple[TeacherPlay, TeacherPlay]:
@@ -465,7 +466,7 @@ def _price(prep: Prepared, sample: dict[str, Any], reference: Any) -> _Pricing:
     """``reference`` is the hand-designed workload (sampled hardware) or its measured latency
     in seconds on its own searched hardware (searched hardware)."""
     arch = prep.space.arch(sample["arch"], prep.obs_shape, name="trial")
-    workload = arch.workload(prep.obs_shape, prep.action_dim)
+    workload = prep.workload(arch)
     if prep.config.proxy.hardware == "searched":
         choice = prep.target.choose(workload, prep.config.seed)
         return _Pricing(prep.target.measure(workload, choice).latency_s, reference,

@@ -26,6 +26,7 @@ from a3cs.search.target_factory import make_target
 from a3cs.search.targets import Target
 from a3cs_common.torch_settings import deterministic_kernels
 from distill.teacher import Teacher
+from hw_sim.workload import Workload
 from nas.arch import Arch
 from nas.space import SearchSpace, default_space, load_space
 
@@ -58,6 +59,12 @@ class Prepared:
     device: torch.device
     defaults: DefaultsEntry
     teacher_path: str | None  # None: train one in the teacher stage
+
+    def workload(self, arch: Arch, *, name: str | None = None) -> Workload:
+        """How the search prices ``arch`` before it is trained: its workload for the run's
+        game, its 1xN masks drawn as the run's training prunes them (row-balanced or not)."""
+        return arch.workload(self.obs_shape, self.action_dim, name=name,
+                             balanced_masks=self.rl.balanced_masks)
 
     def agent_training(self, arch: Arch | None, total_steps: int,
                        teacher: Teacher | None) -> TrainConfig:

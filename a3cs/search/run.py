@@ -149,7 +149,7 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
             info = _search_stage(prep, teacher, out, resume=resume, progress=progress, log=log)
         finish("search", **info)
     arch = load_arch(str(out / "arch.yaml"), field="arch.yaml")
-    workload = arch.workload(prep.obs_shape, prep.action_dim, name=arch.name)
+    workload = prep.workload(arch, name=arch.name)
 
     # hardware ---------------------------------------------------------------------------
     if "hardware" not in state:
@@ -281,7 +281,7 @@ def _hand_designed(prep: Prepared, choice: HardwareChoice,
     the same episodes."""
     config = prep.config
     reference = reference_arch(prep.obs_shape)
-    workload = reference.workload(prep.obs_shape, prep.action_dim, name="hand_designed")
+    workload = prep.workload(reference, name="hand_designed")
     try:
         fps: float | None = prep.target.measure(workload, choice).fps
     except ConfigError:  # e.g. a chunked accelerator sized for the searched layers only

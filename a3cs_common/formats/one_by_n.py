@@ -2,7 +2,9 @@
 
 A block spans all kernel taps.  A boolean block mask of shape ``[out_channels / n,
 in_channels / groups]`` says which blocks are kept; it is given explicitly (a trained
-layer's) or drawn at a density with a seed, so per-row load imbalance is real.  Storage: the
+layer's) or drawn at a density with a seed, so per-row load imbalance is real (unless it is
+drawn ``balanced``: the same number of blocks in every block row, as row-balanced pruning
+trains it).  Storage: the
 kept blocks' values plus one index word per kept block.
 """
 
@@ -32,6 +34,10 @@ class OneByN(FormatBase):
         "(or strings of 0/1 characters, one per row)",
     )
     seed: int = Field(default=0, description="seed of the random mask drawn at `density`")
+    balanced: bool = Field(
+        default=False, description="draw the random mask with the same number of kept blocks "
+        "in every block row (how row-balanced pruning trains a layer; the 1xN engine runs a "
+        "row group at the pace of its fullest row)")
 
     engine = "one_by_n"
     cpu_kernel = "scipy_bsr"
@@ -80,6 +86,9 @@ class OneByN(FormatBase):
             raise ConfigError("density", self.density, "a fraction in (0, 1]")
         if self.mask is not None and len({len(r) for r in self.mask}) > 1:
             raise ConfigError("mask", "ragged rows", "rows of equal length")
+        if self.mask is not None and self.balanced:
+            raise ConfigError("balanced", True, "false with an explicit mask (balanced says "
+                              "how the mask at `density` is drawn)")
         return self
 
     def check(self, layer: LayerGeometry) -> None:
@@ -107,12 +116,19 @@ class OneByN(FormatBase):
             mask = np.array(self.mask, dtype=bool).reshape(shape)
         else:
             assert self.density is not None
-            total = shape[0] * shape[1]
-            keep = max(1, round(self.density * total))
             rng = np.random.default_rng(self.seed)
-            mask = np.zeros(total, dtype=bool)
-            mask[rng.choice(total, size=keep, replace=False)] = True
-            mask = mask.reshape(shape)
+            if self.balanced:  # per block row, the count row-balanced pruning keeps
+                rows, cols = shape
+                keep = max(1, cols - round(self.sparsity * cols))
+                mask = np.zeros(shape, dtype=bool)
+                for row in range(rows):
+                    mask[row, rng.choice(cols, size=keep, replace=False)] = True
+            else:
+                total = shape[0] * shape[1]
+                keep = max(1, round(self.density * total))
+                mask = np.zeros(total, dtype=bool)
+                mask[rng.choice(total, size=keep, replace=False)] = True
+                mask = mask.reshape(shape)
         mask.setflags(write=False)
         return mask
 
@@ -150,6 +166,8 @@ class OneByN(FormatBase):
 
     def dump(self) -> dict[str, Any]:
         out = self.model_dump(exclude_none=True)
+        if not self.balanced:  # the default; files written before the field stay as they were
+            del out["balanced"]
         if self.mask is not None:
             out["mask"] = ["".join("1" if x else "0" for x in row) for row in self.mask]
         return out
