@@ -95,6 +95,7 @@ def test_the_search_prices_an_architecture_as_its_training_prunes_it(name: str) 
     from a3cs.search.accelerator_target import HardwareChoice
     from a3cs.search.config import load_search_config
     from a3cs.search.prepare import prepare
+    from hw_sim.workload import Workload
     from nas.arch import load_arch
 
     run = V19 / name
@@ -104,7 +105,7 @@ def test_the_search_prices_an_architecture_as_its_training_prunes_it(name: str) 
     arch = load_arch(str(run / "arch.yaml"))
     trained = load_agent(run / "retrain" / "checkpoint.pt", field="checkpoint").model
 
-    def latency(workload) -> float:  # noqa: ANN001 - hw_sim Workload
+    def latency(workload: Workload) -> float:
         return prep.target.measure(workload, choice).latency_s
 
     priced = latency(prep.workload(arch))
