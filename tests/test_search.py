@@ -446,6 +446,19 @@ def test_finalists_are_ranked_by_a_short_training_on_validation_episodes(tmp_pat
     assert (resumed / first.relative_to(run_dir)).stat().st_mtime == mtime
     assert json.loads((resumed / "search" / "finalists.json").read_text()) == finalists
     assert (resumed / "arch.yaml").read_text() == (run_dir / "arch.yaml").read_text()
+    # trials another version of the search scored (no scoring.json: before it existed) are
+    # not resumed over: a one-line error, the trials kept
+    older = tmp_path / "older"
+    shutil.copytree(resumed, older)
+    (older / "search" / "scoring.json").unlink()
+    (older / "state.json").write_text(json.dumps(state))
+    capsys.readouterr()
+    assert main(["search", config, "--teacher", teacher, "--out", str(older), "--quiet",
+                 "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trials.json: got 'trials scored by version 2 or " \
+        "earlier'; allowed: trials scored by this version (3;" in err
+    assert (older / "search" / "trials.json").read_text() == json.dumps(trials, indent=1)
     # the supernet methods have no finalists
     assert main(["search", config, "--out", str(tmp_path / "bad"), "--set",
                  "method=a3cs"]) == 2
