@@ -17,11 +17,13 @@ from a3cs.results import read_results
 REPO = Path(__file__).resolve().parents[1]
 EVIDENCE = REPO / "experiments" / "results"
 # the README table's rounds: each game's run with the shortest test episodes (seconds to
-# re-evaluate), and the fifth round's
+# re-evaluate), the fifth round's, and the same-settings random baseline's best Asterix agent
 V19 = EVIDENCE / "cosearch_minatar_v19"
 RUNS = [V19 / "breakout_evolution_finalists_s0", V19 / "spaceinvaders_evolution_finalists_s3",
         V19 / "asterix_evolution_finalists_s4",
-        EVIDENCE / "cosearch_minatar_v7" / "breakout_evolution_start_s2"]
+        EVIDENCE / "cosearch_minatar_v7" / "breakout_evolution_start_s2",
+        # the same-settings random baseline's agent that tops the Asterix front
+        EVIDENCE / "cosearch_minatar_v20" / "asterix_random_finalists_s2"]
 
 
 @pytest.mark.slow
