@@ -4,8 +4,7 @@ A block spans all kernel taps.  A boolean block mask of shape ``[out_channels / 
 in_channels / groups]`` says which blocks are kept; it is given explicitly (a trained
 layer's) or drawn at a density with a seed, so per-row load imbalance is real (unless it is
 drawn ``balanced``: the same number of blocks in every block row, as row-balanced pruning
-trains it).  Storage: the
-kept blocks' values plus one index word per kept block.
+trains it).  Storage: the kept blocks' values plus one index word per kept block.
 """
 
 from __future__ import annotations
