@@ -89,7 +89,7 @@ def test_cpu_target(tmp_path, teacher, capsys):
 
 
 @pytest.mark.slow
-def test_killed_search_resumes_to_the_same_result(tmp_path, teacher):
+def test_killed_search_resumes_to_the_same_result(tmp_path, teacher, capsys):
     config = _config(tmp_path, budget={**TINY_BUDGET, "search_steps": 4096})
     reference, killed = tmp_path / "straight", tmp_path / "killed"
     command = [sys.executable, "-m", "a3cs", "search", config, "--teacher", teacher, "--quiet"]
@@ -108,6 +108,18 @@ def test_killed_search_resumes_to_the_same_result(tmp_path, teacher):
     state = json.loads((killed / "state.json").read_text())
     assert "search" not in state and state["teacher"]["done"]
 
+    # a search checkpoint another version priced (no scoring.json: before the supernet
+    # search recorded it) is not resumed: a one-line error, the checkpoint kept
+    older = tmp_path / "older"
+    shutil.copytree(killed, older)
+    (older / "search" / "scoring.json").unlink()
+    saved = (older / "search" / "search_checkpoint.pt").read_bytes()
+    resume_older = ["search", config, "--teacher", teacher, "--quiet", "--out", str(older),
+                    "--resume"]
+    assert "search_checkpoint.pt: got 'a search scored by version 2 or earlier'; allowed: " \
+        "a search scored by this version (3;" in _bad(resume_older, capsys)
+    assert (older / "search" / "search_checkpoint.pt").read_bytes() == saved
+
     subprocess.run([*command, "--out", str(killed), "--resume"], check=True,
                    capture_output=True)
     (a,), (b,) = read_results(reference), read_results(killed)
@@ -120,6 +132,19 @@ def test_killed_search_resumes_to_the_same_result(tmp_path, teacher):
     state = json.loads((killed / "state.json").read_text())
     assert {stage: state[stage]["wall_time_s"] for stage in stage_time} == stage_time
     assert b.wall_time_s == pytest.approx(sum(v["wall_time_s"] for v in state.values()))
+    # nor is the hardware derived for a search another version priced
+    for stage in ("hardware", "retrain", "evaluate", "measure", "results"):
+        state.pop(stage)
+    (older / "state.json").write_text(json.dumps(state))
+    (older / "arch.yaml").write_text((killed / "arch.yaml").read_text())
+    shutil.copy(killed / "search" / "target_state.pt", older / "search")
+    assert "search: got 'a search scored by version 2 or earlier'" in _bad(resume_older, capsys)
+    assert not (older / "hardware.yaml").exists()
+    # with its record, the same run goes on to the same hardware
+    shutil.copy(killed / "search" / "scoring.json", older / "search")
+    assert main(resume_older) == 0
+    assert (older / "hardware.yaml").read_text() == (killed / "hardware.yaml").read_text()
+    capsys.readouterr()
 
 
 def _bad(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -456,8 +481,8 @@ def test_finalists_are_ranked_by_a_short_training_on_validation_episodes(tmp_pat
     assert main(["search", config, "--teacher", teacher, "--out", str(older), "--quiet",
                  "--resume"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "trials.json: got 'trials scored by version 2 or " \
-        "earlier'; allowed: trials scored by this version (3;" in err
+    assert len(err.splitlines()) == 1 and "trials.json: got 'a search scored by version 2 or " \
+        "earlier'; allowed: a search scored by this version (3;" in err
     assert (older / "search" / "trials.json").read_text() == json.dumps(trials, indent=1)
     # the supernet methods have no finalists
     assert main(["search", config, "--out", str(tmp_path / "bad"), "--set",

@@ -56,6 +56,7 @@ from a3cs.rl.envs import SyncEnvs
 from a3cs.rl.loop import LoopHooks, LoopState, build_state, run_loop
 from a3cs.rl.networks import RunningNorm, action_dim, policy_kind
 from a3cs.search.config import SearchConfig
+from a3cs.search.prepare import check_scoring
 from a3cs.search.targets import Target
 from a3cs_common.io import atomic_write_text, dump_yaml
 from distill.losses import distill_loss
@@ -369,6 +370,7 @@ def run_supernet_search(config: SearchConfig, rl: TrainConfig, space: SearchSpac
     hooks = SearchHooks(config, rl, supernet, target, lam=lam, search_hardware=search_hardware,
                         warmup_updates=warmup_updates, total_updates=total_updates)
     ckpt_path = out / CHECKPOINT
+    check_scoring(out, resumed_work=ckpt_path if resume and ckpt_path.is_file() else None)
     if resume and ckpt_path.is_file():
         saved = read_checkpoint(ckpt_path, field="--resume")
         state.load_state_dict(saved, source=str(ckpt_path))

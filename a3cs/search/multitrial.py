@@ -37,7 +37,8 @@ network (a skipped layer's width or format, say) are one trial: trained once, sc
 nni runs in-process (``SequentialExecutionEngine``: no experiment server, nothing listens on
 a port).  Finished trials are cached in ``trials.json``, so a resumed run replays them without
 training (the strategies are seeded and propose the same samples); ``scoring.json`` says which
-:data:`TRIAL_SCORING` priced and scored them, and a run scored another way is not resumed.
+version of the search (:data:`a3cs.search.prepare.SEARCH_SCORING`) priced and scored them, and
+a run scored another way is not resumed.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from a3cs.rl.envs import make_env
 from a3cs.rl.networks import build_agent
 from a3cs.rl.train import prune_as_configured
 from a3cs.search.config import SearchConfig
-from a3cs.search.prepare import Prepared, RunLog
+from a3cs.search.prepare import Prepared, RunLog, check_scoring
 from a3cs.search.targets import HardwareChoice
 from a3cs.search.teacher_play import collect_teacher_play
 from a3cs_common.errors import ConfigError
@@ -74,15 +75,6 @@ from nas.layers import has_prunable_layers
 # not print the alarm.
 warnings.filterwarnings("ignore", message=r".* is found to be not a nn\.Module",
                         category=RuntimeWarning, module=r"nni\.nas\.nn\.pytorch")
-
-#: How this code prices and scores a trial, recorded in ``scoring.json`` beside ``trials.json``
-#: so that a search is never resumed over trials another version scored (a run directory holds
-#: one search).  1: before 2026-12-07 (session 19), the distill proxy trained 1xN / N:M
-#: candidates dense; 2: the proxy prunes them on their retraining's schedule; 3 (session 22):
-#: 1xN layers priced with masks drawn as the training prunes them (row-balanced or not) and a
-#: skip layer's position not part of a trial's key.
-TRIAL_SCORING = 3
-
 
 @dataclass(frozen=True)
 class TrialRecord:
@@ -187,7 +179,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
         log(f"teacher score {score.mean_return:.2f} normalises the proxy returns")
 
     cache_path = stage / "trials.json"
-    _check_scoring(stage)
+    check_scoring(stage, resumed_work=cache_path if cache_path.is_file() else None)
     records: list[TrialRecord] = ([TrialRecord(**r) for r in json.loads(cache_path.read_text())]
                                   if cache_path.is_file() else [])
     cached = {_trial_key(prep, r.sample): r for r in records}
@@ -437,24 +429,6 @@ class _TrialBudget:
                 return budget.trials_done < budget.trials and super().budget_available()
 
         return Engine(max_model_count=None if self.count_pricings else self.max_samples)
-
-
-def _check_scoring(stage: Path) -> None:
-    """Record :data:`TRIAL_SCORING` in a new search stage; in a resumed one, raise ConfigError
-    if its trials were scored another way (a ``trials.json`` without ``scoring.json`` was
-    written by scoring 2 or earlier)."""
-    scoring_path = stage / "scoring.json"
-    if (stage / "trials.json").is_file():
-        recorded = (json.loads(scoring_path.read_text()).get("trial_scoring")
-                    if scoring_path.is_file() else "2 or earlier")
-        if recorded != TRIAL_SCORING:
-            raise ConfigError(
-                f"{stage / 'trials.json'}", f"trials scored by version {recorded}",
-                f"trials scored by this version ({TRIAL_SCORING}; "
-                "a3cs.search.multitrial.TRIAL_SCORING says what changed): start a new --out "
-                "directory, or resume with the commit that began the run")
-        return
-    atomic_write_text(scoring_path, json.dumps({"trial_scoring": TRIAL_SCORING}) + "\n")
 
 
 def _trial_key(prep: Prepared, sample: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ run's log.  Shared by :mod:`a3cs.search.run` and :mod:`a3cs.search.multitrial`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,11 +25,46 @@ from a3cs.rl.train import TrainResult, train
 from a3cs.search.config import TRAIN_TEACHER, SearchConfig
 from a3cs.search.target_factory import make_target
 from a3cs.search.targets import Target
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import atomic_write_text
 from a3cs_common.torch_settings import deterministic_kernels
 from distill.teacher import Teacher
 from hw_sim.workload import Workload
 from nas.arch import Arch
 from nas.space import SearchSpace, default_space, load_space
+
+#: How a search prices architectures before training them, and how a multi-trial search scores
+#: its trials; recorded in ``search/scoring.json`` when a search stage starts, so that no run is
+#: resumed over work another version did (a run directory holds one search).  1: before
+#: 2026-12-07 (session 19), the distill proxy trained 1xN / N:M candidates dense; 2: the proxy
+#: prunes them on their retraining's schedule; 3 (session 22): 1xN layers priced with masks
+#: drawn as the training prunes them (row-balanced or not), a skip layer's position not part
+#: of a trial's key; from session 23 the supernet search records it too.
+SEARCH_SCORING = 3
+SCORING_FILE = "scoring.json"
+
+
+def check_scoring(stage: Path, *, resumed_work: Path | None) -> None:
+    """Record :data:`SEARCH_SCORING` in the search stage directory ``stage``; if the stage
+    resumes work already done (``resumed_work``: its trials, its checkpoint, the finished
+    stage), first check that this version did it (no record: version 2 or earlier).
+
+    Raises:
+        ConfigError: another version priced or scored ``resumed_work``; nothing is written.
+    """
+    path = stage / SCORING_FILE
+    if resumed_work is not None:
+        recorded = (json.loads(path.read_text()).get("trial_scoring") if path.is_file()
+                    else "2 or earlier")
+        if recorded != SEARCH_SCORING:
+            raise ConfigError(
+                str(resumed_work), f"a search scored by version {recorded}",
+                f"a search scored by this version ({SEARCH_SCORING}; "
+                "a3cs.search.prepare.SEARCH_SCORING says what changed): start a new --out "
+                "directory, or resume with the commit that began the run")
+        return
+    stage.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"trial_scoring": SEARCH_SCORING}) + "\n")
 
 
 class RunLog:

@@ -34,7 +34,7 @@ from a3cs.results import RunResult, write_results
 from a3cs.rl.checkpoint import load_agent, load_teacher
 from a3cs.rl.train import train
 from a3cs.search.config import SearchConfig, portable_paths, resolve_paths
-from a3cs.search.prepare import Prepared, RunLog, prepare
+from a3cs.search.prepare import Prepared, RunLog, check_scoring, prepare
 from a3cs.search.stage_clock import StageClock
 from a3cs.search.targets import HardwareChoice
 from a3cs_common.errors import ConfigError
@@ -153,6 +153,9 @@ def _run_stages(config: SearchConfig, prep: Prepared, out: Path, state: dict[str
 
     # hardware ---------------------------------------------------------------------------
     if "hardware" not in state:
+        if resume and config.method != "hand_designed":
+            # the hardware is priced (or derived) as the search priced its architectures
+            check_scoring(out / "search", resumed_work=out / "search")
         with clock.timing("hardware"):
             choice = _hardware_stage(config, prep, workload, state["search"], out)
         atomic_write_text(out / "hardware.yaml", dump_yaml(choice.description))
