@@ -3,18 +3,20 @@ steps/s with random actions, PPO steps/s, and the final return of PPO over the s
 
     python benchmarks/bench_envs.py [--device cpu|cuda] [--envs 8 64 512 4096]
         [--games Breakout ...] [--repeats 3] [--ppo-steps 100000] [--return-steps 500000]
-        [--out experiments/results/bench_envs.json]
+        [--return-seeds 0 1 2] [--out experiments/results/bench_envs.json]
 
 * env-only: ``num_envs`` copies stepped with uniformly random actions for about a second of
   work each; the Python backend (the minatar package through a3cs's vector env, on the CPU)
   and the batched one on ``--device``; steps/s of all environments together, the median of
   ``--repeats`` runs, and their ratio.
-* PPO: ``a3cs train`` with the environment's defaults (the table's MinAtar entry: 16 envs,
-  128 steps a rollout, 8 epochs of minibatches of 256) on each backend, and on the batched
-  one with more environments at the same rollout size (``num_envs * n_steps = 2048``);
-  steps/s (median of ``--repeats``) over ``--ppo-steps``; and, with ``--return-steps``, one
-  run per backend to that many steps, evaluated over 100 episodes of the minatar package's
-  game (the issue's bar: 500 k steps, an equal final return).
+* PPO: ``a3cs train`` with each backend's defaults: the minatar package with the table's
+  MinAtar entry (16 envs, 128 steps a rollout, 8 epochs of minibatches of 256, lr 5e-4), the
+  batched games with the same settings at 128 envs (what the environments alone buy), and with
+  the batched backend's entry (128 envs x 16 steps, 2 epochs, lr 3e-3), also at the other
+  ``--ppo-envs`` counts at the same rollout size; steps/s (median of ``--repeats``) over
+  ``--ppo-steps``; and, with ``--return-steps``, the first and last of these trained to that
+  many steps from each of ``--return-seeds``, evaluated over 100 episodes of the minatar
+  package's game (the issue's bar: 500 k steps, an equal final return).
 
 Absolute speeds drift on shared machines: compare the ratios, measured in one session.
 """
@@ -35,6 +37,8 @@ import torch
 from a3cs.rl.batched import GAMES, make_batched_env
 from a3cs.rl.envs import make_env
 from a3cs_common.io import atomic_write_text
+
+SETTINGS = {"default": "the MinAtar entry", "backend": "the batched entry"}
 
 
 def env_steps_per_s(backend: str, env_id: str, num_envs: int, device: str,
@@ -70,18 +74,21 @@ def env_steps_per_s(backend: str, env_id: str, num_envs: int, device: str,
     return steps * num_envs / elapsed
 
 
-def ppo_run(backend: str, env_id: str, num_envs: int, steps: int, device: str,
+def ppo_run(backend: str, settings: str, env_id: str, num_envs: int, steps: int, device: str,
             out: Path, seed: int = 0, rollout: int | None = None,
             batch: int | None = None) -> tuple[float, Path]:
-    """One ``a3cs train`` run (the table's settings, ``rollout`` steps a rollout and
-    minibatches of ``batch`` if given): its steps/s and checkpoint."""
+    """One ``a3cs train`` run on ``backend`` with the table's ``settings`` (``default``: the
+    environment's entry; ``backend``: with the backend's changes), ``num_envs`` environments,
+    ``rollout`` steps a rollout and minibatches of ``batch`` if given: its steps/s and
+    checkpoint."""
     from a3cs.rl.config import make_config
     from a3cs.rl.defaults import with_env_defaults
     from a3cs.rl.train import train
 
-    values, _ = with_env_defaults({"env_id": env_id, "env_backend": backend, "seed": seed,
-                                   "device": device if backend == "batched" else "cpu",
-                                   "total_steps": steps})
+    values, _ = with_env_defaults({"env_id": env_id, "seed": seed, "total_steps": steps,
+                                   "env_backend": backend if settings == "backend" else "default"})
+    values["env_backend"] = backend
+    values["device"] = device if backend == "batched" else "cpu"
     rollout = rollout or values["num_envs"] * values["n_steps"]
     values["num_envs"], values["n_steps"] = num_envs, max(1, rollout // num_envs)
     if batch is not None:
@@ -99,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python-max-envs", type=int, default=512,
                         help="largest env count timed on the Python backend (slow beyond)")
     parser.add_argument("--ppo-steps", type=int, default=100_000)
-    parser.add_argument("--ppo-envs", type=int, nargs="+", default=[16, 128, 512])
+    parser.add_argument("--ppo-envs", type=int, nargs="+", default=[128, 16, 512],
+                        help="env counts of the batched backend's entry (the first: the bar's)")
     parser.add_argument("--ppo-rollout", type=int, default=None,
                         help="steps a rollout, all envs together (default: the table's 2,048)")
+    parser.add_argument("--return-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ppo-batch", type=int, default=None,
                         help="minibatch size (default: the table's 256)")
     parser.add_argument("--return-steps", type=int, default=0,
@@ -139,19 +148,24 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         print(f"\nPPO on {env_id}, {args.ppo_steps:,} steps, rollouts of "
               f"{args.ppo_rollout or 2048:,} steps")
-        runs = [("default", 16)] + [("batched", n) for n in args.ppo_envs]
-        base = None
-        for index, (backend, num_envs) in enumerate(runs):
-            rates = [ppo_run(backend, env_id, num_envs, args.ppo_steps, args.device,
-                             Path(tmp) / f"ppo{index}_{repeat}", rollout=args.ppo_rollout,
-                             batch=args.ppo_batch)[0]
-                     for repeat in range(args.repeats)]
-            rate = statistics.median(rates)
-            base = base or rate
-            report["ppo"].append({"backend": backend, "envs": num_envs, "steps_per_s": rate,
-                                  "runs": rates, "ratio": rate / base})
-            print(f"  {backend:<8} {num_envs:>5} envs: {rate:>9,.0f} steps/s "
-                  f"({rate / base:.2f}x)", flush=True)
+        # (backend, the table's settings for it, env count); the first is the reference
+        runs = [("default", "default", 16), ("batched", "default", args.ppo_envs[0])] + [
+            ("batched", "backend", n) for n in args.ppo_envs]
+        rates: dict[int, list[float]] = {index: [] for index in range(len(runs))}
+        for repeat in range(args.repeats):  # interleaved: the host's drift hits every run
+            for index, (backend, settings, num_envs) in enumerate(runs):
+                rates[index].append(ppo_run(
+                    backend, settings, env_id, num_envs, args.ppo_steps, args.device,
+                    Path(tmp) / f"ppo{index}_{repeat}", rollout=args.ppo_rollout,
+                    batch=args.ppo_batch)[0])
+        base = statistics.median(rates[0])
+        for index, (backend, settings, num_envs) in enumerate(runs):
+            rate = statistics.median(rates[index])
+            report["ppo"].append({"backend": backend, "settings": settings, "envs": num_envs,
+                                  "steps_per_s": rate, "runs": rates[index],
+                                  "ratio": rate / base})
+            print(f"  {backend:<8} {SETTINGS[settings]:<22} {num_envs:>5} envs: "
+                  f"{rate:>9,.0f} steps/s ({rate / base:.2f}x)", flush=True)
         if args.return_steps:
             from a3cs.rl.checkpoint import load_agent
             from a3cs.rl.evaluate import evaluate_policy, model_policy
@@ -159,19 +173,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nfinal return after {args.return_steps:,} steps (100 episodes of "
                   "the minatar package's game)")
             report["final_return"] = []
-            for backend, num_envs in [("default", 16), ("batched", 16),
-                                      ("batched", max(args.ppo_envs))]:
-                rate, checkpoint = ppo_run(backend, env_id, num_envs, args.return_steps,
-                                           args.device, Path(tmp) / f"ret_{backend}{num_envs}")
-                agent = load_agent(checkpoint)
-                score = evaluate_policy(model_policy(agent.model, seed=0), env_id, 100,
-                                        seed=10_000)
-                report["final_return"].append({"backend": backend, "envs": num_envs,
-                                               "steps_per_s": rate,
-                                               "mean_return": score.mean_return,
-                                               "std_return": score.std_return})
-                print(f"  {backend:<8} {num_envs:>5} envs: {score.mean_return:.2f} +- "
-                      f"{score.std_return:.2f} at {rate:,.0f} steps/s", flush=True)
+            for backend, settings, num_envs in (runs[0], runs[2]):
+                returns, run_rates = [], []
+                for seed in args.return_seeds:
+                    rate, checkpoint = ppo_run(
+                        backend, settings, env_id, num_envs, args.return_steps, args.device,
+                        Path(tmp) / f"ret_{backend}{num_envs}_{seed}", seed=seed)
+                    agent = load_agent(checkpoint)
+                    score = evaluate_policy(model_policy(agent.model, seed=0), env_id, 100,
+                                            seed=10_000)
+                    returns.append(score.mean_return)
+                    run_rates.append(rate)
+                    report["final_return"].append({
+                        "backend": backend, "settings": settings, "envs": num_envs,
+                        "seed": seed, "steps_per_s": rate, "mean_return": score.mean_return,
+                        "std_return": score.std_return})
+                print(f"  {backend:<8} {SETTINGS[settings]:<22} {num_envs:>5} envs: "
+                      + ", ".join(f"s{seed} {value:.2f}"
+                                  for seed, value in zip(args.return_seeds, returns,
+                                                         strict=True))
+                      + f"; median {statistics.median(returns):.2f}, mean "
+                      f"{statistics.fmean(returns):.2f}; {statistics.median(run_rates):,.0f} "
+                      "steps/s", flush=True)
     atomic_write_text(Path(args.out), json.dumps(report, indent=1) + "\n")
     print(f"\nwritten: {args.out}")
     return 0

@@ -9,6 +9,10 @@ the learning curves with the anchors drawn in::
     python experiments/rl_scores.py report --out experiments/results/rl_scores
     python experiments/rl_scores.py teachers --out experiments/results/rl_scores
 
+``--env-backend batched`` trains the MinAtar games on the batched backend instead (with the
+table's entry for it), into another ``--out``
+(by default ``experiments/results/rl_scores_batched``).
+
 ``run`` can be stopped at any time (a 10 M-step MinAtar run is ~20-25 min on one core here) and
 started again: finished runs are skipped, unfinished ones continue exactly (``--resume``).
 ``report`` writes ``scores.csv``, ``scores.md`` and ``curves.png/.svg``, and next to each run
@@ -99,14 +103,16 @@ def _finished(directory: Path) -> bool:
     return steps >= int(yaml.safe_load(config.read_text())["total_steps"])
 
 
-def train_one(out: Path, env_id: str, seed: int, threads: int, trust_runs: bool = False) -> str:
-    """Train (or continue) one run with the environment's defaults; returns a status line.
-    ``trust_runs``: continue runs this machine did not sign (yours, from another machine)."""
+def train_one(out: Path, env_id: str, seed: int, threads: int, trust_runs: bool = False,
+              env_backend: str = "default") -> str:
+    """Train (or continue) one run with the environment's defaults on ``env_backend``;
+    returns a status line.  ``trust_runs``: continue runs this machine did not sign (yours,
+    from another machine)."""
     directory = run_dir(out, env_id, seed)
     if _finished(directory):
         return f"{directory}: done before"
     command = _a3cs("train", "--env", env_id, "--seed", str(seed), "--out", str(directory),
-                    "--threads", str(threads), "--no-progress")
+                    "--threads", str(threads), "--no-progress", "--env-backend", env_backend)
     if (directory / "checkpoint.pt").is_file():
         command.append("--resume")
         if trust_runs:
@@ -209,7 +215,7 @@ def report(out: Path, envs: list[str], episodes: int) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| environment | steps | seeds: mean ± std (100 episodes) | median | target | "
-             "met |", "|---|---:|---|---:|---:|---|"]
+             "met | wall time a run (median) |", "|---|---:|---|---:|---:|---|---:|"]
     for env_id in present:
         mine = [r for r in rows if r["env_id"] == env_id]
         if not mine:
@@ -223,8 +229,10 @@ def report(out: Path, envs: list[str], episodes: int) -> None:
         per_seed = ", ".join(f"s{r['seed']} {r['score_mean']:.1f} ± {r['score_std']:.1f}"
                              + ("" if r["finished"] else f" (at {r['steps'] / 1e6:.1f} M)")
                              for r in mine)
+        wall_min = statistics.median(r["wall_time_s"] for r in mine) / 60
         lines.append(f"| {env_id} | {ANCHORS[env_id].steps:,} | {per_seed} | {median:.1f} | "
-                     f"{'report' if target is None else f'{target:g}'} | {met} |")
+                     f"{'report' if target is None else f'{target:g}'} | {met} | "
+                     f"{wall_min:.0f} min |")
     atomic_write_text(out / "scores.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"table: {out / 'scores.md'}  curves: {out / 'curves.png'}")
@@ -268,12 +276,17 @@ def ship_teachers(out: Path, seeds: list[int], episodes: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "report", "teachers"))
-    parser.add_argument("--out", type=Path, default=Path("experiments/results/rl_scores"))
-    parser.add_argument("--envs", nargs="+", default=ALL_ENVS, choices=sorted(ANCHORS),
-                        help="environments to train (the report covers every one present)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: experiments/results/rl_scores, or rl_scores_batched "
+                        "with --env-backend batched")
+    parser.add_argument("--envs", nargs="+", default=None, choices=sorted(ANCHORS),
+                        help="environments to train (default: all, the MinAtar games with "
+                        "--env-backend batched; the report covers every one present)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--env-backend", choices=("default", "batched"), default="default",
+                        help="batched: the MinAtar games as tensors (a3cs train --env-backend)")
     parser.add_argument("--trust-runs", action="store_true",
                         help="continue unfinished runs written on another machine (your own: "
                         "their environment state is a pickle, see a3cs train --trust-run)")
@@ -282,12 +295,21 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --jobs and --episodes: got a value < 1; allowed: integers >= 1",
               file=sys.stderr)
         return 2
+    batched = args.env_backend == "batched"
+    args.out = args.out or Path("experiments/results/rl_scores" + ("_batched" if batched else ""))
+    envs = args.envs or [env for env in ALL_ENVS if env.startswith("MinAtar/") or not batched]
+    if batched and any(not env.startswith("MinAtar/") for env in envs):
+        other = next(env for env in envs if not env.startswith("MinAtar/"))
+        print(f"error: --envs: got {other!r}; allowed: MinAtar games with --env-backend "
+              "batched", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     if args.action == "run":
-        jobs = [(env, seed) for env in args.envs for seed in args.seeds]
+        jobs = [(env, seed) for env in envs for seed in args.seeds]
         with ThreadPoolExecutor(args.jobs) as pool:
             for line in pool.map(lambda job: train_one(args.out, *job, threads=1,
-                                                      trust_runs=args.trust_runs), jobs):
+                                                      trust_runs=args.trust_runs,
+                                                      env_backend=args.env_backend), jobs):
                 print(line, flush=True)
     if args.action == "teachers":
         ship_teachers(args.out, args.seeds, args.episodes)

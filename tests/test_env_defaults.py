@@ -17,8 +17,9 @@ from a3cs_common.errors import ConfigError
 def test_every_entry_is_a_valid_config_that_cites_its_source() -> None:
     table = load_table()
     assert isinstance(table["version"], int)
-    for group in ("envs", "families"):
-        for name, entry in table[group].items():
+    groups = [table["envs"], table["families"], *table["backends"].values()]
+    for entries in groups:
+        for name, entry in entries.items():
             assert len(entry["source"]) > 10, name
             for algo in set(entry) - {"source"}:
                 assert algo in ALGORITHMS
@@ -47,6 +48,26 @@ def test_the_id_entry_wins_over_the_family_and_users_win_over_both() -> None:
     assert entry.name == "minatar" and values["num_envs"] == entry.values["num_envs"]
 
 
+def test_a_backend_changes_its_family_field_by_field_and_users_win_over_it() -> None:
+    family = defaults_for("MinAtar/Breakout-v1", "ppo")
+    batched = defaults_for("MinAtar/Breakout-v1", "ppo", backend="batched")
+    assert batched.name == "minatar, batched backend"
+    assert batched.source.startswith(family.source + "; batched backend: ")
+    changed = {k for k in batched.values if batched.values[k] != family.values.get(k)}
+    assert changed == {"num_envs", "n_steps", "n_epochs", "learning_rate"}
+    assert batched.values["batch_size"] == family.values["batch_size"]
+    config = TrainConfig.model_validate({**batched.values, "env_backend": "batched"})
+    assert config.rollout_steps % config.batch_size == 0
+    values, entry = with_env_defaults({"env_id": "MinAtar/Breakout-v1",
+                                       "env_backend": "batched", "n_epochs": 4})
+    assert entry == batched and values["n_epochs"] == 4 and values["num_envs"] == 128
+    assert with_env_defaults({"env_id": "MinAtar/Breakout-v1"})[1] == family
+    # a family the backend does not change keeps its entry
+    assert defaults_for("CartPole-v1", "ppo", backend="batched").name == "CartPole-v1"
+    with pytest.raises(ConfigError, match="env_backend: got 'gpu'; allowed: default or batched"):
+        with_env_defaults({"env_id": "MinAtar/Breakout-v1", "env_backend": "gpu"})
+
+
 def test_an_algorithm_without_a_section_gets_its_generic_defaults() -> None:
     entry = defaults_for("MinAtar/Breakout-v1", "a2c")
     assert entry.values == {} and "generic defaults" in entry.describe()
@@ -68,6 +89,24 @@ def test_a_malformed_table_is_a_one_line_error(tmp_path: Path, section: dict,
         entry["source"] = "somewhere, tuned"
     path = tmp_path / "table.yaml"
     path.write_text(yaml.safe_dump({"version": 1, "envs": {"X": entry}}))
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")) as error:
+        load_table(path)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("backends", "needle"), [
+    ({"gpu": {"minatar": {"source": "tuned", "ppo": {}}}}, "env_defaults.backends: got"),
+    ({"batched": ["minatar"]}, "env_defaults.backends: got"),
+    ({"batched": {"minatar": {"source": "tuned", "ppo": {"n_step": 5}}}},
+     "env_defaults.backends.batched.minatar.ppo.n_step"),
+    ({"batched": {"minatar": {"source": "tuned", "ppo": {"env_backend": "default"}}}},
+     "env_defaults.backends.batched.minatar.ppo.env_backend"),
+    ({"batched": {"minatar": {"ppo": {"n_epochs": 2}}}}, "a 'source' string"),
+])
+def test_a_malformed_backend_section_is_a_one_line_error(tmp_path: Path, backends: dict,
+                                                         needle: str) -> None:
+    path = tmp_path / "table.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "backends": backends}))
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")) as error:
         load_table(path)
     assert "\n" not in str(error.value)
@@ -110,3 +149,16 @@ def test_negative_or_non_finite_hyperparameters_are_one_line_errors(
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
         assert not (tmp_path / "r").exists()
+
+
+def test_cli_train_with_the_batched_backend_uses_its_entry(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--env", "MinAtar/Breakout-v1", "--env-backend", "batched",
+                 "--steps", "2048", "--out", str(out), "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("defaults: minatar, batched backend (ppo, table v")
+    used = yaml.safe_load((out / "config.yaml").read_text())
+    assert (used["env_backend"], used["num_envs"], used["n_steps"], used["n_epochs"]) == (
+        "batched", 128, 16, 2)
+    assert used["learning_rate"] == defaults_for(
+        "MinAtar/Breakout-v1", "ppo", backend="batched").values["learning_rate"]
