@@ -484,6 +484,11 @@ def test_finalists_are_ranked_by_a_short_training_on_validation_episodes(tmp_pat
     assert len(err.splitlines()) == 1 and "trials.json: got 'a search scored by version 2 or " \
         "earlier'; allowed: a search scored by this version (3;" in err
     assert (older / "search" / "trials.json").read_text() == json.dumps(trials, indent=1)
+    (older / "search" / "scoring.json").write_bytes(b"\x8b\x00garbage\xff")
+    assert main(["search", config, "--teacher", teacher, "--out", str(older), "--quiet",
+                 "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "scoring.json: got 'a damaged file'" in err
     # the supernet methods have no finalists
     assert main(["search", config, "--out", str(tmp_path / "bad"), "--set",
                  "method=a3cs"]) == 2

@@ -54,8 +54,12 @@ def check_scoring(stage: Path, *, resumed_work: Path | None) -> None:
     """
     path = stage / SCORING_FILE
     if resumed_work is not None:
-        recorded = (json.loads(path.read_text()).get("trial_scoring") if path.is_file()
-                    else "2 or earlier")
+        try:
+            recorded = (json.loads(path.read_text()).get("trial_scoring") if path.is_file()
+                        else "2 or earlier")
+        except (ValueError, AttributeError):  # not JSON (or not text), not a mapping
+            raise ConfigError(str(path), "a damaged file", 'the {"trial_scoring": N} a search '
+                              "writes: start a new --out directory") from None
         if recorded != SEARCH_SCORING:
             raise ConfigError(
                 str(resumed_work), f"a search scored by version {recorded}",
