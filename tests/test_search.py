@@ -77,6 +77,25 @@ def test_every_method_end_to_end(tmp_path, teacher, method, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["a3cs", "random"])
+def test_a_search_on_the_batched_games_trains_with_their_entry(tmp_path, teacher, method,
+                                                                capsys):
+    run_dir = tmp_path / "run"
+    config = _config(tmp_path, rl={"env_backend": "batched"}, budget={
+        **TINY_BUDGET, "warmup_steps": 2048, "search_steps": 2048, "proxy_steps": 2048,
+        "retrain_steps": 2048})
+    assert main(["search", config, "--method", method, "--teacher", teacher, "--out",
+                 str(run_dir), "--quiet"]) == 0
+    assert "defaults: minatar, batched backend (ppo, table v" in (run_dir / "log.txt").read_text()
+    retrained = yaml.safe_load((run_dir / "retrain" / "config.yaml").read_text())
+    assert (retrained["env_backend"], retrained["num_envs"], retrained["n_epochs"]) == (
+        "batched", 128, 2)
+    (row,) = read_results(run_dir)
+    assert row.episodes == 2 and row.fps > 0
+    capsys.readouterr()
+
+
+@pytest.mark.slow
 def test_cpu_target(tmp_path, teacher, capsys):
     run_dir = tmp_path / "cpu"
     assert main(["search", _config(tmp_path, target="cpu:cortex-a76"), "--teacher", teacher,
