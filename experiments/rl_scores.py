@@ -230,9 +230,9 @@ def report(out: Path, envs: list[str], episodes: int) -> None:
                              + ("" if r["finished"] else f" (at {r['steps'] / 1e6:.1f} M)")
                              for r in mine)
         wall_min = statistics.median(r["wall_time_s"] for r in mine) / 60
+        wall = f"{wall_min:.1f} min" if wall_min < 10 else f"{wall_min:.0f} min"
         lines.append(f"| {env_id} | {ANCHORS[env_id].steps:,} | {per_seed} | {median:.1f} | "
-                     f"{'report' if target is None else f'{target:g}'} | {met} | "
-                     f"{wall_min:.0f} min |")
+                     f"{'report' if target is None else f'{target:g}'} | {met} | {wall} |")
     atomic_write_text(out / "scores.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"table: {out / 'scores.md'}  curves: {out / 'curves.png'}")
