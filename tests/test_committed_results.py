@@ -57,6 +57,19 @@ def test_a_committed_ablation_agent_re_measures_to_its_eval(
     assert measured["mean_return"] == recorded["mean_return"]
 
 
+@pytest.mark.parametrize("run", ["rl_scores/breakout_s2", "rl_scores_batched/breakout_s2"])
+def test_a_committed_rl_score_re_measures_to_its_eval(run: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/rl.md's 10 M-step tables, on either backend: a run's slim agent, evaluated as
+    ``experiments/rl_scores.py report`` evaluates it, gives its eval.json's score."""
+    recorded = json.loads((EVIDENCE / run / "eval.json").read_text())
+    assert main(["evaluate", str(EVIDENCE / run / "agent.pt"), "--episodes",
+                 str(recorded["episodes"]), "--format", "json", "--device", "cpu"]) == 0
+    measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert measured["mean_return"] == recorded["mean_return"]
+    assert measured["trained_steps"] == recorded["trained_steps"] == 10_000_384
+
+
 def test_committed_runs_record_no_absolute_paths() -> None:
     listed = subprocess.run(["git", "ls-files", "experiments/results"], cwd=REPO,
                             capture_output=True, text=True)
