@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     parser.add_argument("--env-backend", choices=("default", "batched"),
                         help="batched: MinAtar's games as tensors on the training device, "
-                        "every environment stepped at once (default: the minatar package)")
+                        "every environment stepped at once, with the table's entry for them "
+                        "(default: the minatar package)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads "
                         "(default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
