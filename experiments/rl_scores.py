@@ -298,10 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     batched = args.env_backend == "batched"
     args.out = args.out or Path("experiments/results/rl_scores" + ("_batched" if batched else ""))
     envs = args.envs or [env for env in ALL_ENVS if env.startswith("MinAtar/") or not batched]
-    if batched and any(not env.startswith("MinAtar/") for env in envs):
-        other = next(env for env in envs if not env.startswith("MinAtar/"))
-        print(f"error: --envs: got {other!r}; allowed: MinAtar games with --env-backend "
-              "batched", file=sys.stderr)
+    not_minatar = [env for env in envs if not env.startswith("MinAtar/")]
+    if batched and not_minatar:
+        print(f"error: --envs: got {not_minatar[0]!r}; allowed: MinAtar games with "
+              "--env-backend batched", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     if args.action == "run":

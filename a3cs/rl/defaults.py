@@ -32,6 +32,8 @@ from a3cs_common.schema import validate
 TABLE_PATH = Path(__file__).resolve().parent.parent / "data" / "env_defaults.yaml"
 ALGORITHMS = ("ppo", "a2c")
 BACKENDS = tuple(TrainConfig.model_fields["env_backend"].annotation.__args__)
+#: the backends the table's ``backends`` group may name (not the default one)
+TABLE_BACKENDS = tuple(backend for backend in BACKENDS if backend != "default")
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,10 @@ def load_table(path: Path = TABLE_PATH) -> dict[str, Any]:
                                                "env_backend"}
     backends = data.get("backends") or {}
     if not isinstance(backends, dict) or not all(
-            name in BACKENDS[1:] and isinstance(families, dict)
+            name in TABLE_BACKENDS and isinstance(families, dict)
             for name, families in backends.items()):
         raise ConfigError("env_defaults.backends", backends, "a mapping of "
-                          f"{' or '.join(BACKENDS[1:])} to family entries")
+                          f"{' or '.join(TABLE_BACKENDS)} to family entries")
     groups = [("envs", data.get("envs") or {}), ("families", data.get("families") or {}),
               *((f"backends.{name}", families) for name, families in backends.items())]
     for group, entries in groups:
