@@ -44,15 +44,21 @@ def test_a_committed_run_re_measures_to_its_results(run: Path,
 
 
 @pytest.mark.slow
-def test_a_committed_ablation_agent_re_measures_to_its_eval(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """The README's "without distillation" column: the same agent retrained without the
-    teacher (experiments/retrain_variants.py), re-evaluated with its run's seeds."""
-    run = V19 / "breakout_evolution_finalists_s0"
-    recorded = json.loads((run / "retrain_no_distill" / "eval.json").read_text())
-    assert main(["evaluate", str(run / "retrain_no_distill" / "checkpoint.pt"), "--episodes",
-                 str(recorded["episodes"]), "--seed", "10000", "--policy-seed", "0",
-                 "--format", "json", "--device", "cpu"]) == 0
+@pytest.mark.parametrize("run, agent", [
+    (V19 / "breakout_evolution_finalists_s0", "retrain_no_distill/checkpoint.pt"),
+    (V19 / "breakout_evolution_finalists_s0", "retrain_batched/agent.pt"),
+    (EVIDENCE / "cosearch_minatar" / "breakout_hand_designed_s0", "retrain_batched/agent.pt")],
+    ids=["no_distill", "batched", "batched_hand_designed"])
+def test_a_committed_retrain_variant_re_measures_to_its_eval(
+        run: Path, agent: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's "without distillation" and "retrained on the batched games" columns: the
+    same agents retrained with one thing changed (experiments/retrain_variants.py),
+    re-evaluated with their run's seeds."""
+    recorded = json.loads((run / agent).with_name("eval.json").read_text())
+    seed = read_results(run)[0].seed
+    assert main(["evaluate", str(run / agent), "--episodes", str(recorded["episodes"]),
+                 "--seed", str(10_000 + seed), "--policy-seed", str(seed), "--format", "json",
+                 "--device", "cpu"]) == 0
     measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert measured["mean_return"] == recorded["mean_return"]
 

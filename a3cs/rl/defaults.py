@@ -126,7 +126,22 @@ def defaults_for(env_id: str, algo: str, backend: str = "default") -> DefaultsEn
         return found
     return DefaultsEntry(name=f"{found.name}, {backend} backend",
                          source=f"{found.source}; {backend} backend: {change['source']}",
-                         algo=algo, values={**found.values, **change[algo]}, version=version)
+                         algo=algo, values={**found.values, **backend_changes(env_id, algo, backend)},
+                         version=version)
+
+
+def backend_changes(env_id: str, algo: str, backend: str) -> dict[str, Any]:
+    """The TrainConfig fields the table's ``backends.<backend>`` section changes for
+    ``env_id``'s family and ``algo`` (empty when it changes none): what a config written for
+    the default backend must change to train as the ``backend``'s entry would.
+
+    >>> backend_changes("MinAtar/Breakout-v1", "ppo", "batched")["n_epochs"]
+    2
+    >>> backend_changes("CartPole-v1", "ppo", "batched")
+    {}
+    """
+    change = ((load_table().get("backends") or {}).get(backend) or {}).get(env_family(env_id))
+    return dict((change or {}).get(algo) or {})
 
 
 def with_env_defaults(values: dict[str, Any]) -> tuple[dict[str, Any], DefaultsEntry]:
