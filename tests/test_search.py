@@ -18,6 +18,7 @@ import yaml
 
 from a3cs.cli import main
 from a3cs.results import read_results
+from a3cs.search.prepare import SEARCH_SCORING
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "a3cs/data/zc706_cosearch_space.yaml"
@@ -95,6 +96,21 @@ def test_a_search_on_the_batched_games_trains_with_their_entry(tmp_path, teacher
     capsys.readouterr()
 
 
+def test_a_minatar_search_trains_on_the_batched_games_unless_told_otherwise() -> None:
+    """The backend is filled in when the config is read, so the run's config.yaml records it
+    and a run re-made from that file trains as it did."""
+    from a3cs.search.config import SearchConfig
+
+    assert SearchConfig().rl == {"env_backend": "batched"}
+    assert SearchConfig(env_id="MinAtar/Seaquest-v1", rl={"num_envs": 8}).rl == {
+        "num_envs": 8, "env_backend": "batched"}
+    assert SearchConfig(rl={"env_backend": "default"}).rl == {"env_backend": "default"}
+    assert SearchConfig(env_id="CartPole-v1").rl == {}
+    recorded = SearchConfig().model_dump(mode="json")
+    assert SearchConfig(**recorded) == SearchConfig() and recorded["rl"]["env_backend"] == \
+        "batched"
+
+
 @pytest.mark.slow
 def test_cpu_target(tmp_path, teacher, capsys):
     run_dir = tmp_path / "cpu"
@@ -136,7 +152,7 @@ def test_killed_search_resumes_to_the_same_result(tmp_path, teacher, capsys):
     resume_older = ["search", config, "--teacher", teacher, "--quiet", "--out", str(older),
                     "--resume"]
     assert "search_checkpoint.pt: got 'a search scored by version 2 or earlier'; allowed: " \
-        "a search scored by this version (3;" in _bad(resume_older, capsys)
+        f"a search scored by this version ({SEARCH_SCORING};" in _bad(resume_older, capsys)
     assert (older / "search" / "search_checkpoint.pt").read_bytes() == saved
 
     subprocess.run([*command, "--out", str(killed), "--resume"], check=True,
@@ -501,7 +517,7 @@ def test_finalists_are_ranked_by_a_short_training_on_validation_episodes(tmp_pat
                  "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trials.json: got 'a search scored by version 2 or " \
-        "earlier'; allowed: a search scored by this version (3;" in err
+        f"earlier'; allowed: a search scored by this version ({SEARCH_SCORING};" in err
     assert (older / "search" / "trials.json").read_text() == json.dumps(trials, indent=1)
     (older / "search" / "scoring.json").write_bytes(b"\x8b\x00garbage\xff")
     assert main(["search", config, "--teacher", teacher, "--out", str(older), "--quiet",

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from a3cs.paths import DATA_DIR, portable_path, resolve_path
+from a3cs.rl.batched import has_batched
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import load_mapping
 from a3cs_common.schema import FrozenModel, validate
@@ -273,7 +274,9 @@ class SearchConfig(FrozenModel):
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
     rl: dict[str, Any] = Field(default_factory=dict, description="PPO settings (TrainConfig "
-                               "fields) for every training in the run")
+                               "fields) for every training in the run; env_backend unset: "
+                               "batched for a MinAtar game (the table's entry for it), "
+                               "default otherwise")
     distill: DistillConfig = Field(default_factory=DistillConfig)
     torch_threads: PositiveInt = 1
     device: Literal["auto", "cpu", "cuda"] = Field(
@@ -281,6 +284,21 @@ class SearchConfig(FrozenModel):
         "present); the hardware models run on the CPU")
     checkpoint_every: PositiveInt = Field(default=20, description="search updates between "
                                           "checkpoints")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_backend(cls, data: Any) -> Any:
+        # a search's cost is RL steps, and on the batched games its finalists and retraining
+        # take a third of the time at a like or higher score (docs/search.md, "The batched
+        # games"); the choice is written into the run's config.yaml, so a run re-made from it
+        # trains as it did
+        if not isinstance(data, dict) or not isinstance(data.get("rl", {}), dict):
+            return data
+        rl = data.get("rl") or {}
+        env_id = data.get("env_id", cls.model_fields["env_id"].default)
+        if "env_backend" in rl or not isinstance(env_id, str) or not has_batched(env_id):
+            return data
+        return {**data, "rl": {**rl, "env_backend": "batched"}}
 
     @model_validator(mode="after")
     def _check(self) -> SearchConfig:

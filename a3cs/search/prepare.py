@@ -39,8 +39,10 @@ from nas.space import SearchSpace, default_space, load_space
 #: 2026-12-07 (session 19), the distill proxy trained 1xN / N:M candidates dense; 2: the proxy
 #: prunes them on their retraining's schedule; 3 (session 22): 1xN layers priced with masks
 #: drawn as the training prunes them (row-balanced or not), a skip layer's position not part
-#: of a trial's key; from session 23 the supernet search records it too.
-SEARCH_SCORING = 3
+#: of a trial's key; from session 23 the supernet search records it too; 4 (session 24): a
+#: MinAtar search's supernet, finalists and retraining train on the batched games unless
+#: ``rl.env_backend`` says otherwise.
+SEARCH_SCORING = 4
 SCORING_FILE = "scoring.json"
 
 

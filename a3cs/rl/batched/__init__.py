@@ -18,11 +18,15 @@ GAMES: dict[str, type[BatchedMinAtar]] = {
     "SpaceInvaders": SpaceInvaders}
 
 
+def has_batched(env_id: str) -> bool:
+    """Whether ``env_id`` has a batched implementation (``MinAtar/<Game>-v1`` or ``-v0``)."""
+    game = env_id.removeprefix("MinAtar/").rsplit("-", 1)[0]
+    return env_id.startswith("MinAtar/") and game in GAMES and env_id.endswith(("-v0", "-v1"))
+
+
 def check_batched(env_id: str) -> None:
     """Raises ConfigError unless ``env_id`` has a batched implementation."""
-    game = env_id.removeprefix("MinAtar/").rsplit("-", 1)[0]
-    if not env_id.startswith("MinAtar/") or game not in GAMES or \
-            not env_id.endswith(("-v0", "-v1")):
+    if not has_batched(env_id):
         raise ConfigError("env_backend", "batched", "the default backend for "
                           f"{env_id} (a batched one exists for MinAtar/"
                           f"{{{','.join(GAMES)}}}-v1 and -v0)")
