@@ -102,10 +102,8 @@ def exhaustive(cost: HardwareCost, batch: int = 16384,
     best: tuple[float, torch.Tensor] | None = None
     scored = rejected = 0
     history: list[float] = []
-    for index in cost.space.grid(batch):
-        within = cost.space.budget_reason(index) == 0
-        rejected += int((~within).sum())
-        index = index[within]
+    for index, examined in cost.space.within_budget(batch):
+        rejected += examined - index.shape[0]
         if index.shape[0]:
             figures = cost.configs(index)
             scored += index.shape[0]
@@ -116,7 +114,7 @@ def exhaustive(cost: HardwareCost, batch: int = 16384,
                 best = (float(objective[i]), index[i])
         history.append(best[0] if best else math.inf)
         if progress is not None:
-            progress(int(within.numel()))
+            progress(examined)
     if best is None:
         raise _no_valid(cost, f"none of {cost.space.size}")
     final = best[1].reshape(1, -1)

@@ -64,6 +64,9 @@ PARAMETERS: dict[str, tuple[str | None, str, str]] = {
 }
 SRAM_PARAMETERS = ("sram_ifmap_kb", "sram_filter_kb", "sram_ofmap_kb")
 ASSIGNMENT = "chunk_assignment"  # the searched chunk-assignment rule's label
+#: spaces up to this many configurations keep their within-budget grid (int16 option indices:
+#: 2 bytes a parameter, ~25 MB for a million configurations of 12 parameters)
+BUDGET_CACHE_LIMIT = 1_000_000
 
 
 def _unique(values: tuple) -> tuple:
@@ -222,6 +225,7 @@ class AcceleratorSpace:
         if chunks.count > 1 and len(chunks.assignment) > 1:
             self.parameters += (Parameter(ASSIGNMENT, ASSIGNMENT, -1, chunks.assignment),)
         self._energy_cache: dict[int, dict] = {}
+        self._budget_batches: dict[int, list[tuple[Tensor, int]]] = {}
 
     # -- construction ----------------------------------------------------------------------
 
@@ -267,16 +271,35 @@ class AcceleratorSpace:
         return math.prod(self.sizes)
 
     def grid(self, batch: int = 65536) -> Iterator[Tensor]:
-        """Every configuration, as ``[<=batch, len(parameters)]`` option-index tensors."""
-        ranges = [range(n) for n in self.sizes]
-        block: list[tuple[int, ...]] = []
-        for combo in itertools.product(*ranges):
-            block.append(combo)
-            if len(block) == batch:
-                yield torch.tensor(block, dtype=torch.long)
-                block = []
-        if block:
-            yield torch.tensor(block, dtype=torch.long)
+        """Every configuration, as ``[<=batch, len(parameters)]`` option-index tensors, in
+        ``itertools.product`` order (the last parameter varies fastest)."""
+        sizes = torch.tensor(self.sizes, dtype=torch.long)
+        strides = torch.tensor([math.prod(self.sizes[j + 1:]) for j in range(len(self.sizes))],
+                               dtype=torch.long)
+        for start in range(0, self.size, batch):
+            flat = torch.arange(start, min(start + batch, self.size), dtype=torch.long)
+            yield torch.div(flat[:, None], strides, rounding_mode="floor") % sizes
+
+    def within_budget(self, batch: int = 16384) -> Iterator[tuple[Tensor, int]]:
+        """:meth:`grid`'s batches cut to the configurations within the budget, each with the
+        number of configurations it was cut from.
+
+        The budget does not depend on the network, and a co-search runs an accelerator search
+        over the same grid for every candidate, so a space of up to
+        :data:`BUDGET_CACHE_LIMIT` configurations makes the batches once per batch size.
+        """
+        cached = self._budget_batches.get(batch)
+        if cached is not None:
+            for index, examined in cached:
+                yield index.long(), examined
+            return
+        made = []
+        for index in self.grid(batch):
+            kept = index[self.budget_reason(index) == 0]
+            made.append((kept.to(torch.int16), index.shape[0]))
+            yield kept, index.shape[0]
+        if self.size <= BUDGET_CACHE_LIMIT and max(self.sizes) <= torch.iinfo(torch.int16).max:
+            self._budget_batches[batch] = made
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``[n, len(parameters)]`` option indices drawn uniformly."""

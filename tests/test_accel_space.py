@@ -62,6 +62,26 @@ def test_encode_equals_hardware_objects(repo):
     assert torch.allclose(fast.energy, slow.energy, rtol=1e-12)
 
 
+def test_grid_and_its_within_budget_batches(repo):
+    """The grid walks every configuration in itertools.product order; its within-budget
+    batches (made once, then reused by every accelerator search of a co-search) are the
+    grid's batches with the over-budget configurations cut, the same on every walk."""
+    import itertools
+
+    space = AcceleratorSpace.from_yaml(str(repo / "a3cs/data/zc706_cosearch_space.yaml"))
+    walked = torch.cat(list(space.grid(5000)))
+    assert torch.equal(walked, torch.tensor(list(itertools.product(
+        *(range(n) for n in space.sizes)))))
+    expected = [(index[space.budget_reason(index) == 0], index.shape[0])
+                for index in space.grid(5000)]
+    for _ in range(2):  # made, then from the cache
+        batches = list(space.within_budget(5000))
+        assert [examined for _, examined in batches] == [n for _, n in expected]
+        assert all(torch.equal(index, kept) and index.dtype == torch.long
+                   for (index, _), (kept, _) in zip(batches, expected, strict=True))
+    assert sum(index.shape[0] for index, _ in batches) == 50_016
+
+
 def test_chunked_space_labels(tmp_path, repo):
     path = _write(tmp_path, repo, "chunks: {count: 2, assignment: [by_kind, by_size]}\n"
                   "parameters:\n  pe_shape: [[8, 8], [16, 16]]\n  dataflow: [os, ws]\n")
