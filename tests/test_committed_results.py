@@ -104,6 +104,18 @@ def test_the_documented_recipe_is_the_seventh_rounds_search() -> None:
     assert recipe.model_dump(exclude=ignored) == trial.model_dump(exclude=ignored)
 
 
+def test_the_batched_recipe_is_the_seventh_rounds_on_the_batched_games() -> None:
+    """experiments/configs/cosearch_minatar_batched.yaml (the v21 sweep's base) differs from
+    the seventh round's recipe only in how it trains: the batched games with their entry."""
+    from a3cs.search.config import load_search_config
+
+    recipe = load_search_config(str(REPO / "experiments/configs/cosearch_minatar_evolution.yaml"))
+    batched = load_search_config(str(REPO / "experiments/configs/cosearch_minatar_batched.yaml"))
+    assert recipe.model_dump(exclude={"rl"}) == batched.model_dump(exclude={"rl"})
+    assert recipe.rl["env_backend"] == "default"
+    assert batched.rl == {"env_backend": "batched", "block_pruning": "row_balanced"}
+
+
 @pytest.mark.parametrize("name", ["breakout_evolution_finalists_s1",
                                   "asterix_evolution_finalists_s0"])
 def test_the_search_prices_an_architecture_as_its_training_prunes_it(name: str) -> None:
