@@ -126,8 +126,7 @@ def defaults_for(env_id: str, algo: str, backend: str = "default") -> DefaultsEn
         return found
     return DefaultsEntry(name=f"{found.name}, {backend} backend",
                          source=f"{found.source}; {backend} backend: {change['source']}",
-                         algo=algo, values={**found.values, **backend_changes(env_id, algo, backend)},
-                         version=version)
+                         algo=algo, values={**found.values, **change[algo]}, version=version)
 
 
 def backend_changes(env_id: str, algo: str, backend: str) -> dict[str, Any]:

@@ -288,9 +288,8 @@ class SearchConfig(FrozenModel):
     @model_validator(mode="before")
     @classmethod
     def _environment_backend(cls, data: Any) -> Any:
-        # a search's cost is RL steps, and on the batched games its finalists and retraining
-        # take a third of the time at a like or higher score (docs/search.md, "The batched
-        # games"); the choice is written into the run's config.yaml, so a run re-made from it
+        # on the batched games a search's finalists and retraining take 2.6-3.3x less time at
+        # a like or higher score (docs/search.md, "The batched games"); the choice is written into the run's config.yaml, so a run re-made from it
         # trains as it did
         if not isinstance(data, dict) or not isinstance(data.get("rl", {}), dict):
             return data
