@@ -100,6 +100,32 @@ def load_mapping(path: str | os.PathLike[str], *, field: str = "file") -> dict[s
     return data
 
 
+def load_json_records(path: str | os.PathLike[str], *, field: str, expected: str,
+                      keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Load a JSON file a run wrote, whose top level is a list of mappings that each hold
+    ``keys`` (a stage's trials or finalists, read back on ``--resume``).
+
+    Raises:
+        ConfigError: the file is unreadable, not JSON, or not such a list: it was damaged
+            after the run wrote it (runs write atomically).
+    """
+    advice = "a run's own file, as it wrote it: restore it or start a new --out directory"
+    try:
+        text = read_text(path, field=field, expected=expected)
+    except ConfigError as exc:
+        raise ConfigError(field, str(path), f"{exc.allowed}; {advice}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(field, str(path), f"{expected} that is valid JSON (parse error at "
+                          f"line {exc.lineno}): {advice}") from None
+    if not isinstance(data, list) or not all(
+            isinstance(item, dict) and all(key in item for key in keys) for item in data):
+        raise ConfigError(field, str(path), f"{expected}: a list of records with "
+                          f"{', '.join(keys)}; {advice}")
+    return data
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder, then rename)."""
     return atomic_write_bytes(path, text.encode())

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,24 @@ def test_torch_files_that_hold_code_are_not_loaded(tmp_path: Path,
     assert not marker.exists()
 
 
+def test_random_bytes_as_a_checkpoint_are_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Random bytes, bare or behind a pickle or zip header, make torch's safe unpickler
+    raise IndexError, KeyError, UnicodeDecodeError... and warn first: every one is the same
+    one-line error."""
+    rng = random.Random(0)
+    prefixes = (b"", b"\x80\x02", b"\x80\x04\x95", b"PK\x03\x04",
+                b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.")
+    for index in range(400):
+        path = tmp_path / f"random_{index}.pt"
+        path.write_bytes(rng.choice(prefixes) + rng.randbytes(rng.randint(0, 400)))
+        with pytest.raises(ConfigError, match="not a torch file"):
+            read_checkpoint(path)
+    assert main(["evaluate", str(tmp_path / "random_0.pt")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "CHECKPOINT" in err
+
+
 def test_a_damaged_sibling_run_does_not_break_a_new_runs_plot(tmp_path: Path) -> None:
     """A search plots itself beside the runs in the same folder at its end: a damaged
     neighbour is left out instead of failing the new run's last stage on every --resume."""
@@ -168,3 +187,57 @@ def test_a_damaged_sibling_run_does_not_break_a_new_runs_plot(tmp_path: Path) ->
     new.mkdir()
     rows = _reference_rows(new)
     assert len(rows) == 1 and rows[0].method == "a3cs"
+
+
+@pytest.mark.parametrize("content", [b"\x8b\x00garbage\xff", b'[{"trial": 0', b'{"trial": 0}',
+                                     b"[1, 2]", b'[{"trial": 0}]'])
+def test_a_damaged_trials_or_finalists_file_is_one_line_on_resume(tmp_path: Path,
+                                                                   content: bytes) -> None:
+    """A killed search resumes from the trials and finalists it recorded; when one of those
+    files was damaged since, the resume names it instead of failing deep in the search."""
+    from a3cs.search.multitrial import _FINALIST_KEYS, _read_trials
+    from a3cs_common.io import load_json_records
+
+    path = tmp_path / "trials.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"^--resume: got '.*trials.json'; allowed: the "
+                       r"search's trials.json"):
+        _read_trials(path)
+    with pytest.raises(ConfigError, match="start a new --out directory"):
+        load_json_records(path, field="--resume", expected="the search's finalists.json",
+                          keys=_FINALIST_KEYS)
+
+
+def test_a_trial_with_a_field_the_search_does_not_know_is_one_line(tmp_path: Path) -> None:
+    from a3cs.search.multitrial import TrialRecord, _read_trials
+
+    record = {"trial": 0, "sample": {}, "reward": 1.0, "proxy_return": None,
+              "latency_s": 1e-5, "reference_latency_s": 2e-5, "env_steps": 0}
+    path = tmp_path / "trials.json"
+    path.write_text(json.dumps([record]))
+    assert _read_trials(path) == [TrialRecord(**record)]
+    path.write_text(json.dumps([{**record, "unknown": 1}]))
+    with pytest.raises(ConfigError, match=r"fields of a3cs\.search\.multitrial\.TrialRecord"):
+        _read_trials(path)
+
+
+def test_a_damaged_co_searched_accelerator_state_is_one_line(tmp_path: Path) -> None:
+    from a3cs.search.accelerator_target import AcceleratorTarget
+    from a3cs.search.run import _load_target_state
+
+    space = Path(__file__).resolve().parents[1] / "a3cs/data/zc706_cosearch_space.yaml"
+    target = AcceleratorTarget(str(space))
+    with torch.no_grad():
+        target.logits[0].add_(1.0)
+    path = tmp_path / "target_state.pt"
+    torch.save(target.state_dict(), path)
+    restored = AcceleratorTarget(str(space))
+    _load_target_state(restored, path)
+    assert torch.equal(restored.logits[0], target.logits[0])
+    for damaged in (random.Random(1).randbytes(300), b""):
+        path.write_bytes(damaged)
+        with pytest.raises(ConfigError, match=r"target_state\.pt as it wrote it"):
+            _load_target_state(restored, path)
+    torch.save({"logits": []}, path)
+    with pytest.raises(ConfigError, match=r"target_state\.pt as it wrote it"):
+        _load_target_state(restored, path)

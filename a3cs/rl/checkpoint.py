@@ -19,6 +19,7 @@ import pickle
 import random
 import secrets
 import textwrap
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,18 @@ def read_checkpoint(path: str | Path, *, field: str = "CHECKPOINT") -> dict[str,
         raise ConfigError(field, str(path), "an a3cs checkpoint (.pt) or a run directory "
                           "holding checkpoint.pt")
     try:
-        data = torch.load(file, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        reason = textwrap.shorten(first, 80, placeholder=" ...")
-        raise ConfigError(field, str(path), f"a checkpoint written by a3cs train "
-                          f"(cannot read it: {reason})") from None
+        # Unpickling arbitrary bytes fails in many ways (IndexError, KeyError, ... besides
+        # UnpicklingError), and torch warns about odd protocol bytes before failing: any of
+        # them means the file is not a checkpoint, said in one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = torch.load(file, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise ConfigError(field, str(path), f"a readable checkpoint file (cannot read it: "
+                          f"{exc.strerror or type(exc).__name__})") from None
+    except Exception:  # any of them: see above
+        raise ConfigError(field, str(path), "a checkpoint written by a3cs train (this file "
+                          "is not a torch file of tensors and plain values)") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(field, str(path), f"a checkpoint written by a3cs train (format "
                           f"{FORMAT})")

@@ -48,7 +48,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ from a3cs.search.prepare import Prepared, RunLog, check_scoring
 from a3cs.search.targets import HardwareChoice
 from a3cs.search.teacher_play import collect_teacher_play
 from a3cs_common.errors import ConfigError
-from a3cs_common.io import atomic_write_text
+from a3cs_common.io import atomic_write_text, load_json_records
 from distill.proxy import TeacherPlay, distill_proxy
 from distill.teacher import Teacher
 from nas.arch import Arch, reference_arch
@@ -180,8 +180,7 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
 
     cache_path = stage / "trials.json"
     check_scoring(stage, resumed_work=cache_path if cache_path.is_file() else None)
-    records: list[TrialRecord] = ([TrialRecord(**r) for r in json.loads(cache_path.read_text())]
-                                  if cache_path.is_file() else [])
+    records = _read_trials(cache_path) if cache_path.is_file() else []
     cached = {_trial_key(prep, r.sample): r for r in records}
     counts_trained = config.proxy.latency_band is not None
     resample = counts_trained and config.proxy.out_of_band == "resample"
@@ -280,6 +279,28 @@ def run_multitrial(prep: Prepared, teacher: Teacher | None, stage: Path, *, prog
                              trials=len(records))
 
 
+#: What :func:`_finalist_round` reads back of each finalist it trained.
+_FINALIST_KEYS = ("trial", "validation_mean", "env_steps")
+
+
+def _read_trials(path: Path) -> list[TrialRecord]:
+    """The trials a killed search recorded in ``path`` (its ``trials.json``).
+
+    Raises:
+        ConfigError: the file was damaged after the search wrote it.
+    """
+    expected = "the search's trials.json"
+    fields = tuple(name for name, spec in TrialRecord.__dataclass_fields__.items()
+                   if spec.default is MISSING)
+    rows = load_json_records(path, field="--resume", expected=expected, keys=fields)
+    try:
+        return [TrialRecord(**row) for row in rows]
+    except TypeError:  # a key TrialRecord does not have
+        raise ConfigError("--resume", str(path), f"{expected} with the fields of "
+                          "a3cs.search.multitrial.TrialRecord: restore it or start a new "
+                          "--out directory") from None
+
+
 def _finalist_round(prep: Prepared, teacher: Teacher | None, stage: Path,
                     records: list[TrialRecord], best: TrialRecord, *, progress: bool,
                     log: RunLog) -> tuple[TrialRecord, int]:
@@ -298,7 +319,8 @@ def _finalist_round(prep: Prepared, teacher: Teacher | None, stage: Path,
     if not ranked:
         return best, 0
     path = stage / "finalists.json"
-    results: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+    results = (load_json_records(path, field="--resume", expected="the search's finalists.json",
+                                 keys=_FINALIST_KEYS) if path.is_file() else [])
     done = {result["trial"] for result in results}
     for place, record in enumerate(ranked, 1):
         if record.trial in done:

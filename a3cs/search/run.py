@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from a3cs.rl.train import train
 from a3cs.search.config import SearchConfig, portable_paths, resolve_paths
 from a3cs.search.prepare import Prepared, RunLog, check_scoring, prepare
 from a3cs.search.stage_clock import StageClock
-from a3cs.search.targets import HardwareChoice
+from a3cs.search.targets import HardwareChoice, Target
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import (
     atomic_write_bytes,
@@ -313,6 +314,21 @@ def _reference_rows(out: Path) -> list[RunResult]:
     return rows
 
 
+def _load_target_state(target: Target, path: Path) -> None:
+    """Restore the co-searched accelerator distribution ``target`` from ``path``.
+
+    Raises:
+        ConfigError: the file is not the state this search wrote (damaged after the fact).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            target.load_state_dict(torch.load(path, weights_only=True))
+    except Exception:  # unpickling bytes or a wrong dict fails in many ways: one message
+        raise ConfigError("--resume", str(path), "the co-search's target_state.pt as it "
+                          "wrote it: restore it or start a new --out directory") from None
+
+
 def _hardware_stage(config: SearchConfig, prep: Prepared, workload: Workload,
                     search_state: dict[str, Any], out: Path) -> HardwareChoice:
     """The hardware the method gives the searched architecture's ``workload``."""
@@ -321,8 +337,7 @@ def _hardware_stage(config: SearchConfig, prep: Prepared, workload: Workload,
         return prep.target.choose(workload, config.seed)  # Auto-NBA's last re-search
     if config.method in ("a3cs", "a3cs_no_distill") and (out / "search" /
                                                       "target_state.pt").is_file():
-        prep.target.load_state_dict(torch.load(out / "search" / "target_state.pt",
-                                               weights_only=True))
+        _load_target_state(prep.target, out / "search" / "target_state.pt")
         return prep.target.derived_for(workload)  # the co-searched hardware
     if "hardware_choice" in search_state:
         return HardwareChoice(**search_state["hardware_choice"])
