@@ -11,6 +11,7 @@ negative and zero values, and every output path with places nothing can be writt
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,9 @@ TEACHER = str(REPO / "a3cs/data/teachers/minatar_breakout.pt")
 GOOD_RUN = REPO / "experiments/results/cosearch_breakout/a3cs_s0"
 
 GARBAGE = bytes(range(256)) * 8 + b"\xff\xfe\x00\x81\x9f"
+#: Random bytes behind a pickle header: torch's safe unpickler fails on these with an
+#: IndexError (not an UnpicklingError) and warns about the protocol first.
+RANDOM_PICKLE = b"\x80\x02" + random.Random(2).randbytes(64)
 
 
 def _bad_files(root: Path) -> dict[str, Path]:
@@ -41,6 +45,7 @@ def _bad_files(root: Path) -> dict[str, Path]:
 
     for suffix in (".yaml", ".json", ".csv", ".cfg", ".pt"):
         make(f"garbage{suffix}", GARBAGE)
+        make(f"pickled{suffix}", RANDOM_PICKLE)
         make(f"latin1{suffix}", "name: caf\xe9\nx: 1\n".encode("latin-1"))
         make(f"empty{suffix}", b"")
     make("list.yaml", b"- 1\n- 2\n")
@@ -113,7 +118,7 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
     def add(case_id: str, argv: list[str], needle: str) -> None:
         cases.append((case_id, argv, needle))
 
-    file_kinds = ["garbage", "latin1", "empty"]
+    file_kinds = ["garbage", "pickled", "latin1", "empty"]
     # simulate / estimate: --hw and --workload
     for command in ("simulate", "estimate"):
         for kind in file_kinds:
