@@ -95,9 +95,15 @@ def test_plot_summary_of_several_directories_states_the_goal(tmp_path, capsys):
     assert rows["random"].rstrip().endswith("| missed: FPS 1.50x |")
     assert rows["sequential"].rstrip().endswith("| missed: score -4.00, FPS 0.50x |")
     assert rows["hand_designed"].rstrip().endswith("| - |")
+    # against hand_designed: the difference of means and Welch's t with 4 degrees of freedom
+    # (equal spreads): t = d / sqrt(4/3 + 4/3), two-sided p of Student's t
+    assert "| 2.50x | -1.00 (-0.61, 0.57) |" in rows["evolution"]
+    assert "| 0.50x | -6.00 (-3.67, 0.02) |" in rows["sequential"]
+    assert "| 1.00x | - |" in rows["hand_designed"]
     assert (out / "pareto_breakout.png").stat().st_size > 0
     assert (out / "summary.csv").read_text().splitlines()[0].endswith(
-        ",hypervolume,seed_hypervolume_mean,seed_hypervolume_std,goal")
+        ",score_vs_hand_designed,welch_t,welch_p,hypervolume,seed_hypervolume_mean,"
+        "seed_hypervolume_std,goal")
 
 
 def test_pooled_hypervolume_rewards_the_luckiest_seed_and_the_seed_mean_does_not(tmp_path):
@@ -118,3 +124,12 @@ def test_pooled_hypervolume_rewards_the_luckiest_seed_and_the_seed_mean_does_not
     assert stats["steady"].seed_hypervolume_std == pytest.approx(0.0)
     assert stats["lucky"].seed_hypervolume_std == pytest.approx(np.std([0.01, 0.01, 0.11],
                                                                        ddof=1))
+
+
+def test_welch_is_left_out_where_it_is_undefined() -> None:
+    from a3cs.sweep.summary import _welch
+
+    assert _welch([1.0], [1.0, 2.0]) == (None, None)
+    assert _welch([3.0, 3.0], [2.0, 2.0]) == (None, None)
+    t, p = _welch([3.0, 3.0], [1.0, 2.0])  # one side without spread: still defined
+    assert t is not None and t > 0 and p is not None and 0 < p < 1

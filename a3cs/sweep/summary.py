@@ -1,4 +1,5 @@
-"""A sweep's summary: mean +- std per method (or variant) and game, Pareto plots per game.
+"""A sweep's summary: mean +- std per method (or variant) and game, each against the
+hand-designed network (difference, Welch's t-test), Pareto plots per game.
 
 Written at the end of ``a3cs sweep`` and by ``a3cs plot SWEEP_DIR``: ``summary.md``,
 ``summary.csv``, ``summary.json`` and ``pareto_<game>.png/.svg`` in the sweep directory.
@@ -10,6 +11,7 @@ import csv
 import io
 import json
 import statistics
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,9 @@ class SummaryRow:
     params: float
     wall_time_min: float  # mean over the runs: search, retraining, evaluation, measurement
     fps_vs_hand_designed: float | None
+    score_vs_hand_designed: float | None  # mean score minus hand_designed's on this game
+    welch_t: float | None  # Welch's t of the runs' scores against hand_designed's
+    welch_p: float | None  # its two-sided p (None: fewer than 2 runs on a side, no spread)
     hypervolume: float  # of the front pooled over the seeds
     seed_hypervolume_mean: float  # over the seeds, each seed's front alone
     seed_hypervolume_std: float
@@ -68,6 +73,29 @@ def _goal(score: float, fps: float, hand_score: float, hand_std: float, hand_fps
     return "met" if not misses else "missed: " + ", ".join(misses)
 
 
+def _welch(scores: list[float], hand_scores: list[float]) -> tuple[float | None, float | None]:
+    """Welch's t-test (unequal variances) of ``scores`` against ``hand_scores``: (t, two-sided
+    p), or (None, None) where it is undefined (fewer than 2 runs on a side, or no spread on
+    either)."""
+    from scipy.stats import ttest_ind
+
+    if len(scores) < 2 or len(hand_scores) < 2 or \
+            statistics.stdev(scores) + statistics.stdev(hand_scores) == 0.0:
+        return None, None
+    with warnings.catch_warnings():  # scipy's "precision loss" when one side's seeds tie
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = ttest_ind(scores, hand_scores, equal_var=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def _versus_hand(row: SummaryRow) -> str:
+    if row.score_vs_hand_designed is None:
+        return "-"
+    test = (f" ({row.welch_t:+.2f}, {row.welch_p:.2f})" if row.welch_t is not None
+            and row.welch_p is not None else "")
+    return f"{row.score_vs_hand_designed:+.2f}{test}"
+
+
 def summarise(out: Path, sources: list[Path] | None = None) -> SweepSummary:
     """Summarise every finished run under ``sources`` (default: ``out``) into ``out``.
 
@@ -93,6 +121,10 @@ def summarise(out: Path, sources: list[Path] | None = None) -> SweepSummary:
         for name in sorted({r.name for r in env_runs}):
             mine = [r for r in env_runs if r.name == name]
             score, score_std = _mean_std([r.score_mean for r in mine])
+            versus = bool(hand_runs) and name != "hand_designed"
+            welch_t, welch_p = (_welch([r.score_mean for r in mine],
+                                       [r.score_mean for r in hand_runs]) if versus
+                                else (None, None))
             fps, fps_std = _mean_std([r.fps for r in mine])
             energies = [r.energy_pj for r in mine if r.energy_pj is not None]
             rows.append(SummaryRow(
@@ -103,6 +135,8 @@ def summarise(out: Path, sources: list[Path] | None = None) -> SweepSummary:
                 params=statistics.mean(r.params for r in mine),
                 wall_time_min=statistics.mean(r.wall_time_s for r in mine) / 60.0,
                 fps_vs_hand_designed=fps / statistics.mean(hand) if hand else None,
+                score_vs_hand_designed=score - hand_score if versus else None,
+                welch_t=welch_t, welch_p=welch_p,
                 hypervolume=figure.methods[name].hypervolume,
                 seed_hypervolume_mean=figure.methods[name].seed_hypervolume_mean,
                 seed_hypervolume_std=figure.methods[name].seed_hypervolume_std,
@@ -110,10 +144,10 @@ def summarise(out: Path, sources: list[Path] | None = None) -> SweepSummary:
                       if hand and name != "hand_designed" else "-")))
     lines = ["| game | method | runs | test score (mean +- std over seeds) | FPS (mean +- std) "
              "| latency (us) | energy (uJ) | weights | wall time a run (min) "
-             "| FPS vs hand-designed | hypervolume (pooled front) "
-             "| hypervolume a seed (mean +- std) "
+             "| FPS vs hand-designed | score vs hand-designed (Welch t, p) "
+             "| hypervolume (pooled front) | hypervolume a seed (mean +- std) "
              f"| goal (>= hand-designed mean - std, >= {GOAL_SPEEDUP:g}x its FPS) |",
-             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         lines.append(
             f"| {r.env_id} | {r.method} | {r.runs} | {r.score_mean:.2f} +- {r.score_std:.2f} | "
@@ -121,7 +155,7 @@ def summarise(out: Path, sources: list[Path] | None = None) -> SweepSummary:
             + (f"{r.energy_uj:.3f}" if r.energy_uj is not None else "-")
             + f" | {r.params:,.0f} | {r.wall_time_min:.1f} | "
             + (f"{r.fps_vs_hand_designed:.2f}x" if r.fps_vs_hand_designed else "-")
-            + f" | {r.hypervolume:.3f} | {r.seed_hypervolume_mean:.3f} +- "
+            + f" | {_versus_hand(r)} | {r.hypervolume:.3f} | {r.seed_hypervolume_mean:.3f} +- "
             f"{r.seed_hypervolume_std:.3f} | {r.goal} |")
     lines.append("")
     lines.append("Per run: " + "; ".join(
