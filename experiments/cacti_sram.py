@@ -14,7 +14,6 @@ in its header.
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -22,8 +21,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from a3cs_common.cli import OneLineParser, script_main
 from a3cs_common.errors import ConfigError
-from a3cs_common.io import atomic_write_text
+from a3cs_common.io import atomic_write_text, check_output_path, read_text
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "hw_sim" / "cacti_sram_45nm.py"
@@ -66,23 +66,23 @@ def leakage_mw(cacti: Path, cfg_text: str) -> tuple[float, float]:
     return grab("Total leakage power of a bank"), grab("Total gate leakage power of a bank")
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cacti", type=Path, required=True,
                         help="CACTI 7 checkout with the built ./cacti binary")
     parser.add_argument("--out", type=Path, default=OUTPUT, help=f"default {OUTPUT}")
     args = parser.parse_args(argv)
-    try:
-        binary = args.cacti / "cacti"
-        if not binary.is_file():
-            raise ConfigError("--cacti", str(args.cacti), "a CACTI 7 checkout holding the "
-                              "built ./cacti binary (run make there)")
-        template = (args.cacti / "cache.cfg").read_text()
-        commit = subprocess.run(["git", "-C", str(args.cacti), "rev-parse", "HEAD"],
-                                capture_output=True, text=True).stdout.strip() or "unknown"
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    binary = args.cacti / "cacti"
+    if not binary.is_file():
+        raise ConfigError("--cacti", str(args.cacti), "a CACTI 7 checkout holding the "
+                          "built ./cacti binary (run make there)")
+    template = read_text(args.cacti / "cache.cfg", field="--cacti",
+                         expected="CACTI 7's shipped cache.cfg")
+    config(template, SIZES_KIB[0] * 1024)  # a cache.cfg it cannot adapt fails here, not later
+    check_output_path(args.out, field="--out")
+    commit = subprocess.run(["git", "-C", str(args.cacti), "rev-parse", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
     rows = []
     for kib in SIZES_KIB:
         sub, gate = leakage_mw(args.cacti, config(template, kib * 1024))

@@ -11,13 +11,12 @@ cpu_sparsity.csv and cpu_sparsity.png/.svg, and prints the latencies and the CSR
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from a3cs_common.errors import ConfigError
-from a3cs_common.io import atomic_write_text, save_figure
+from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.io import atomic_write_text, check_output_path, save_figure
 from accelerator_model.cpu_kernels import TimingMethod, make_kernel, time_kernels
 from hw_sim.workload import Conv2d, Linear
 
@@ -107,20 +106,16 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="experiments/results", help="output folder")
-    parser.add_argument("--rounds", type=int, default=12, help="interleaved timing rounds")
-    parser.add_argument("--samples", type=int, default=4, help="samples per kernel and round")
+    parser.add_argument("--rounds", type=int_at_least(1), default=12,
+                        help="interleaved timing rounds")
+    parser.add_argument("--samples", type=int_at_least(1), default=4,
+                        help="samples per kernel and round")
     args = parser.parse_args(argv)
-    try:
-        for flag, value in (("--rounds", args.rounds), ("--samples", args.samples)):
-            if value < 1:
-                raise ConfigError(flag, value, "an integer >= 1")
-    except ConfigError as exc:
-        print(f"cpu_sparsity: error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+    out = check_output_path(args.out, field="--out", kind="directory")  # before the timing
     rows = measure(args.rounds, args.samples)
     header = "layer,format,sparsity,latency_us,spread"
     atomic_write_text(out / "cpu_sparsity.csv", "\n".join(

@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.errors import ConfigError
 from a3cs_common.io import save_figure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,19 +129,45 @@ def plot(curves: dict[str, list[list[dict[str, float]]]], teacher_return: float,
     return save_figure(fig, path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def check_inputs(args: argparse.Namespace) -> None:
+    """The environment, the teacher, the student's architecture and ``--out``, checked before
+    any run starts (the runs are child processes, whose errors would end this script in a
+    traceback, hours in).
+
+    Raises:
+        ConfigError: one of them is not what the runs need.
+    """
+    from a3cs.rl.checkpoint import load_agent
+    from a3cs.rl.envs import env_family
+    from a3cs_common.io import check_output_path
+    from nas.arch import load_arch
+
+    env_family(args.env)
+    if args.teacher is not None:
+        plays = load_agent(args.teacher, field="--teacher").config.env_id
+        if plays != args.env:
+            raise ConfigError("--teacher", str(args.teacher), f"an agent of --env {args.env} "
+                              f"(this one plays {plays})")
+    load_arch(str(args.student_arch), field="--student-arch")
+    check_output_path(args.out, field="--out", kind="directory")
+
+
+@script_main
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="MinAtar/Breakout-v1")
     parser.add_argument("--teacher", type=Path, help="teacher checkpoint (default: train one)")
-    parser.add_argument("--teacher-steps", type=int, default=2_000_000)
+    parser.add_argument("--teacher-steps", type=int_at_least(1), default=2_000_000)
     parser.add_argument("--student-arch", type=Path,
                         default=REPO / "experiments/arch/minatar_circulant_b8.yaml")
-    parser.add_argument("--student-steps", type=int, default=1_000_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--eval-episodes", type=int, default=100)
-    parser.add_argument("--jobs", type=int, default=1, help="student runs in parallel")
+    parser.add_argument("--student-steps", type=int_at_least(1), default=1_000_000)
+    parser.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--eval-episodes", type=int_at_least(1), default=100)
+    parser.add_argument("--jobs", type=int_at_least(1), default=1,
+                        help="student runs in parallel")
     parser.add_argument("--out", type=Path, default=REPO / "experiments/results/distill")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_inputs(args)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.log"
@@ -211,7 +239,8 @@ def main() -> None:
         print(f"  {label:16s} steps to 90 %: {shown}; final eval return "
               f"{s['mean_final_eval_return']:.2f}")
     print(f"figure: {', '.join(str(p) for p in figure)}; results: {out / 'results.json'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,31 +19,42 @@ median ratio per method).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
+
+from a3cs_common.cli import OneLineParser, script_main
+from a3cs_common.errors import ConfigError
 
 CO_SEARCHED_METHODS = ("a3cs", "a3cs_no_distill")
 
 
-def check_run(run: Path) -> dict[str, Any] | None:
-    """Both accelerators' FPS for one finished run; None for runs of other methods."""
+def load_run(run: Path) -> tuple[Any, Any, dict[str, Any]] | None:
+    """A finished run's search config, final agent's workload and co-searched hardware; None
+    for runs of other methods.
+
+    Raises:
+        ConfigError: one of the run's files is missing or invalid.
+    """
     from a3cs.search.config import load_search_config
-    from a3cs.search.target_factory import make_target
-    from a3cs.search.targets import HardwareChoice
     from a3cs_common.io import load_mapping
     from hw_sim.files import load_workload
 
     config = load_search_config(str(run / "config.yaml"))
     if config.method not in CO_SEARCHED_METHODS:
         return None
+    return (config, load_workload(str(run / "workload.yaml")),
+            load_mapping(run / "hardware.yaml", field="hardware.yaml"))
+
+
+def check_run(run: Path, config: Any, workload: Any, hardware: dict[str, Any]) -> dict[str, Any]:
+    """Both accelerators' FPS for one finished run (its files as :func:`load_run` read them)."""
+    from a3cs.search.target_factory import make_target
+    from a3cs.search.targets import HardwareChoice
+
     target = make_target(config.target_kind, config.target_value, config.seed)
-    workload = load_workload(str(run / "workload.yaml"))
-    joint = HardwareChoice(label="co-searched", description=load_mapping(run / "hardware.yaml"),
-                           how="hardware.yaml")
+    joint = HardwareChoice(label="co-searched", description=hardware, how="hardware.yaml")
     searched = target.choose(workload, config.seed)
     joint_fps = target.measure(workload, joint).fps
     searched_fps = target.measure(workload, searched).fps
@@ -53,28 +64,32 @@ def check_run(run: Path) -> dict[str, Any] | None:
             "accelerator_search": searched.label}
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="sweep folders holding run "
                         "directories")
     parser.add_argument("--out", type=Path,
                         default=Path("experiments/results/joint_hardware_check"))
     args = parser.parse_args(argv)
-    from a3cs_common.io import atomic_write_text
+    from a3cs_common.io import atomic_write_text, check_output_path
 
     runs = sorted(p.parent for folder in args.folders for p in folder.glob("*/results.json"))
     if not runs:
-        print(f"error: folders: got {[str(f) for f in args.folders]}; allowed: folders "
-              "holding finished run directories (*/results.json)", file=sys.stderr)
-        return 2
+        raise ConfigError("folders", " ".join(map(str, args.folders)), "folders holding "
+                          "finished run directories (*/results.json)")
+    for suffix in (".md", ".json"):
+        check_output_path(args.out.with_suffix(suffix), field="--out")
+    # Every run's files are read before the first is measured: a damaged one ends the script
+    # in one line at the start, not after the others' accelerator searches.
+    loaded = [(run, files) for run in runs if (files := load_run(run)) is not None]
     rows = []
-    for run in runs:
-        row = check_run(run)
-        if row is not None:
-            rows.append(row)
-            print(f"{row['run']}: joint logits {row['fps_joint_logits']:,.0f} FPS, accelerator "
-                  f"search {row['fps_accelerator_search']:,.0f} FPS ({row['ratio']:.3f}x)",
-                  flush=True)
+    for run, files in loaded:
+        row = check_run(run, *files)
+        rows.append(row)
+        print(f"{row['run']}: joint logits {row['fps_joint_logits']:,.0f} FPS, accelerator "
+              f"search {row['fps_accelerator_search']:,.0f} FPS ({row['ratio']:.3f}x)",
+              flush=True)
     methods = sorted({r["method"] for r in rows})
     median = {m: statistics.median(r["ratio"] for r in rows if r["method"] == m)
               for m in methods}

@@ -14,14 +14,16 @@ play and the proxy's training.
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
 from a3cs.rl.checkpoint import load_teacher
 from a3cs.search.config import load_search_config
 from a3cs.search.multitrial import _distill_trial, _teacher_play, _trial_key
 from a3cs.search.prepare import prepare
+from a3cs_common.cli import OneLineParser, script_main
+from a3cs_common.errors import ConfigError
+from a3cs_common.io import load_json_records, load_mapping
 
 BREAKOUT_FOUND = {
     "layers.0.op": "conv3x3", "layers.0.width": 16, "layers.0.format": "dense",
@@ -30,28 +32,44 @@ BREAKOUT_FOUND = {
     "head.width": 256, "head.format": "1x8@0.75"}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+@script_main
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--arch", type=Path, help="a JSON sample of the agent space")
-    args = parser.parse_args()
-    candidate = json.loads(args.arch.read_text()) if args.arch else BREAKOUT_FOUND
+    args = parser.parse_args(argv)
+    candidate = load_mapping(args.arch, field="--arch") if args.arch else BREAKOUT_FOUND
+    # Every run's inputs are read and checked before the first teacher plays.
+    runs = []
     for run in args.runs:
         prep = prepare(load_search_config(str(run / "config.yaml")))
-        play = _teacher_play(prep, load_teacher(prep.teacher_path, field="teacher"))
-        trials = json.loads((run / "search" / "trials.json").read_text())
+        if prep.config.proxy.kind != "distill" or prep.teacher_path is None:
+            raise ConfigError("runs", str(run), "runs of a search with proxy.kind: distill "
+                              "(and its teacher)")
+        trials = load_json_records(run / "search" / "trials.json", field="runs",
+                                   expected="the run's trials (search/trials.json)",
+                                   keys=("reward", "sample", "agreement"))
+        if not trials:
+            raise ConfigError("runs", str(run), "runs that have trials (search/trials.json)")
+        try:
+            arch = prep.space.arch(candidate, prep.obs_shape, name="c")
+        except ConfigError as exc:
+            raise exc.within("--arch") from None
+        runs.append((run, prep, trials, arch, load_teacher(prep.teacher_path, field="teacher")))
+    for run, prep, trials, arch, teacher in runs:
+        play = _teacher_play(prep, teacher)
         best = max(trials, key=lambda r: r["reward"])
         key = _trial_key(prep, {"arch": candidate})
         sampled = any(_trial_key(prep, t["sample"]) == key for t in trials)
         trained = sorted(t["agreement"] for t in trials if t["agreement"] is not None)
-        agreement = _distill_trial(prep, prep.space.arch(candidate, prep.obs_shape, name="c"),
-                                   play)
+        agreement = _distill_trial(prep, arch, play)
         best_now = _distill_trial(prep, prep.space.arch(best["sample"]["arch"], prep.obs_shape,
                                                         name="b"), play)
         print(f"{run.name}: candidate {agreement:.3f} (sampled: {sampled}), best "
               f"{best_now:.3f} (recorded {best['agreement']:.3f}); {len(trained)} trained, "
               f"top five {[round(a, 3) for a in trained[-5:]]}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

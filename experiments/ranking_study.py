@@ -19,7 +19,6 @@ against stand-alone score per variant) and prints the table.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -30,6 +29,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.errors import ConfigError
 
 #: Supernet trainings compared (search-config overrides): today's, and the field's remedies.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -387,8 +389,9 @@ def report(out: Path) -> None:
         print(f"stand-alone scores: median {statistics.median(standalone.values()):.2f}")
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "report"))
     parser.add_argument("--config", type=Path,
                         default=Path("experiments/configs/ranking_breakout.yaml"))
@@ -397,15 +400,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="the supernet training measured: " + "; ".join(
                             f"{name} {overrides or '(the co-search as it is)'}"
                             for name, overrides in VARIANTS.items()))
-    parser.add_argument("--archs", type=int, default=12)
+    parser.add_argument("--archs", type=int_at_least(1), default=12)
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture draw")
-    parser.add_argument("--standalone-steps", type=int, default=500_000)
-    parser.add_argument("--episodes", type=int, default=50, help="stand-alone evaluation")
-    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--standalone-steps", type=int_at_least(1), default=500_000)
+    parser.add_argument("--episodes", type=int_at_least(1), default=50,
+                        help="stand-alone evaluation")
+    parser.add_argument("--jobs", type=int_at_least(1), default=1)
     parser.add_argument("--proxy", action="store_true",
                         help="also the supervised distillation proxy of every architecture "
                         "(estimator distill_proxy: no supernet, no environment steps)")
-    parser.add_argument("--proxy-steps", type=int, default=PROXY_STEPS,
+    parser.add_argument("--proxy-steps", type=int_at_least(1), default=PROXY_STEPS,
                         help="Adam steps of each architecture's distillation proxy")
     parser.add_argument("--proxy-pruning", choices=("dense", "schedule", "start"),
                         default="dense", help="sparse layers in the proxy: trained dense "
@@ -417,19 +421,23 @@ def main(argv: list[str] | None = None) -> int:
                         "cores first)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    for name in ("archs", "standalone_steps", "episodes", "jobs", "proxy_steps"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')}: got {getattr(args, name)}; allowed: an "
-                  "integer >= 1", file=sys.stderr)
-            return 2
     if not args.proxy and (args.proxy_pruning != "dense" or args.proxy_steps != PROXY_STEPS):
-        option = "--proxy-pruning" if args.proxy_pruning != "dense" else "--proxy-steps"
-        print(f"error: {option}: given without --proxy; allowed: with --proxy (the proxy "
-              "stage it sets up)", file=sys.stderr)
-        return 2
+        option, value = (("--proxy-pruning", args.proxy_pruning) if args.proxy_pruning != "dense"
+                         else ("--proxy-steps", args.proxy_steps))
+        raise ConfigError(option, value, "with --proxy (the proxy stage it sets up)")
     if args.action == "report":
+        if not args.out.is_dir():
+            raise ConfigError("--out", str(args.out), "the folder of a study (written by run)")
         report(args.out)
         return 0
+    from a3cs.search.config import load_search_config
+    from a3cs.search.prepare import prepare
+    from a3cs_common.io import check_output_path
+
+    # The search config, its teacher and --out are checked before any stage starts (the
+    # stand-alone runs are child processes that would each fail on their own).
+    prepare(load_search_config(str(args.config), VARIANTS[args.variant]))
+    check_output_path(args.out, field="--out", kind="directory")
     args.out.mkdir(parents=True, exist_ok=True)
     archs = sample_architectures(args.config, args.out, args.archs, args.seed)
     print(f"{len(archs)} architectures in {args.out / 'archs'}", flush=True)

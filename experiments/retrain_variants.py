@@ -29,7 +29,6 @@ environments x 16 steps, 2 epochs, learning rate 3e-3), the same 1 M steps and t
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -41,7 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
+from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.io import load_mapping
 
 
 def _batched(config: dict[str, Any]) -> dict[str, Any]:
@@ -71,14 +71,14 @@ PRUNING_VARIANTS = ("reward_aware", "refined")
 
 def _prunes(run: Path) -> bool:
     """Whether the run's agent has a pruned (1xN or N:M) layer."""
-    arch = yaml.safe_load((run / "arch.yaml").read_text())
+    arch = load_mapping(run / "arch.yaml", field="sweep_dir")
     formats = [layer.get("weight_format") or {} for layer in arch["layers"]]
     formats.append(arch["head"].get("weight_format") or {})
     return any(f.get("type") in ("one_by_n", "n_m") for f in formats)
 
 
 def _search(run: Path) -> dict[str, Any]:
-    return yaml.safe_load((run / "config.yaml").read_text())
+    return load_mapping(run / "config.yaml", field="sweep_dir")
 
 
 def game_of(run: Path) -> str:
@@ -99,7 +99,7 @@ def runs_of(sweep_dir: Path, games: list[str] | None = None,
     and, for a pruning variant, with a pruned layer."""
     return sorted(p for p in sweep_dir.iterdir()
                   if (p / "retrain" / "config.yaml").is_file() and (p / "eval.json").is_file()
-                  and yaml.safe_load((p / "retrain" / "config.yaml").read_text()).get("teacher")
+                  and load_mapping(p / "retrain" / "config.yaml", field="sweep_dir").get("teacher")
                   and (not games or game_of(p) in games)
                   and (not methods or {_search(p)["method"], method_of(p)} & set(methods))
                   and (variant not in PRUNING_VARIANTS or _prunes(p)))
@@ -134,7 +134,7 @@ def retrain(run: Path, variant: str, threads: int, trust_runs: bool = False) -> 
     flags, changes, label = VARIANTS[variant]
     name = f"retrain_{variant}"
     out = run / name
-    config = yaml.safe_load((run / "retrain" / "config.yaml").read_text())
+    config = load_mapping(run / "retrain" / "config.yaml", field="sweep_dir")
     total = int(config["total_steps"])
     config_path = run / "retrain" / "config.yaml"
     if callable(changes):
@@ -155,7 +155,7 @@ def retrain(run: Path, variant: str, threads: int, trust_runs: bool = False) -> 
             code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
             if code != 0:
                 return f"{run.name}: training exited {code} (see {run / f'{name}.log'})"
-        search = yaml.safe_load((run / "config.yaml").read_text())
+        search = _search(run)
         seed, episodes = int(search["seed"]), int(search["budget"]["eval_episodes"])
         cache = out / "eval.json"
         # a rollout's steps past the total (the batched entry's rollouts are 2,048 steps)
@@ -246,8 +246,9 @@ def report(sweep_dirs: list[Path], variant: str, out: Path | None = None) -> Pat
     return markdown
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
     parser.add_argument("--variant", required=True, choices=sorted(VARIANTS))
     parser.add_argument("--games", nargs="+", help="only these games' runs (e.g. breakout)")
@@ -256,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                         "e.g. hand_designed evolution_finalists)")
     parser.add_argument("--out", type=Path,
                         help="where the table and plot go (default: the first SWEEP_DIR)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs retrained side by side")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int_at_least(1), default=1,
+                        help="runs retrained side by side")
+    parser.add_argument("--threads", type=int_at_least(1), default=1,
+                        help="torch threads per run")
     parser.add_argument("--trust-runs", action="store_true",
                         help="continue unfinished runs written on another machine (your own: "
                         "their environment state is a pickle, see a3cs train --trust-run)")

@@ -24,7 +24,6 @@ as the package's teacher (``a3cs/data/teachers/minatar_<game>.pt``) with its man
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
@@ -33,6 +32,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.errors import ConfigError
 
 GAMES = ("Breakout", "SpaceInvaders", "Asterix", "Freeway", "Seaquest")
 
@@ -273,8 +275,9 @@ def ship_teachers(out: Path, seeds: list[int], episodes: int) -> None:
     atomic_write_text(MANIFEST, header + dump_yaml(manifest))
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "report", "teachers"))
     parser.add_argument("--out", type=Path, default=None,
                         help="default: experiments/results/rl_scores, or rl_scores_batched "
@@ -282,27 +285,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--envs", nargs="+", default=None, choices=sorted(ANCHORS),
                         help="environments to train (default: all, the MinAtar games with "
                         "--env-backend batched; the report covers every one present)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
-    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--seeds", nargs="+", type=int_at_least(0), default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int_at_least(1), default=2,
+                        help="runs at once (one core each)")
+    parser.add_argument("--episodes", type=int_at_least(1), default=100)
     parser.add_argument("--env-backend", choices=("default", "batched"), default="default",
                         help="batched: the MinAtar games as tensors (a3cs train --env-backend)")
     parser.add_argument("--trust-runs", action="store_true",
                         help="continue unfinished runs written on another machine (your own: "
                         "their environment state is a pickle, see a3cs train --trust-run)")
     args = parser.parse_args(argv)
-    if args.jobs < 1 or args.episodes < 1:
-        print("error: --jobs and --episodes: got a value < 1; allowed: integers >= 1",
-              file=sys.stderr)
-        return 2
     batched = args.env_backend == "batched"
     args.out = args.out or Path("experiments/results/rl_scores" + ("_batched" if batched else ""))
     envs = args.envs or [env for env in ALL_ENVS if env.startswith("MinAtar/") or not batched]
     not_minatar = [env for env in envs if not env.startswith("MinAtar/")]
     if batched and not_minatar:
-        print(f"error: --envs: got {not_minatar[0]!r}; allowed: MinAtar games with "
-              "--env-backend batched", file=sys.stderr)
-        return 2
+        raise ConfigError("--envs", not_minatar[0], "MinAtar games with --env-backend batched")
+    if args.action == "run":
+        from a3cs_common.io import check_output_path
+
+        check_output_path(args.out, field="--out", kind="directory")
+    elif not any(seeds_present(args.out, env) for env in ALL_ENVS):
+        raise ConfigError("--out", str(args.out), "a folder of runs (<env>_s<seed>/, written "
+                          "by run)")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.action == "run":
         jobs = [(env, seed) for env in envs for seed in args.seeds]

@@ -19,15 +19,63 @@ speeds with ``benchmarks/bench_envs.py``, which interleaves them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.errors import ConfigError
 
 ENV_ID = "MinAtar/Breakout-v1"
 DEFAULT_OUT = Path("experiments/results/tune_batched_entry.jsonl")
+#: What each line of ``--out`` holds (the line :func:`train_and_score` returns).
+LINE_KEYS = ("settings", "seed", "steps", "steps_per_s", "mean_return", "std_return")
+
+
+def train_config(settings: dict, seed: int, steps: int) -> Any:
+    """The TrainConfig of ``settings`` laid over the MinAtar entry (not the backend's).
+
+    Raises:
+        ConfigError: a setting is not a TrainConfig field or not a valid value of it.
+    """
+    from a3cs.rl.config import make_config
+    from a3cs.rl.defaults import with_env_defaults
+
+    values, _ = with_env_defaults({"env_id": ENV_ID, "seed": seed, "total_steps": steps,
+                                   "device": "cpu"})
+    values.update(settings)
+    return make_config(values, source="--settings")
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The runs recorded in ``path`` (none while it does not exist).
+
+    Raises:
+        ConfigError: it is not a file of this script's lines (a directory, binary data,
+            other JSON).
+    """
+    from a3cs_common.io import read_text
+
+    if not path.exists():
+        return []
+    expected = "a JSON-lines file of this script's runs"
+    lines = []
+    for number, text in enumerate(read_text(path, field="--out", expected=expected)
+                                  .splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            line = None
+        if not isinstance(line, dict) or not all(key in line for key in LINE_KEYS):
+            raise ConfigError("--out", str(path), f"{expected} (line {number} is not a mapping "
+                              f"of {', '.join(LINE_KEYS)})")
+        lines.append(line)
+    return lines
 
 
 def train_and_score(settings: dict, seed: int, steps: int) -> dict:
@@ -36,18 +84,12 @@ def train_and_score(settings: dict, seed: int, steps: int) -> dict:
     import torch
 
     from a3cs.rl.checkpoint import load_agent
-    from a3cs.rl.config import make_config
-    from a3cs.rl.defaults import with_env_defaults
     from a3cs.rl.evaluate import evaluate_policy, model_policy
     from a3cs.rl.train import train
 
     torch.set_num_threads(1)
-    values, _ = with_env_defaults({"env_id": ENV_ID, "seed": seed, "total_steps": steps,
-                                   "device": "cpu"})
-    values.update(settings)
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(make_config(values, source="--settings"), Path(tmp) / "run",
-                       progress=False)
+        result = train(train_config(settings, seed, steps), Path(tmp) / "run", progress=False)
         agent = load_agent(result.checkpoint)
         score = evaluate_policy(model_policy(agent.model, seed=0), ENV_ID, 100, seed=10_000)
     return {"settings": settings, "seed": seed, "steps": steps,
@@ -74,12 +116,13 @@ def table(lines: list[dict]) -> str:
     return "\n".join(rows)
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", default=[],
                         help="candidates, each a JSON mapping of TrainConfig fields")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=500_000)
+    parser.add_argument("--seeds", nargs="+", type=int_at_least(0), default=[0])
+    parser.add_argument("--steps", type=int_at_least(1), default=500_000)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     candidates = []
@@ -89,28 +132,20 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError as error:
             candidate = error
         if not isinstance(candidate, dict):
-            print(f"error: --settings: got {text!r}; allowed: a JSON mapping of TrainConfig "
-                  "fields", file=sys.stderr)
-            return 2
+            raise ConfigError("--settings", text, "a JSON mapping of TrainConfig fields")
+        train_config(candidate, args.seeds[0], args.steps)  # a bad field now, not after a run
         candidates.append(candidate)
-    if args.steps < 1:
-        print(f"error: --steps: got {args.steps}; allowed: an integer >= 1", file=sys.stderr)
-        return 2
-    lines = ([json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
-             if args.out.is_file() else [])
+    from a3cs_common.io import check_output_path
+
+    check_output_path(args.out, field="--out")  # appended to after each run
+    lines = read_lines(args.out)
     done = {json.dumps([line["settings"], line["seed"], line["steps"]], sort_keys=True)
             for line in lines}
     for candidate in candidates:
         for seed in args.seeds:
             if json.dumps([candidate, seed, args.steps], sort_keys=True) in done:
                 continue
-            from a3cs_common.errors import ConfigError
-
-            try:
-                line = train_and_score(candidate, seed, args.steps)
-            except ConfigError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 2
+            line = train_and_score(candidate, seed, args.steps)
             lines.append(line)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             with args.out.open("a") as handle:  # one line a run: a stop loses no finished run

@@ -16,7 +16,6 @@ plot docs/figures/model_fidelity.{png,svg}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -30,8 +29,8 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from a3cs_common.errors import ConfigError
-from a3cs_common.io import atomic_write_text, save_figure
+from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.io import atomic_write_text, check_output_path, save_figure
 from accelerator_model.fidelity import FORMATS, Comparison, compare, refused_agreement, sample_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,24 +108,21 @@ def scatter(c: Comparison, stem: Path) -> list[Path]:
     return save_figure(fig, stem, dpi=130)
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=600, help="runnable pairs (default 600)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int_at_least(3), default=600,
+                        help="runnable pairs (default 600)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--results", default=str(REPO / "experiments/results"),
                         help="folder of model_fidelity.json/.md")
     parser.add_argument("--figures", default=str(REPO / "docs/figures"),
                         help="folder of model_fidelity.png/.svg")
     args = parser.parse_args(argv)
-    if args.samples < 3:
-        print(f"{parser.prog}: error: --samples: got {args.samples}; allowed: an integer >= 3",
-              file=sys.stderr)
-        return 2
-    try:
-        runnable, refused = sample_pairs(args.samples, seed=args.seed)
-    except ConfigError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    # the outputs' folders are checked before the pairs are simulated, not after
+    check_output_path(args.results, field="--results", kind="directory")
+    check_output_path(args.figures, field="--figures", kind="directory")
+    runnable, refused = sample_pairs(args.samples, seed=args.seed)
     with tqdm(total=len(runnable), desc="hw_sim", unit="pair") as bar:
         c = compare(runnable, progress=bar.update)
     if not c.model_valid.all():

@@ -66,9 +66,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from a3cs_common.cli import OneLineParser, finite_float
 from a3cs_common.errors import ConfigError
 from a3cs_common.formats import NM
-from a3cs_common.io import atomic_write_text
+from a3cs_common.io import atomic_write_text, check_output_path, read_text
 from a3cs_common.schema import validate
 from hw_sim.files import load_workload
 from hw_sim.hardware import Hardware
@@ -1048,7 +1049,7 @@ def markdown(layers: list[LayerRow], runs: list[RunRow], command: str, versions:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=TOPOLOGIES)
     parser.add_argument("--dataflows", nargs="+", default=list(DATAFLOWS), choices=DATAFLOWS)
     parser.add_argument("--arrays", nargs="+", default=list(ARRAYS), choices=list(ARRAYS),
@@ -1063,7 +1064,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         metavar="TOPOLOGY",
                         help="skip the finite-bandwidth (USER) runs of these topologies only "
                         "(SCALE-Sim's USER mode can take hours per ResNet-18 layer)")
-    parser.add_argument("--scalesim-timeout", type=float, default=600.0,
+    parser.add_argument("--scalesim-timeout", type=finite_float, default=600.0,
                         help="seconds per SCALE-Sim USER-mode layer run (default 600)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
                         help=f"SCALE-Sim's virtual environment (created if missing; default "
@@ -1089,9 +1090,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.n_m_only and not args.n_m_topologies:
         raise ConfigError("--n-m-topologies", "none", "at least one with --n-m-only")
-    if args.n_m_only and not args.doc.is_file():
-        raise ConfigError("--doc", str(args.doc), "an existing document whose N:M section "
-                          "--n-m-only replaces (run without --n-m-only first)")
+    if args.n_m_only:  # read back at the end, after the runs
+        read_text(args.doc, field="--doc", expected="an existing document whose N:M section "
+                  "--n-m-only replaces (run without --n-m-only first)")
     if args.n_m_only and args.regression_data is not None:
         raise ConfigError("--regression-data", str(args.regression_data),
                           "not with --n-m-only (it runs no dense case; use "
@@ -1102,6 +1103,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         raise ConfigError("--scalesim-timeout", args.scalesim_timeout, "seconds > 0")
     if args.repeats < 1:
         raise ConfigError("--repeats", args.repeats, "an integer >= 1")
+    # The outputs are written after the runs (hours of SCALE-Sim): a path that cannot be
+    # written fails now.
+    check_output_path(args.results, field="--results", kind="directory")
+    check_output_path(args.doc, field="--doc")
+    for flag, path in (("--regression-data", args.regression_data),
+                       ("--n-m-regression-data", args.n_m_regression_data)):
+        if path is not None:
+            check_output_path(path, field=flag)
     return args
 
 

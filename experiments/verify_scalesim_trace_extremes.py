@@ -21,9 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from a3cs_common.cli import OneLineParser
+from a3cs_common.cli import OneLineParser, int_at_least, positive_float, script_main
 from a3cs_common.errors import ConfigError
-from a3cs_common.io import atomic_write_text
+from a3cs_common.io import atomic_write_text, check_output_path
 from hw_sim.scalesim_reference import (
     DEFAULT_VENV,
     SEED_CACHE,
@@ -44,6 +44,7 @@ def shipped_records(caches: list[Path], key: str) -> dict | None:
                  and trace_kind(record) == "full"), None)
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
@@ -56,16 +57,22 @@ def main(argv: list[str] | None = None) -> int:
                                  (16, 16, 8)], help="ROWSxCOLS:KB per operand buffer")
     parser.add_argument("--dataflows", nargs="+", default=["ws", "os", "is"],
                         choices=("ws", "os", "is"))
-    parser.add_argument("--bandwidths", nargs="+", type=int, default=[10, 4, 2])
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per layer")
+    parser.add_argument("--bandwidths", nargs="+", type=int_at_least(1), default=[10, 4, 2])
+    parser.add_argument("--timeout", type=positive_float, default=3600.0,
+                        help="seconds per layer")
     parser.add_argument("--csv", type=Path, help="per-layer comparison")
     args = parser.parse_args(argv)
-    try:
-        versions = scalesim_versions(args.venv)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    for rows, cols, kb in args.arrays:  # parse_array takes any integers
+        if min(rows, cols, kb) < 1:
+            raise ConfigError("--arrays", f"{rows}x{cols}:{kb}", "ROWSxCOLS:KB, each an "
+                              "integer >= 1")
     caches = args.cache or [SEED_CACHE]
+    for cache in caches:
+        if not cache.is_dir():
+            raise ConfigError("--cache", str(cache), "a folder of cached SCALE-Sim runs")
+    if args.csv:  # written after the runs
+        check_output_path(args.csv, field="--csv")
+    versions = scalesim_versions(args.venv)
     python = args.venv / "bin" / "python"
     grid = [(topology, Case(rows, cols, kb, dataflow, bandwidth))
             for topology in args.topologies for rows, cols, kb in args.arrays

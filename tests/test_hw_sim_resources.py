@@ -181,7 +181,7 @@ def test_cacti_script_without_a_built_cacti_exits_2(tmp_path, capsys):
 
     assert main(["--cacti", str(tmp_path), "--out", str(tmp_path / "t.py")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --cacti") and "\n" not in err
+    assert err.startswith("cacti_sram.py: error: --cacti") and "\n" not in err
     assert not (tmp_path / "t.py").exists()
 
 

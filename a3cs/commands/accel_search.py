@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from a3cs.commands.common import add_workload, finite_float, load_cli_workload
+from a3cs.commands.common import add_workload, load_cli_workload
+from a3cs_common.cli import finite_float
 
 METHODS = ("differentiable", "random", "exhaustive", "all")
 

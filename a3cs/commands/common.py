@@ -4,20 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
-
-
-def finite_float(text: str) -> float:
-    """argparse ``type`` of every float flag: a finite number (``inf``, ``nan`` and
-    ``1e400`` are refused while parsing, with a one-line message naming the flag)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a finite number")
-    return value
 
 
 def add_workload(parser: argparse.ArgumentParser) -> None:

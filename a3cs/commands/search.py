@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from a3cs.commands.common import finite_float
+from a3cs_common.cli import finite_float
 
 # CLI flag -> dotted config field
 _OVERRIDES = {
