@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         trials = load_json_records(run / "search" / "trials.json", field="runs",
                                    expected="the run's trials (search/trials.json)",
                                    keys=("reward", "sample", "agreement"))
-        if not trials:
-            raise ConfigError("runs", str(run), "runs that have trials (search/trials.json)")
+        if not any(t["agreement"] is not None for t in trials):
+            raise ConfigError("runs", str(run), "runs with trained trials (search/trials.json)")
         try:
             arch = prep.space.arch(candidate, prep.obs_shape, name="c")
         except ConfigError as exc:
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((run, prep, trials, arch, load_teacher(prep.teacher_path, field="teacher")))
     for run, prep, trials, arch, teacher in runs:
         play = _teacher_play(prep, teacher)
-        best = max(trials, key=lambda r: r["reward"])
+        # the best trained trial: samples outside the latency band are recorded untrained
+        best = max((t for t in trials if t["agreement"] is not None), key=lambda r: r["reward"])
         key = _trial_key(prep, {"arch": candidate})
         sampled = any(_trial_key(prep, t["sample"]) == key for t in trials)
         trained = sorted(t["agreement"] for t in trials if t["agreement"] is not None)
