@@ -65,6 +65,23 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def seed_int(text: str) -> int:
+    """argparse ``type`` of a seed flag: an integer from 0 to
+    :data:`a3cs_common.schema.SEED_MAX` (what numpy and gymnasium take, with room for the
+    seeds a run derives from it)."""
+    from a3cs_common.schema import SEED_MAX
+
+    refused = argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer from 0 to "
+                                         f"{SEED_MAX}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise refused from None
+    if not 0 <= value <= SEED_MAX:
+        raise refused
+    return value
+
+
 def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None],
                                                                           int]:
     """Decorator of a script's ``main(argv)``: a :class:`ConfigError` it raises becomes one line

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import difflib
 import typing
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from a3cs_common.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _MISSING_VALUE = "<missing>"
+
+#: The largest seed a config or flag takes: numpy and gymnasium take unsigned 32-bit seeds,
+#: and a run derives more from its own (evaluation episodes at seed + 10,000 to + 30,000, one
+#: per environment), so half that range is left to them.
+SEED_MAX = 2**31 - 1
+#: A seed field of a config (0 to :data:`SEED_MAX`).
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class FrozenModel(BaseModel):

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.cli import OneLineParser, int_at_least, script_main, seed_int
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import save_figure
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student-arch", type=Path,
                         default=REPO / "experiments/arch/minatar_circulant_b8.yaml")
     parser.add_argument("--student-steps", type=int_at_least(1), default=1_000_000)
-    parser.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int_at_least(1), default=100)
     parser.add_argument("--jobs", type=int_at_least(1), default=1,
                         help="student runs in parallel")

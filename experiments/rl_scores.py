@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.cli import OneLineParser, int_at_least, script_main, seed_int
 from a3cs_common.errors import ConfigError
 
 GAMES = ("Breakout", "SpaceInvaders", "Asterix", "Freeway", "Seaquest")
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--envs", nargs="+", default=None, choices=sorted(ANCHORS),
                         help="environments to train (default: all, the MinAtar games with "
                         "--env-backend batched; the report covers every one present)")
-    parser.add_argument("--seeds", nargs="+", type=int_at_least(0), default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=seed_int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int_at_least(1), default=2,
                         help="runs at once (one core each)")
     parser.add_argument("--episodes", type=int_at_least(1), default=100)

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.cli import OneLineParser, int_at_least, script_main, seed_int
 from a3cs_common.errors import ConfigError
 
 ENV_ID = "MinAtar/Breakout-v1"
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", default=[],
                         help="candidates, each a JSON mapping of TrainConfig fields")
-    parser.add_argument("--seeds", nargs="+", type=int_at_least(0), default=[0])
+    parser.add_argument("--seeds", nargs="+", type=seed_int, default=[0])
     parser.add_argument("--steps", type=int_at_least(1), default=500_000)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from a3cs_common.cli import OneLineParser, int_at_least, script_main
+from a3cs_common.cli import OneLineParser, int_at_least, script_main, seed_int
 from a3cs_common.io import atomic_write_text, check_output_path, save_figure
 from accelerator_model.fidelity import FORMATS, Comparison, compare, refused_agreement, sample_pairs
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int_at_least(3), default=600,
                         help="runnable pairs (default 600)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--results", default=str(REPO / "experiments/results"),
                         help="folder of model_fidelity.json/.md")
     parser.add_argument("--figures", default=str(REPO / "docs/figures"),

@@ -242,6 +242,25 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
     # a flag's latency target replaces the default config's other one (not a conflict)
     add("search-target-fps-with-the-default", ["search", "--target-fps", "1000", "--out",
                                                str(a_file / "run")], "--out")
+    # every seed, flag or config key: numpy and gymnasium take 0 to 2**32 - 1, and a run
+    # derives more seeds from its own
+    seeded = {"train": ["train", "--env", "CartPole-v1", "--out", out],
+              "search": ["search", "--out", out],
+              "evaluate": ["evaluate", TEACHER, "--episodes", "1"],
+              "accel-search": ["accel-search", "--workload", WORKLOAD, "--space", SPACE,
+                               "--out", out],
+              "calibrate-cpu": ["calibrate-cpu", "--out", str(root / "profile.json")]}
+    for command, argv in seeded.items():
+        for value in ("-1", "2147483648", "1.5"):
+            add(f"{command}--seed={value}", [*argv, "--seed", value], "--seed")
+    add("evaluate--policy-seed=-1", [*seeded["evaluate"], "--policy-seed", "-1"],
+        "--policy-seed")
+    for value in ("-1", "4294967296"):
+        config = root / f"seed_{value}.yaml"
+        config.write_text(f"env_id: CartPole-v1\nseed: {value}\n")
+        add(f"train-config-seed={value}", ["train", "--config", str(config), "--out", out],
+            "seed")
+        add(f"search-config-seed={value}", ["search", str(config), "--out", out], "seed")
     damaged_runs = {"state-garbage": (GARBAGE, b"method: a3cs\n"),
                     "config-garbage": (b"{}", b"method: [1, 2\n"),
                     "config-invalid": (b"[]", b"method: nope\nbudget: 3\n")}

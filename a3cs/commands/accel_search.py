@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from a3cs.commands.common import add_workload, load_cli_workload
-from a3cs_common.cli import finite_float
+from a3cs_common.cli import finite_float, seed_int
 
 METHODS = ("differentiable", "random", "exhaustive", "all")
 
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="differentiable: Adam learning rate on the logits (default 0.5)")
     parser.add_argument("--samples", type=int, default=1000,
                         help="random: valid configurations to score (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default="runs/accel_search", metavar="DIR",
                         help="output folder (default runs/accel_search)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from a3cs_common.cli import seed_int
+
 DEFAULT_OUT = "experiments/results/cpu_host_profile.json"
 
 
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, default=16, help="interleaved rounds (default 16)")
     parser.add_argument("--samples", type=int, default=4,
                         help="timed samples per kernel and round (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of shapes and order")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of shapes and order")
     parser.add_argument("--no-residual", action="store_true",
                         help="fit the additive model only (no residual trees)")
     parser.add_argument("--update-reference", action="store_true",
@@ -52,8 +54,7 @@ def _check(args: argparse.Namespace) -> None:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     limits = {"--per-family": (args.per_family, 20), "--held-out": (args.held_out, 1),
-              "--rounds": (args.rounds, 1), "--samples": (args.samples, 1),
-              "--seed": (args.seed, 0)}
+              "--rounds": (args.rounds, 1), "--samples": (args.samples, 1)}
     for flag, (value, low) in limits.items():
         if value < low:
             raise ConfigError(flag, value, f"an integer >= {low}")

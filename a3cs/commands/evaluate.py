@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from a3cs_common.cli import seed_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,9 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint or run directory")
     parser.add_argument("--episodes", type=int, default=100, metavar="K",
                         help="episodes (default 100)")
-    parser.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation "
+    parser.add_argument("--seed", type=seed_int, default=10_000, help="seed of the evaluation "
                         "environments (default 10000, apart from training's)")
-    parser.add_argument("--policy-seed", type=int, default=None, metavar="SEED",
+    parser.add_argument("--policy-seed", type=seed_int, default=None, metavar="SEED",
                         help="seed of the policy's action sampling (default: --seed); "
                         "`a3cs search` evaluates with --seed 10000+S --policy-seed S for its "
                         "seed S, so those two reproduce its eval.json exactly")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from a3cs_common.cli import finite_float
+from a3cs_common.cli import finite_float, seed_int
 
 # CLI flag -> dotted config field
 _OVERRIDES = {
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=METHODS, help="a3cs, a3cs_no_distill, "
                         "hand_designed, sequential, random or evolution")
     parser.add_argument("--env", help="environment id, e.g. MinAtar/Breakout-v1")
-    parser.add_argument("--seed", type=int, help="seed of the whole run")
+    parser.add_argument("--seed", type=seed_int, help="seed of the whole run")
     parser.add_argument("--target", help="accelerator:SPACE.yaml or cpu:PROFILE")
     parser.add_argument("--space", metavar="SPACE.yaml", help="agent search space")
     parser.add_argument("--teacher", metavar="CKPT", help="A2D teacher checkpoint")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from a3cs_common.cli import seed_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="training config (any TrainConfig field); it overrides the "
                         "environment's defaults field by field, and flags override it")
     parser.add_argument("--algo", choices=("ppo", "a2c"), help="algorithm (default ppo)")
-    parser.add_argument("--seed", type=int, help="seed (default 0)")
+    parser.add_argument("--seed", type=seed_int, help="seed (default 0)")
     parser.add_argument("--num-envs", type=int, metavar="N", help="parallel environments")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     parser.add_argument("--env-backend", choices=("default", "batched"),

@@ -16,7 +16,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from a3cs.rl.batched import check_batched
 from a3cs_common.errors import ConfigError
-from a3cs_common.schema import FrozenModel, validate
+from a3cs_common.schema import FrozenModel, Seed, validate
 from distill.schedules import DistillConfig
 from nas.arch import Arch
 
@@ -34,7 +34,7 @@ class TrainConfig(FrozenModel):
     env_id: str = Field(default="MinAtar/Breakout-v1", description="environment id")
     total_steps: PositiveInt = Field(default=1_000_000, description="environment steps "
                                      "(all envs together); rounded up to whole rollouts")
-    seed: int = Field(default=0, description="seed of envs, initial weights and sampling")
+    seed: Seed = Field(default=0, description="seed of envs, initial weights and sampling")
     algo: Literal["ppo", "a2c"] = "ppo"
     num_envs: PositiveInt = Field(default=8, description="parallel environments")
     n_steps: PositiveInt | None = Field(default=None, description="steps per env per rollout")

@@ -27,7 +27,7 @@ from a3cs.paths import DATA_DIR, portable_path, resolve_path
 from a3cs.rl.batched import has_batched
 from a3cs_common.errors import ConfigError
 from a3cs_common.io import load_mapping
-from a3cs_common.schema import FrozenModel, validate
+from a3cs_common.schema import FrozenModel, Seed, validate
 from distill.schedules import DistillConfig
 
 Method = Literal["a3cs", "a3cs_no_distill", "hand_designed", "sequential", "random", "evolution"]
@@ -258,7 +258,7 @@ class SearchConfig(FrozenModel):
     label: str | None = Field(default=None, description="the run's name in tables and plots "
                               "(a sweep's variant, e.g. evolution_distill); none: the method")
     env_id: str = Field(default="MinAtar/Breakout-v1", description="environment id")
-    seed: int = 0
+    seed: Seed = 0
     target: str = Field(default="accelerator:zc706_cosearch_space.yaml",
                         description="accelerator:SPACE.yaml (an accelerator search space) or "
                         "cpu:PROFILE (a preset name or a calibrated profile file)")
