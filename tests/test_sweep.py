@@ -95,6 +95,9 @@ def test_bad_sweeps_are_one_line_errors_before_ray_starts(tmp_path: Path, capsys
     assert "grid: got 'a3cs_s0'; allowed: trials with distinct names" in bad(
         grid={"method": ["a3cs", "a3cs"], "seed": [0]})
     assert "base: got" in bad(base="nope.yaml")
+    for name in ("a/b", "..", ""):  # a variant's name begins its run directories' names
+        assert f"variants: got {name!r}; allowed: names of letters" in bad(
+            grid={"seed": [0]}, variants={name: {"method": "random"}})
     assert "did you mean 'grid'" in _bad(["sweep", _write(tmp_path, "gird: {}\n"), "--out",
                                           str(out)], capsys)
     garbage = tmp_path / "garbage.yaml"

@@ -22,6 +22,7 @@ built and validated before anything starts (:func:`expand`).
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,10 @@ def _nested(flat: dict[str, Any], field: str) -> dict[str, Any]:
     return out
 
 
+#: A variant's name, which begins its trials' run directory names.
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _short(value: Any) -> str:
     text = str(value).split("/")[-1]
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in text)
@@ -110,6 +115,11 @@ def load_sweep(path: str) -> tuple[SweepConfig, Path | None]:
     if sweep.variants is not None and not sweep.variants:
         raise ConfigError("variants", {}, "at least one named variant, or no variants key",
                           source=path)
+    for name in sweep.variants or {}:
+        if not VARIANT_NAME.fullmatch(name):
+            raise ConfigError("variants", name, "names of letters, digits, '.', '_' and '-', "
+                              "beginning with a letter or digit (each names its trials' run "
+                              "directories)", source=path)
     base = None
     if sweep.base is not None:
         base = Path(resolve_path(sweep.base, Path(path).resolve().parent))
