@@ -185,6 +185,11 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
     for name in ("fields_missing.pt", "fields_wrong.pt", "not_a_dict.pt"):
         add(f"train-teacher-{name}", ["train", "--teacher", str(bad[name]), "--out", out],
             "--teacher")
+    huge = root / "huge_arch.yaml"  # a mistyped width: 144 TB of weights
+    huge.write_text("name: huge\nlayers: [{op: conv3x3, width: 1000000000000}]\n"
+                    "head: {width: 128}\n")
+    add("train-arch-too-large", ["train", "--env", "MinAtar/Breakout-v1", "--arch", str(huge),
+                                 "--out", out], "arch")
     for flag, values in (("--steps", ("0", "-5")), ("--num-envs", ("0", "-2")),
                          ("--threads", ("0",))):
         for value in values:

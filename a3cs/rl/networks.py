@@ -425,8 +425,16 @@ def build_agent(arch: Arch | None, obs_space: gym.spaces.Box, action_space: gym.
     """
     chosen = arch if arch is not None else reference_arch(tuple(obs_space.shape))
     generator = torch.Generator().manual_seed(seed)
-    return ActorCritic(chosen, obs_space, action_space, normalize_obs=normalize_obs,
-                       generator=generator)
+    try:
+        return ActorCritic(chosen, obs_space, action_space, normalize_obs=normalize_obs,
+                           generator=generator)
+    except (MemoryError, RuntimeError) as error:
+        # torch's allocator reports a failed allocation as a RuntimeError ("can't allocate
+        # memory"): an architecture too large for this machine (e.g. a mistyped width)
+        if isinstance(error, RuntimeError) and "allocate" not in str(error):
+            raise
+        raise ConfigError("arch", chosen.name, "an architecture whose weights fit in this "
+                          "machine's memory (check its layers' widths)") from None
 
 
 # --------------------------------------------------------------------------------------------
