@@ -13,6 +13,7 @@ table and JSON fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -253,19 +254,22 @@ def _pair_view(layers: LayerBatch, hws: HardwareBatch, li: Tensor, hi: Tensor,
     return PairView(**columns)
 
 
-def reason_error(estimate: PairEstimate, i: int, hw_name: str, layer_name: str,
-                 word_bits: int) -> ConfigError:
-    """The :class:`ConfigError` hw_sim would raise for invalid pair ``i`` of ``estimate``."""
+def reason_error(estimate: PairEstimate, i: int, hw: Hardware, layer_name: str) -> ConfigError:
+    """The :class:`ConfigError` hw_sim would raise for invalid pair ``i`` of ``estimate``
+    (naming ``hw``'s value of the field that is too small or missing)."""
     code = int(estimate.reason.reshape(-1)[i])
     field, allowed = REASONS[code]
     if code in MISSING_ENGINE.values():
         return ConfigError(field, False if code == 7 else None, f"{allowed} in hardware "
-                           f"'{hw_name}' [layer '{layer_name}']")
+                           f"'{hw.name}' [layer '{layer_name}']")
+    given: Any = hw
+    for part in field.split("."):
+        given = getattr(given, part)
     need = float(estimate.need_words.reshape(-1)[i])
     if code == 3:
-        return ConfigError(field, None, f"{allowed} ({need:g}) [layer '{layer_name}']")
-    kib = 2 * need * word_bits / 8 / 1024
-    return ConfigError(field, None, f"at least {kib:.3g} KiB, so that {allowed} "
+        return ConfigError(field, given, f"{allowed} ({need:g}) [layer '{layer_name}']")
+    kib = 2 * need * hw.word_bits / 8 / 1024
+    return ConfigError(field, given, f"at least {kib:.3g} KiB, so that {allowed} "
                        f"({need:g} words) [layer '{layer_name}']")
 
 
@@ -285,7 +289,7 @@ def estimate(workload: Workload, hw: Hardware) -> SimReport:
     reports = []
     for i, layer in enumerate(workload.layers):
         if not bool(est.valid[i]):
-            raise reason_error(est, i, hw.name, layer.name, hw.word_bits)
+            raise reason_error(est, i, hw, layer.name)
         ints = {name: round(float(getattr(est, name)[i])) for name in (
             "total_cycles", "compute_cycles", "stall_cycles", *COUNT_FIELDS, *TRAFFIC_FIELDS)}
         reports.append(LayerReport(

@@ -114,6 +114,14 @@ def test_simulate_bad_input(tmp_path, capsys, hw, net, expected):
     assert expected in line
 
 
+def test_estimate_names_the_too_small_value_as_simulate_does(tmp_path, capsys):
+    hw = _yaml(tmp_path, "hw.yaml", HW.replace("filter: 4", "filter: 0.01"))
+    net = _yaml(tmp_path, "net.yaml", NET)
+    for command in ("simulate", "estimate"):
+        assert "sram_kb.filter: got 0.01; allowed: at least 0.0312 KiB" in _bad(
+            [command, "--hw", hw, "--workload", net], capsys)
+
+
 def test_simulate_bad_cli_arguments(tmp_path, capsys, repo):
     hw = str(repo / "experiments/hw/ws_32x32.yaml")
     net = str(repo / "experiments/workloads/minatar_reference.yaml")
