@@ -64,6 +64,10 @@ PARAMETERS: dict[str, tuple[str | None, str, str]] = {
 }
 SRAM_PARAMETERS = ("sram_ifmap_kb", "sram_filter_kb", "sram_ofmap_kb")
 ASSIGNMENT = "chunk_assignment"  # the searched chunk-assignment rule's label
+#: most (word_bits x buffer sizes) option combinations a space may have: hw_sim resolves each
+#: one's energy table once (~25 us each, so 25 s at most; a space of 200 options per buffer
+#: would take hours and tens of GB)
+ENERGY_TABLE_LIMIT = 1_000_000
 #: spaces up to this many configurations keep their within-budget grid (int16 option indices:
 #: 2 bytes a parameter, ~25 MB for a million configurations of 12 parameters)
 BUDGET_CACHE_LIMIT = 1_000_000
@@ -218,6 +222,14 @@ class AcceleratorSpace:
                 except ConfigError as exc:
                     raise ConfigError(f"parameters.{name}[{i}]", value, exc.allowed,
                                       source=source) from None
+        table_names = [name for name in ("word_bits", *SRAM_PARAMETERS) if name in chosen]
+        combinations = math.prod(len(chosen[name]) for name in table_names)
+        if combinations > ENERGY_TABLE_LIMIT:
+            raise ConfigError(
+                "parameters", {name: len(chosen[name]) for name in table_names},
+                f"at most {ENERGY_TABLE_LIMIT:,} combinations of the options of "
+                f"{', '.join(table_names)} (this space has {combinations:,}; each one's energy "
+                "table is made once): fewer options of these", source=source)
         chunks = config.chunks
         self.parameters: tuple[Parameter, ...] = tuple(
             Parameter(self._label(name, c), name, c, tuple(options))

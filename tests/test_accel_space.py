@@ -107,6 +107,10 @@ def test_chunked_space_labels(tmp_path, repo):
     ("parameters: {}\n", "parameters", "at least one searched parameter"),
     ("chunks: {count: 3}\nparameters:\n  pe_rows: [4]\n", "chunks.count", "1 or 2"),
     ("objective: speed\nparameters:\n  pe_rows: [4]\n", "objective", "'latency'"),
+    # 101 ** 3 buffer-size combinations: each one's energy table would be made
+    ("parameters:\n" + "".join(f"  sram_{b}_kb: {list(range(8, 109))}\n"
+                                for b in ("ifmap", "filter", "ofmap")),
+     "parameters", "at most 1,000,000 combinations"),
 ])
 def test_bad_space_yaml(tmp_path, repo, body, field, allowed):
     with pytest.raises(ConfigError) as error:
