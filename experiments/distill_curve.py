@@ -26,9 +26,11 @@ import math
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
+from tqdm.contrib.concurrent import thread_map
 
 from a3cs_common.cli import OneLineParser, int_at_least, script_main, seed_int
 from a3cs_common.errors import ConfigError
@@ -192,11 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         wall = train_run(out / name, env_id=args.env, steps=args.student_steps, seed=seed,
                          arch=args.student_arch,
                          teacher=teacher if label == "distilled" else None, log=log)
-        print(f"  {name} done ({wall:.0f} s)", flush=True)
+        tqdm.write(f"  {name} done ({wall:.0f} s)")  # above the bar
         return wall
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        walls = list(pool.map(run, jobs))
+    walls = thread_map(run, jobs, max_workers=args.jobs, desc="students", unit="run")
 
     curves: dict[str, list[list[dict[str, float]]]] = {"distilled": [], "no distillation": []}
     per_seed: dict[str, list[dict[str, Any]]] = {"distilled": [], "no distillation": []}

@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -276,10 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"sweep_dir: got {' '.join(map(str, args.sweep_dirs))!r}; allowed: "
                      "directories holding finished distilled search runs (of --games and "
                      "--methods if given)")
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for status in pool.map(lambda run: retrain(run, args.variant, args.threads,
-                                                  args.trust_runs), runs):
-            print(status, flush=True)
+    from tqdm import tqdm
+    from tqdm.contrib.concurrent import thread_map
+
+    def retrain_one(run: Path) -> str:
+        status = retrain(run, args.variant, args.threads, args.trust_runs)
+        tqdm.write(status)  # each run's line as it ends, above the bar
+        return status
+
+    thread_map(retrain_one, runs, max_workers=args.jobs, desc=f"retrain {args.variant}",
+               unit="run")
     print(f"table: {report(args.sweep_dirs, args.variant, args.out)}")
     return 0
 

@@ -29,7 +29,6 @@ import json
 import statistics
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,11 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.action == "run":
         jobs = [(env, seed) for env in envs for seed in args.seeds]
-        with ThreadPoolExecutor(args.jobs) as pool:
-            for line in pool.map(lambda job: train_one(args.out, *job, threads=1,
-                                                      trust_runs=args.trust_runs,
-                                                      env_backend=args.env_backend), jobs):
-                print(line, flush=True)
+        from tqdm import tqdm
+        from tqdm.contrib.concurrent import thread_map
+
+        def run_one(job: tuple[str, int]) -> str:
+            line = train_one(args.out, *job, threads=1, trust_runs=args.trust_runs,
+                             env_backend=args.env_backend)
+            tqdm.write(line)  # each run's line as it ends, above the bar
+            return line
+
+        thread_map(run_one, jobs, max_workers=args.jobs, desc="rl_scores", unit="run")
     if args.action == "teachers":
         ship_teachers(args.out, args.seeds, args.episodes)
         return 0
