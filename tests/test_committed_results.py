@@ -22,6 +22,8 @@ V19 = EVIDENCE / "cosearch_minatar_v19"
 RUNS = [V19 / "breakout_evolution_finalists_s0", V19 / "spaceinvaders_evolution_finalists_s3",
         V19 / "asterix_evolution_finalists_s4",
         EVIDENCE / "cosearch_minatar_v7" / "breakout_evolution_start_s2",
+        # the round searched and retrained on the batched games (v21), the README's table
+        EVIDENCE / "cosearch_minatar_v21" / "breakout_evolution_batched_s1",
         # the same-settings random baseline's agent that tops the Asterix front
         EVIDENCE / "cosearch_minatar_v20" / "asterix_random_finalists_s2"]
 
