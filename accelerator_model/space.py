@@ -65,8 +65,8 @@ PARAMETERS: dict[str, tuple[str | None, str, str]] = {
 SRAM_PARAMETERS = ("sram_ifmap_kb", "sram_filter_kb", "sram_ofmap_kb")
 ASSIGNMENT = "chunk_assignment"  # the searched chunk-assignment rule's label
 #: most (word_bits x buffer sizes) option combinations a space may have: hw_sim resolves each
-#: one's energy table once (~25 us each, so 25 s at most; a space of 200 options per buffer
-#: would take hours and tens of GB)
+#: one's energy table once (~25 us each, so 25 s at most; 200 options per buffer, 16 M
+#: tables, ran for minutes with nothing shown and no end in sight of a 2-minute timeout)
 ENERGY_TABLE_LIMIT = 1_000_000
 #: spaces up to this many configurations keep their within-budget grid (int16 option indices:
 #: 2 bytes a parameter, ~25 MB for a million configurations of 12 parameters)
