@@ -48,7 +48,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -290,9 +290,8 @@ def _read_trials(path: Path) -> list[TrialRecord]:
         ConfigError: the file was damaged after the search wrote it.
     """
     expected = "the search's trials.json"
-    fields = tuple(name for name, spec in TrialRecord.__dataclass_fields__.items()
-                   if spec.default is MISSING)
-    rows = load_json_records(path, field="--resume", expected=expected, keys=fields)
+    required = tuple(f.name for f in fields(TrialRecord) if f.default is MISSING)
+    rows = load_json_records(path, field="--resume", expected=expected, keys=required)
     try:
         return [TrialRecord(**row) for row in rows]
     except TypeError:  # a key TrialRecord does not have
